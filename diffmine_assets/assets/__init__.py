@@ -1,0 +1,1 @@
+"""Thin Dagster assets: read config and inputs, call mining/, return tables."""

@@ -1,0 +1,99 @@
+"""The dataset's images (and, where it has them, ground-truth boxes)."""
+
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    DataVersion,
+    Failure,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from ..mining.datasets.ingest import ground_truth_boxes as compute_boxes
+from ..mining.datasets.ingest import ingest
+from ..mining.datasets.sources import DatasetError
+from ..mining.pictures import contact_sheet, image_rows
+from ..partitions import LABEL_PARTITIONS_NAME
+from ..resources import DiffmineResource
+from .metadata import md_table, picture
+
+PREVIEW_PER_LABEL = 8
+
+
+def build_ingest_assets(dataset_partitions):
+    @asset(
+        partitions_def=dataset_partitions,
+        io_manager_key="lake_io",
+        group_name="dataset",
+        kinds={"polars", "parquet"},
+        description="One row per usable image of the dataset: label, label key, id, path, size, sha256, split. "
+        "Registers every label found as a partition of the label dimension.",
+    )
+    def images(context: AssetExecutionContext, diffmine: DiffmineResource) -> Output[pl.DataFrame]:
+        name = context.partition_key
+        spec = diffmine.dataset(name)
+        files_dir = diffmine.lake.files_dir(name)
+        try:
+            result = ingest(name, spec, files_dir, progress=lambda d, n: context.log.info(f"checked {d}/{n} files"))
+        except (DatasetError, ValueError) as exc:
+            raise Failure(description=str(exc)) from None
+        df = result.images
+        for rel, reason in result.skipped:
+            context.log.warning(f"skipped {rel}: {reason}")
+        if df.is_empty():
+            raise Failure(
+                description=f"dataset {name!r}: no usable image "
+                f"({len(result.skipped)} skipped: {result.skip_counts}; empty labels: {result.empty_labels})"
+            )
+        keys = sorted(df["label_key"].unique().to_list())
+        known = set(context.instance.get_dynamic_partitions(LABEL_PARTITIONS_NAME))
+        new_keys = [k for k in keys if k not in known]
+        if new_keys:
+            context.instance.add_dynamic_partitions(LABEL_PARTITIONS_NAME, new_keys)
+        labels = df.group_by("label", "label_key").agg(pl.len().alias("images"), (pl.col("split") == "val").sum().alias("val")).sort("label_key")
+        sample = df.group_by("label_key", maintain_order=True).head(PREVIEW_PER_LABEL)
+        groups = [(f"{lbl}\n({n} images)", sample.filter(pl.col("label") == lbl)["path"].to_list()) for lbl, _k, n, _v in labels.iter_rows()]
+        metadata = {
+            "images": len(df),
+            "labels": len(labels),
+            "per_label": md_table(["label", "key", "images", "val"], [list(r) for r in labels.iter_rows()]),
+            "skipped": len(result.skipped),
+            "skipped_by_reason": MetadataValue.json(result.skip_counts),
+            "skipped_files": md_table(["file", "reason"], [list(s) for s in result.skipped]) if result.skipped else MetadataValue.text("none"),
+            "empty_labels": MetadataValue.json(result.empty_labels),
+            "new_label_partitions": MetadataValue.json(new_keys),
+            "data_version": result.data_version,
+            "preview": picture(contact_sheet(image_rows(groups[:12])), diffmine.lake.files_dir(name, "pictures", "images_preview.png")),
+        }
+        return Output(df, metadata=metadata, data_version=DataVersion(result.data_version))
+
+    @asset(
+        partitions_def=dataset_partitions,
+        io_manager_key="lake_io",
+        group_name="dataset",
+        ins={"images": AssetIn()},
+        output_required=False,
+        kinds={"polars", "parquet"},
+        description="Known boxes of visual elements (kind, role, owning label), for datasets that have ground truth. "
+        "Not materialized for datasets without any.",
+    )
+    def ground_truth_boxes(context: AssetExecutionContext, diffmine: DiffmineResource, images: pl.DataFrame):
+        name = context.partition_key
+        boxes = compute_boxes(name, diffmine.dataset(name), images)
+        if boxes is None:
+            context.log.info(f"dataset {name!r} has no ground truth; nothing to store")
+            return
+        per_kind = boxes.group_by("role", "kind").agg(pl.len().alias("boxes"), pl.col("image_id").n_unique().alias("images")).sort("role", "kind")
+        yield Output(
+            boxes,
+            metadata={
+                "boxes": len(boxes),
+                "images_with_boxes": boxes["image_id"].n_unique(),
+                "per_kind": md_table(["role", "kind", "boxes", "images"], [list(r) for r in per_kind.iter_rows()]),
+            },
+        )
+
+    return [images, ground_truth_boxes]

@@ -1,0 +1,208 @@
+"""`diffmine`: run the graph, query the catalog.
+
+Every command that reports figures ends its output with one line of JSON.
+Runs go through the project's Dagster instance (DAGSTER_HOME), so they show
+in the UI exactly like runs launched there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .mining.datasets.spec import ConfigError, default_config_path, load_config
+
+
+def _project_home(config_path: Path) -> Path:
+    """DAGSTER_HOME if set; else the folder of diffmine.yaml (which holds the
+    project's dagster.yaml)."""
+    env = os.environ.get("DAGSTER_HOME")
+    return Path(env).resolve() if env else config_path.parent
+
+
+def _instance(config_path: Path):
+    from dagster import DagsterInstance
+
+    home = _project_home(config_path)
+    os.environ["DAGSTER_HOME"] = str(home)
+    home.mkdir(parents=True, exist_ok=True)
+    return DagsterInstance.get()
+
+
+def _emit(figures: dict) -> None:
+    print(json.dumps(figures, default=str), flush=True)
+
+
+def _config_path(args) -> Path:
+    return Path(args.config).resolve() if args.config else default_config_path()
+
+
+# -- materialize ---------------------------------------------------------------------------
+
+
+def materialize(config_path: Path, dataset: str, labels: list[str] | None = None, select: list[str] | None = None, log=print) -> dict:
+    """Materialize the selected assets (default: all) of one dataset, its
+    per-dataset assets first, then each label's partition. Returns figures."""
+    from .runner import run_dataset
+
+    instance = _instance(config_path)
+    return run_dataset(instance, config_path, dataset, labels=labels, select=select, log=log)
+
+
+def cmd_materialize(args) -> int:
+    figures = materialize(_config_path(args), args.dataset, args.label, args.select)
+    _emit(figures)
+    return 0 if figures["failed_runs"] == 0 else 1
+
+
+def cmd_demo(args) -> int:
+    config_path = _config_path(args)
+    project = load_config(config_path)
+    dataset = args.dataset or project.dataset_names[0]
+    t0 = time.monotonic()
+    figures = materialize(config_path, dataset)
+    from .storage.catalog import Catalog
+    from .storage.lake import Lake
+
+    catalog = Catalog(project.catalog, Lake(project.lake))
+    with catalog.reader() as con:
+        per_label = con.execute(
+            "select label, count(*) as images from images where dataset = $d group by label order by label", {"d": dataset}
+        ).fetchall()
+    print()
+    print(f"diffmine demo: dataset {dataset!r} materialized in {time.monotonic() - t0:.0f} s")
+    for label, n in per_label:
+        print(f"  {label:<24} {n:>6} images")
+    print(f"lake:    {project.lake}")
+    print(f"catalog: {project.catalog}")
+    print("query:   diffmine sql \"select label, count(*) from images group by label\"")
+    print("UI:      diffmine ui   (then open http://127.0.0.1:3000)")
+    figures["images_per_label"] = {label: n for label, n in per_label}
+    _emit(figures)
+    return 0 if figures["failed_runs"] == 0 else 1
+
+
+# -- sql -----------------------------------------------------------------------------------
+
+
+def _format_table(columns: list[str], rows: list[tuple]) -> str:
+    cells = [[("NULL" if v is None else str(v)) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
+    out = [line(columns), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def run_sql(config_path: Path, query: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
+    from .storage.catalog import Catalog
+    from .storage.lake import Lake
+
+    project = load_config(config_path)
+    with Catalog(project.catalog, Lake(project.lake)).reader() as con:
+        cur = con.execute(query, params or None)
+        columns = [d[0] for d in cur.description] if cur.description else []
+        rows = cur.fetchall() if cur.description else []
+    return columns, rows
+
+
+def _parse_params(items: list[str] | None) -> dict:
+    params = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--param wants NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        params[k] = v
+    return params
+
+
+def cmd_sql(args) -> int:
+    import duckdb
+
+    t0 = time.monotonic()
+    try:
+        columns, rows = run_sql(_config_path(args), args.query, _parse_params(args.param))
+    except (duckdb.Error, FileNotFoundError) as exc:
+        print(f"diffmine sql: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps([dict(zip(columns, r)) for r in rows], default=str))
+    elif args.format == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(columns)
+        w.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        print(_format_table(columns, rows))
+        _emit({"rows": len(rows), "seconds": round(time.monotonic() - t0, 3)})
+    return 0
+
+
+def cmd_catalog(args) -> int:
+    from .storage.catalog import Catalog
+    from .storage.lake import Lake
+
+    project = load_config(_config_path(args))
+    catalog = Catalog(project.catalog, Lake(project.lake))
+    created = catalog.ensure_views()
+    views = sorted(catalog.views()) if project.catalog.exists() else []
+    for v in views:
+        print(v)
+    _emit({"views": views, "created": created})
+    return 0
+
+
+def cmd_ui(args) -> int:
+    config_path = _config_path(args)
+    home = _project_home(config_path)
+    env = dict(os.environ, DAGSTER_HOME=str(home), DIFFMINE_CONFIG=str(config_path))
+    cmd = ["dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port), "-m", "diffmine_assets.definitions"]
+    print(" ".join(cmd), flush=True)
+    os.execvpe(cmd[0], cmd, env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="diffmine", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", help="project configuration (default: $DIFFMINE_CONFIG or ./diffmine.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="materialize the whole graph for the built-in dataset")
+    d.add_argument("--dataset", help="another declared dataset instead of the first one")
+    d.set_defaults(fn=cmd_demo)
+
+    m = sub.add_parser("materialize", help="materialize assets of one dataset")
+    m.add_argument("--dataset", required=True)
+    m.add_argument("--label", action="append", help="label text or key; repeat for several (default: all)")
+    m.add_argument("--select", action="append", help="asset name; repeat for several (default: all)")
+    m.set_defaults(fn=cmd_materialize)
+
+    s = sub.add_parser("sql", help="read-only SQL on the catalog")
+    s.add_argument("query")
+    s.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    s.add_argument("--param", action="append", help="NAME=VALUE, bound to $NAME in the query; repeatable")
+    s.set_defaults(fn=cmd_sql)
+
+    c = sub.add_parser("catalog", help="(re)create the catalog's views over every lake table")
+    c.set_defaults(fn=cmd_catalog)
+
+    u = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
+    u.add_argument("--port", type=int, default=3000)
+    u.set_defaults(fn=cmd_ui)
+
+    args = p.parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as exc:
+        print(f"diffmine: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The Definitions of diffmine: assets, resources and jobs, built from the
+project configuration (diffmine.yaml, or $DIFFMINE_CONFIG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import AssetSelection, Definitions, define_asset_job
+
+from .assets.ingest import build_ingest_assets
+from .mining.datasets.spec import default_config_path, load_config
+from .partitions import dataset_partitions
+from .resources import DiffmineResource, LakeIOManager
+
+DATASET_JOB = "dataset_assets"
+LABEL_JOB = "label_assets"
+
+
+def build_definitions(config_path: str | Path | None = None) -> Definitions:
+    path = Path(config_path).resolve() if config_path else default_config_path()
+    project = load_config(path)
+    per_dataset = dataset_partitions(project.dataset_names)
+    dataset_assets = build_ingest_assets(per_dataset)
+    return Definitions(
+        assets=[*dataset_assets],
+        jobs=[
+            define_asset_job(DATASET_JOB, selection=AssetSelection.assets(*dataset_assets),
+                             description="Everything partitioned by dataset alone."),
+        ],
+        resources={
+            "diffmine": DiffmineResource(config_path=str(path)),
+            "lake_io": LakeIOManager(lake_root=str(project.lake), catalog_path=str(project.catalog)),
+        },
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,1 @@
+"""Image collections: declaration, discovery, validation and the built-in set."""

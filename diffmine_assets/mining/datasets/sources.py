@@ -1,0 +1,155 @@
+"""Where a dataset's files and labels come from, one function per kind.
+
+A source turns a declared dataset into candidates (file, label) and the
+problems it met before any image was opened. Ingestion (ingest.py) then
+validates every candidate the same way, whatever its kind. The paper's own
+formats (CarDB, FTT, Places365, ChestX-ray14) plug in here as further kinds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from . import builtin
+from .images import IGNORED_NAMES
+from .spec import BuiltinDataset, FolderDataset, ManifestDataset, LabelRule
+
+
+class DatasetError(ValueError):
+    """The dataset as a whole cannot be read; the message names the path."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: Path
+    relpath: str
+    label: str
+
+
+@dataclass
+class Discovery:
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
+    empty_labels: list[str] = field(default_factory=list)
+
+
+def discover_builtin(spec: BuiltinDataset, files_dir: Path) -> Discovery:
+    root = files_dir / "source"
+    scenes = builtin.generate(root, spec.options)
+    cands = [Candidate(root / s.relpath, s.relpath, s.label) for s in scenes]
+    return Discovery(candidates=cands)
+
+
+def discover_folder(spec: FolderDataset, files_dir: Path) -> Discovery:
+    root = spec.path
+    if not root.exists():
+        raise DatasetError(f"dataset {spec.name!r}: path {root} does not exist")
+    if not root.is_dir():
+        raise DatasetError(f"dataset {spec.name!r}: path {root} is not a folder (kind 'folder' wants one sub-folder per label)")
+    out = Discovery()
+    for entry in sorted(root.iterdir()):
+        rel = entry.relative_to(root).as_posix()
+        if entry.name.startswith(".") or entry.name.lower() in IGNORED_NAMES:
+            continue
+        if entry.is_file():
+            out.skipped.append((rel, "not in a label folder: files go in <path>/<label>/"))
+            continue
+        files = sorted(p for p in entry.rglob("*") if p.is_file())
+        kept = 0
+        for p in files:
+            prel = p.relative_to(root).as_posix()
+            if any(part.startswith(".") for part in p.relative_to(root).parts) or p.name.lower() in IGNORED_NAMES:
+                continue
+            out.candidates.append(Candidate(p, prel, entry.name))
+            kept += 1
+        if kept == 0:
+            out.empty_labels.append(entry.name)
+    if not out.candidates and not out.empty_labels:
+        raise DatasetError(f"dataset {spec.name!r}: {root} has no label sub-folders")
+    return out
+
+
+def derive_label(value, rule: LabelRule) -> str:
+    """A label from a metadata value by a named rule ("decade": 1957 -> "1950s")."""
+    if rule.rule == "value":
+        if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+            raise ValueError(f"empty {rule.column}")
+        return str(value).strip()
+    try:
+        year = int(float(str(value).strip()))
+    except (TypeError, ValueError):
+        raise ValueError(f"{rule.column} {value!r} is not a year") from None
+    if rule.rule == "decade":
+        return f"{year // 10 * 10}s"
+    century = (year - 1) // 100 + 1
+    suffix = "th" if 10 <= century % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(century % 10, "th")
+    return f"{century}{suffix} century"
+
+
+def _read_manifest(path: Path) -> pl.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pl.read_parquet(path)
+        if suffix in (".csv", ".tsv"):
+            return pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=0)
+    except Exception as exc:  # polars raises several types; all mean "unreadable"
+        raise DatasetError(f"manifest {path}: cannot be read: {exc}") from None
+    raise DatasetError(f"manifest {path}: unsupported file type {suffix!r} (use .csv, .tsv or .parquet)")
+
+
+def discover_manifest(spec: ManifestDataset, files_dir: Path) -> Discovery:
+    path = spec.path
+    if not path.exists():
+        raise DatasetError(f"dataset {spec.name!r}: manifest {path} does not exist")
+    opts = spec.options
+    df = _read_manifest(path)
+    label_col = opts.label_from.column if opts.label_from else opts.label_column
+    for col in (opts.path_column, label_col):
+        if col not in df.columns:
+            raise DatasetError(f"manifest {path}: no column {col!r}; columns are {df.columns}")
+    base = path.parent
+    out = Discovery()
+    for i, row in enumerate(df.select(opts.path_column, label_col).iter_rows()):
+        line = f"row {i + 1}"
+        raw_path, raw_label = row
+        if raw_path is None or str(raw_path).strip() == "":
+            out.skipped.append((f"{path.name}:{line}", f"empty path: {line}"))
+            continue
+        p = Path(str(raw_path))
+        p = p if p.is_absolute() else base / p
+        rel = str(raw_path)
+        try:
+            label = derive_label(raw_label, opts.label_from) if opts.label_from else derive_label(raw_label, LabelRule(column=label_col, rule="value"))
+        except ValueError as exc:
+            out.skipped.append((rel, f"no label: {line}: {exc}"))
+            continue
+        if not p.is_file():
+            out.skipped.append((rel, f"file not found: {line}: {p}"))
+            continue
+        out.candidates.append(Candidate(p, rel, label))
+    return out
+
+
+SOURCES: dict[str, Callable] = {
+    "builtin": discover_builtin,
+    "folder": discover_folder,
+    "manifest": discover_manifest,
+}
+
+
+def discover(spec, files_dir: Path) -> Discovery:
+    return SOURCES[spec.kind](spec, files_dir)
+
+
+def ground_truth_records(spec) -> list[dict] | None:
+    """Element boxes keyed by relative path, for kinds that have them. The
+    built-in layout is recomputed from the seed (no pixels drawn)."""
+    if spec.kind == "builtin":
+        return builtin.boxes(builtin.layout(spec.options))
+    return None

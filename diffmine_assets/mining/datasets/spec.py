@@ -1,0 +1,230 @@
+"""The declaration of datasets (``diffmine.yaml``), validated before any work.
+
+A typo'd field or an unknown kind fails with the file, the field's path and,
+where one is close, the field that was probably meant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV = "DIFFMINE_CONFIG"
+CONFIG_NAME = "diffmine.yaml"
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    """The configuration file is wrong; the message says where and how."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestOptions(_Strict):
+    """Options every kind of dataset shares: what counts as a usable image."""
+
+    min_side: int = Field(16, ge=1, description="images with a shorter side are skipped")
+    max_pixels: int = Field(
+        50_000_000, ge=1, description="images with more pixels are skipped (decompression bombs)"
+    )
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="share of each label held out as split='val'"
+    )
+    resolution: int = Field(32, ge=8, le=1024, description="side, in pixels, the model sees")
+
+
+class BuiltinOptions(IngestOptions):
+    seed: int = 0
+    images_per_label: int = Field(64, ge=2, le=100_000)
+    image_size: int = Field(64, ge=32, le=1024, description="side of the generated images")
+    element_share: float = Field(
+        0.75, gt=0.0, le=1.0, description="share of a label's images holding each of its elements"
+    )
+    distractor_share: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class LabelRule(_Strict):
+    column: str
+    rule: Literal["decade", "century", "value"]
+
+
+class ManifestOptions(IngestOptions):
+    path_column: str = "path"
+    label_column: str | None = "label"
+    label_from: LabelRule | None = None
+
+    @model_validator(mode="after")
+    def _one_label_source(self) -> "ManifestOptions":
+        if self.label_from is not None and "label_column" in self.model_fields_set:
+            raise ValueError("give either label_column or label_from, not both")
+        return self
+
+
+class _DatasetBase(_Strict):
+    name: str
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                f"dataset name {v!r} must be lowercase letters, digits, '_' or '-' "
+                "(it is a partition key and a folder name)"
+            )
+        return v
+
+
+class BuiltinDataset(_DatasetBase):
+    kind: Literal["builtin"]
+    options: BuiltinOptions = BuiltinOptions()
+
+
+class FolderDataset(_DatasetBase):
+    kind: Literal["folder"]
+    path: Path
+    options: IngestOptions = IngestOptions()
+
+
+class ManifestDataset(_DatasetBase):
+    kind: Literal["manifest"]
+    path: Path
+    options: ManifestOptions = ManifestOptions()
+
+
+DatasetSpec = Annotated[
+    Union[BuiltinDataset, FolderDataset, ManifestDataset], Field(discriminator="kind")
+]
+KINDS = ("builtin", "folder", "manifest")
+
+
+class ProjectConfig(_Strict):
+    lake: Path = Path("data/lake")
+    catalog: Path = Path("data/catalog.duckdb")
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    config_path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "ProjectConfig":
+        names = [d.name for d in self.datasets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"dataset names must be unique; repeated: {dupes}")
+        return self
+
+    def dataset(self, name: str):
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        raise ConfigError(
+            f"no dataset named {name!r} in {self.config_path}; declared: {[d.name for d in self.datasets]}"
+        )
+
+    @property
+    def dataset_names(self) -> list[str]:
+        return [d.name for d in self.datasets]
+
+
+def default_config_path() -> Path:
+    """$DIFFMINE_CONFIG, else ./diffmine.yaml, else the one beside the package."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path.cwd() / CONFIG_NAME
+    if here.exists():
+        return here.resolve()
+    return (Path(__file__).resolve().parents[3] / CONFIG_NAME).resolve()
+
+
+def _model_fields(model: type[BaseModel] | None) -> list[str]:
+    return list(model.model_fields) if model else []
+
+
+def _describe(err: dict[str, Any], raw: Any) -> str:
+    loc = err["loc"]
+    # pydantic puts the discriminator's value ("builtin") into the location of
+    # a tagged union member; users never wrote that level, so it is left out.
+    shown = [p for i, p in enumerate(loc) if not (p in KINDS and i > 0 and isinstance(loc[i - 1], int))]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in shown).lstrip(".")
+    if err["type"] == "extra_forbidden":
+        field = str(loc[-1])
+        model = _owner_model(loc[:-1], raw)
+        hint = difflib.get_close_matches(field, _model_fields(model), n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {_model_fields(model)})"
+        return f"{where}: unknown field{extra}"
+    if err["type"] == "union_tag_invalid":
+        given = err.get("ctx", {}).get("tag", "?")
+        return f"{where}.kind: unknown dataset kind {given!r}; kinds are {list(KINDS)}"
+    return f"{where}: {err['msg']}"
+
+
+def _owner_model(loc: tuple, raw: Any) -> type[BaseModel] | None:
+    """The pydantic model that the location `loc` points into."""
+    model: type[BaseModel] | None = ProjectConfig
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        if model is ProjectConfig and part == "datasets":
+            node = node.get("datasets") if isinstance(node, dict) else None
+            model = None
+            continue
+        if part in ("builtin", "folder", "manifest"):
+            model = {"builtin": BuiltinDataset, "folder": FolderDataset, "manifest": ManifestDataset}[part]
+            continue
+        if model is not None and part in model.model_fields:
+            ann = model.model_fields[part].annotation
+            node = node.get(part) if isinstance(node, dict) else None
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            if model is None and part == "label_from":
+                model = LabelRule
+    return model
+
+
+def parse_config(raw: Any, source: str | Path = "<config>") -> ProjectConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping with a 'datasets' list, got {type(raw).__name__}")
+    try:
+        cfg = ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(e, raw) for e in exc.errors()]
+        raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(lines)) from None
+    return cfg
+
+
+def load_config(path: str | Path | None = None) -> ProjectConfig:
+    """Read and validate the project configuration; relative paths in it are
+    resolved against the file's own folder."""
+    path = Path(path).expanduser().resolve() if path else default_config_path()
+    if not path.exists():
+        raise ConfigError(f"configuration file {path} does not exist (set ${CONFIG_ENV} or create it)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    cfg = parse_config(raw, path)
+    base = path.parent
+
+    def absolute(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p).resolve()
+
+    datasets = [
+        d.model_copy(update={"path": absolute(d.path)}) if hasattr(d, "path") else d for d in cfg.datasets
+    ]
+    return cfg.model_copy(
+        update={
+            "lake": absolute(cfg.lake),
+            "catalog": absolute(cfg.catalog),
+            "datasets": datasets,
+            "config_path": path,
+        }
+    )

@@ -1,0 +1,95 @@
+"""Materializing a dataset from Python or the command line, through the
+project's Dagster instance: per-dataset assets first, then one run per label
+partition, as a backfill launched from the UI would do."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance
+
+from .definitions import DATASET_JOB, LABEL_JOB, build_definitions
+from .partitions import multi_key
+from .storage.lake import Lake
+
+
+class SelectionError(ValueError):
+    pass
+
+
+def _job_assets(defs, job_name: str) -> list[AssetKey]:
+    job = defs.resolve_job_def(job_name)
+    return sorted(job.asset_layer.executable_asset_keys, key=lambda k: k.to_user_string())
+
+
+def dataset_labels(lake: Lake, dataset: str) -> list[tuple[str, str]]:
+    """(label, label_key) pairs of a dataset, from its materialized images."""
+    df = lake.read_partition("images", dataset).select("label", "label_key").unique().sort("label_key")
+    return list(df.iter_rows())
+
+
+def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labels=None, select=None, log=print) -> dict:
+    t0 = time.monotonic()
+    defs = build_definitions(config_path)
+    project = defs.resources["diffmine"].project
+    project.dataset(dataset)  # fails early, naming the declared datasets
+    job_names = {j.name for j in defs.resolve_all_job_defs()}
+    dataset_keys = _job_assets(defs, DATASET_JOB)
+    label_keys = _job_assets(defs, LABEL_JOB) if LABEL_JOB in job_names else []
+    if select:
+        known = {k.path[-1]: k for k in dataset_keys + label_keys}
+        unknown = [s for s in select if s not in known]
+        if unknown:
+            raise SelectionError(f"unknown assets {unknown}; assets are {sorted(known)}")
+        dataset_keys = [k for k in dataset_keys if k.path[-1] in select]
+        label_keys = [k for k in label_keys if k.path[-1] in select]
+
+    runs = []
+
+    def launch(job_name, partition_key, keys, what):
+        job = defs.resolve_job_def(job_name)
+        started = time.monotonic()
+        log(f"materializing {', '.join(k.path[-1] for k in keys)} for {what} ...")
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=partition_key,
+            asset_selection=keys,
+            raise_on_error=False,
+            tags={"diffmine/launched_by": "cli"},
+        )
+        seconds = time.monotonic() - started
+        status = "succeeded" if result.success else "FAILED"
+        log(f"  run {result.run_id[:8]} {status} in {seconds:.1f} s")
+        if not result.success:
+            for event in result.all_events:
+                if event.is_failure and event.event_specific_data is not None:
+                    err = getattr(event.event_specific_data, "error", None)
+                    log(f"  {event.step_key}: {err.message.strip() if err else event.message}")
+        runs.append({"run_id": result.run_id, "partition": what, "success": result.success, "seconds": round(seconds, 2)})
+        return result.success
+
+    ok = True
+    if dataset_keys:
+        ok = launch(DATASET_JOB, dataset, dataset_keys, f"dataset={dataset}")
+    label_pairs = []
+    if ok and label_keys:
+        pairs = dataset_labels(Lake(project.lake), dataset)
+        if labels:
+            by_any = {**{lbl: (lbl, key) for lbl, key in pairs}, **{key: (lbl, key) for lbl, key in pairs}}
+            missing = [lbl for lbl in labels if lbl not in by_any]
+            if missing:
+                raise SelectionError(f"dataset {dataset!r} has no labels {missing}; labels are {[p[0] for p in pairs]}")
+            pairs = [by_any[lbl] for lbl in labels]
+        for label, key in pairs:
+            label_pairs.append(label)
+            launch(LABEL_JOB, multi_key(dataset, key), label_keys, f"dataset={dataset}, label={label}")
+    failed = sum(not r["success"] for r in runs)
+    return {
+        "dataset": dataset,
+        "runs": len(runs),
+        "failed_runs": failed,
+        "labels": label_pairs,
+        "run_ids": [r["run_id"] for r in runs],
+        "seconds": round(time.monotonic() - t0, 2),
+    }

@@ -1,0 +1,117 @@
+"""The dataset assets materialized through a real Dagster instance."""
+
+import json
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from dagster import AssetKey, DagsterInstance, MultiPartitionsDefinition
+from diffmine_assets.cli import main as cli_main
+from diffmine_assets.definitions import build_definitions
+from diffmine_assets.runner import SelectionError, run_dataset
+from diffmine_assets.storage.catalog import Catalog
+from diffmine_assets.storage.lake import Lake
+from diffmine_assets_tests.conftest import REPO, SMALL_BUILTIN, write_config, write_image
+
+
+def sql(project, query, params=None):
+    cfg = build_definitions(project).resources["diffmine"].project
+    with Catalog(cfg.catalog, Lake(cfg.lake)).reader() as con:
+        return con.execute(query, params or {}).fetchall()
+
+
+def test_definitions_have_dataset_and_label_dimensions(project):
+    defs = build_definitions(project)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"images", "ground_truth_boxes"} <= keys
+    pdef = graph.get(AssetKey("images")).partitions_def
+    assert pdef.get_partition_keys() == ["builtin"]
+    label_assets = [graph.get(k) for k in graph.get_all_asset_keys() if isinstance(graph.get(k).partitions_def, MultiPartitionsDefinition)]
+    for node in label_assets:
+        assert {d.name for d in node.partitions_def.partitions_defs} == {"dataset", "label"}
+
+
+def test_dagster_definitions_validate_passes():
+    out = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Validation successful" in out.stdout + out.stderr
+
+
+def test_images_registers_labels_and_is_idempotent(project, instance):
+    figures = run_dataset(instance, project, "builtin", log=lambda *_: None)
+    assert figures["failed_runs"] == 0
+    assert sorted(instance.get_dynamic_partitions("label")) == ["amber", "cobalt", "jade", "violet"]
+    rows = sql(project, "select label, count(*) from images group by label order by label")
+    assert rows == [("amber", 8), ("cobalt", 8), ("jade", 8), ("violet", 8)]
+    boxes_before = sql(project, "select count(*) from ground_truth_boxes")[0][0]
+    assert boxes_before > 32
+    # Run records and materializations are in the instance the UI reads.
+    mat = instance.get_latest_materialization_event(AssetKey("images"))
+    meta = mat.asset_materialization.metadata
+    assert meta["images"].value == 32 and meta["skipped"].value == 0
+    assert "data:image/png;base64," in meta["preview"].value
+    assert mat.asset_materialization.tags["dagster/data_version"]
+    # again: same rows, no duplicates, same data version
+    run_dataset(instance, project, "builtin", log=lambda *_: None)
+    assert sql(project, "select count(*), count(distinct image_id) from images") == [(32, 32)]
+    assert sql(project, "select count(*) from ground_truth_boxes")[0][0] == boxes_before
+    mat2 = instance.get_latest_materialization_event(AssetKey("images"))
+    assert mat2.asset_materialization.tags["dagster/data_version"] == mat.asset_materialization.tags["dagster/data_version"]
+
+
+def test_folder_dataset_with_odd_names_and_bad_files(tmp_path, monkeypatch):
+    data = tmp_path / "photos"
+    labels = ["Zürich, CH", "a/b|c", "x'); drop view images; --"]
+    for i, lbl in enumerate(labels):
+        for j in range(3):
+            write_image(data / lbl.replace("/", "_") / f"img {j}.png", seed=10 * i + j)
+    (data / "Zürich, CH" / "broken.jpg").write_bytes(b"nope")
+    (data / "empty").mkdir()
+    cfg = write_config(tmp_path, [SMALL_BUILTIN, {"name": "photos", "kind": "folder", "path": "photos"}])
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    instance = DagsterInstance.get()
+    try:
+        figures = run_dataset(instance, cfg, "photos", log=lambda *_: None)
+        assert figures["failed_runs"] == 0
+        keys = instance.get_dynamic_partitions("label")
+        assert len(keys) == 3 and all("|" not in k and "," not in k and "/" not in k for k in keys)
+        rows = sql(cfg, "select label, count(*) from images where dataset = $d group by label order by label", {"d": "photos"})
+        assert rows == sorted([("Zürich, CH", 3), ("a_b|c", 3), ("x'); drop view images; --", 3)])
+        meta = instance.get_latest_materialization_event(AssetKey("images")).asset_materialization.metadata
+        assert meta["skipped"].value == 1 and meta["empty_labels"].value == ["empty"]
+        # no ground truth for a folder: the asset is not materialized for it
+        assert not Lake(tmp_path / "lake").partition_file("ground_truth_boxes", "photos").exists()
+    finally:
+        instance.dispose()
+
+
+def test_failures_name_the_problem(tmp_path, monkeypatch):
+    cfg = write_config(tmp_path, [{"name": "gone", "kind": "folder", "path": "not-here"}])
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    instance = DagsterInstance.get()
+    try:
+        lines = []
+        figures = run_dataset(instance, cfg, "gone", log=lines.append)
+        assert figures["failed_runs"] == 1
+        assert any("path" in line and "not-here does not exist" in line for line in lines)
+        with pytest.raises(Exception, match=r"no dataset named 'nope'"):
+            run_dataset(instance, cfg, "nope", log=lambda *_: None)
+        with pytest.raises(SelectionError, match="unknown assets"):
+            run_dataset(instance, cfg, "gone", select=["imagez"], log=lambda *_: None)
+    finally:
+        instance.dispose()
+
+
+def test_cli_materialize_then_sql_json(project, capsys):
+    assert cli_main(["materialize", "--dataset", "builtin", "--select", "images"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["failed_runs"] == 0 and figures["runs"] == 1
+    assert cli_main(["sql", "select label, count(*) as n from images where label = $l group by label", "--param", "l=jade", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"label": "jade", "n": 8}]
+    assert cli_main(["sql", "select label from images limit 1", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "label"
+    assert cli_main(["sql", "drop view images"]) == 2
+    assert "read-only" in capsys.readouterr().err

@@ -1,0 +1,50 @@
+import pytest
+import yaml
+
+from diffmine_assets.mining.datasets.spec import ConfigError, load_config, parse_config
+
+
+def test_typo_in_a_field_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError) as e:
+        parse_config({"datasets": [{"name": "b", "kind": "builtin", "options": {"images_per_lable": 3}}]}, "diffmine.yaml")
+    msg = str(e.value)
+    assert "diffmine.yaml" in msg and "datasets[0].options.images_per_lable" in msg and "did you mean 'images_per_label'" in msg
+
+
+def test_unknown_kind_lists_the_kinds():
+    with pytest.raises(ConfigError, match=r"datasets\[0\].kind: unknown dataset kind 'folders'; kinds are \['builtin', 'folder', 'manifest'\]"):
+        parse_config({"datasets": [{"name": "b", "kind": "folders", "path": "x"}]})
+
+
+def test_out_of_range_and_bad_name_and_duplicates():
+    with pytest.raises(ConfigError, match=r"val_fraction"):
+        parse_config({"datasets": [{"name": "b", "kind": "builtin", "options": {"val_fraction": 1.5}}]})
+    with pytest.raises(ConfigError, match=r"dataset name 'My Data'"):
+        parse_config({"datasets": [{"name": "My Data", "kind": "folder", "path": "x"}]})
+    with pytest.raises(ConfigError, match=r"repeated: \['b'\]"):
+        parse_config({"datasets": [{"name": "b", "kind": "builtin"}, {"name": "b", "kind": "builtin"}]})
+
+
+def test_manifest_takes_one_label_source():
+    with pytest.raises(ConfigError, match="either label_column or label_from"):
+        parse_config({"datasets": [{"name": "m", "kind": "manifest", "path": "m.csv", "options": {"label_column": "x", "label_from": {"column": "year", "rule": "decade"}}}]})
+
+
+def test_relative_paths_resolve_against_the_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    p = tmp_path / "sub" / "conf.yaml"
+    p.write_text(yaml.safe_dump({"lake": "L", "datasets": [{"name": "f", "kind": "folder", "path": "../imgs"}]}))
+    cfg = load_config(p)
+    assert cfg.lake == (tmp_path / "sub" / "L").resolve()
+    assert cfg.dataset("f").path == (tmp_path / "imgs").resolve()
+    with pytest.raises(ConfigError, match=r"no dataset named 'g'.*declared: \['f'\]"):
+        cfg.dataset("g")
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
