@@ -163,7 +163,7 @@ def cmd_ui(args) -> int:
     config_path = _config_path(args)
     home = _project_home(config_path)
     env = dict(os.environ, DAGSTER_HOME=str(home), DIFFMINE_CONFIG=str(config_path))
-    cmd = ["dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port), "-m", "diffmine_assets.definitions"]
+    cmd = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port), "-m", "diffmine_assets.definitions"]
     print(" ".join(cmd), flush=True)
     os.execvpe(cmd[0], cmd, env)
 
