@@ -159,6 +159,27 @@ def cmd_catalog(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate
+
+    project = load_config(_config_path(args))
+    figures = evaluate(project, args.dataset, control=not args.no_control)
+    for k, v in figures.items():
+        if k not in ("goals_met",):
+            print(f"{k:28s} {v}")
+    _emit(figures)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .evaluate import bench_typicality
+
+    project = load_config(_config_path(args))
+    figures = bench_typicality(project, args.dataset, args.label, args.images)
+    _emit(figures)
+    return 0
+
+
 def cmd_ui(args) -> int:
     config_path = _config_path(args)
     home = _project_home(config_path)
@@ -191,6 +212,18 @@ def main(argv: list[str] | None = None) -> int:
 
     c = sub.add_parser("catalog", help="(re)create the catalog's views over every lake table")
     c.set_defaults(fn=cmd_catalog)
+
+    e = sub.add_parser("eval", help="score typicality against a dataset's ground truth")
+    e.add_argument("--dataset", default="builtin")
+    e.add_argument("--no-control", action="store_true", help="skip the untrained control model")
+    e.set_defaults(fn=cmd_eval)
+
+    b = sub.add_parser("bench", help="benchmarks")
+    b.add_argument("what", choices=["typicality"])
+    b.add_argument("--dataset", default="builtin")
+    b.add_argument("--label", help="label text or key (default: the first)")
+    b.add_argument("--images", type=int, default=32, help="how many of the label's images")
+    b.set_defaults(fn=cmd_bench)
 
     u = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     u.add_argument("--port", type=int, default=3000)

@@ -8,8 +8,10 @@ from pathlib import Path
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from .assets.ingest import build_ingest_assets
+from .assets.model import build_model_assets
+from .assets.typicality import build_typicality_assets
 from .mining.datasets.spec import default_config_path, load_config
-from .partitions import dataset_partitions
+from .partitions import dataset_label_partitions, dataset_partitions
 from .resources import DiffmineResource, LakeIOManager
 
 DATASET_JOB = "dataset_assets"
@@ -20,12 +22,16 @@ def build_definitions(config_path: str | Path | None = None) -> Definitions:
     path = Path(config_path).resolve() if config_path else default_config_path()
     project = load_config(path)
     per_dataset = dataset_partitions(project.dataset_names)
-    dataset_assets = build_ingest_assets(per_dataset)
+    per_label = dataset_label_partitions(project.dataset_names)
+    dataset_assets = [*build_ingest_assets(per_dataset), *build_model_assets(per_dataset)]
+    label_assets = build_typicality_assets(per_label)
     return Definitions(
-        assets=[*dataset_assets],
+        assets=[*dataset_assets, *label_assets],
         jobs=[
             define_asset_job(DATASET_JOB, selection=AssetSelection.assets(*dataset_assets),
-                             description="Everything partitioned by dataset alone."),
+                             description="Everything partitioned by dataset alone: images, ground truth, checkpoint."),
+            define_asset_job(LABEL_JOB, selection=AssetSelection.assets(*label_assets),
+                             description="Everything partitioned by dataset x label: typicality and patches."),
         ],
         resources={
             "diffmine": DiffmineResource(config_path=str(path)),

@@ -39,3 +39,32 @@ def png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
+
+
+def line_chart(series: dict[str, list[tuple[float, float]]], title: str, size=(480, 260)) -> Image.Image:
+    """A small line chart (x, y points per named series), for loss curves."""
+    W, H = size
+    left, right, top, bottom = 48, 10, 22, 28
+    img = Image.new("RGB", size, (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    pts = [p for s in series.values() for p in s if p[1] == p[1]]
+    d.text((left, 4), title, fill=(0, 0, 0), font=_FONT)
+    if not pts:
+        return img
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    sx = lambda x: left + (x - x0) / (x1 - x0) * (W - left - right)  # noqa: E731
+    sy = lambda y: H - bottom - (y - y0) / (y1 - y0) * (H - top - bottom)  # noqa: E731
+    d.rectangle((left, top, W - right, H - bottom), outline=(180, 180, 180))
+    d.text((2, top), f"{y1:.3g}", fill=(0, 0, 0), font=_FONT)
+    d.text((2, H - bottom - 10), f"{y0:.3g}", fill=(0, 0, 0), font=_FONT)
+    d.text((left, H - bottom + 4), f"{x0:g}", fill=(0, 0, 0), font=_FONT)
+    d.text((W - right - 40, H - bottom + 4), f"{x1:g}", fill=(0, 0, 0), font=_FONT)
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44)]
+    for i, (name, s) in enumerate(series.items()):
+        s = [p for p in s if p[1] == p[1]]
+        if len(s) > 1:
+            d.line([(sx(x), sy(y)) for x, y in s], fill=colours[i % 3], width=2)
+        d.text((W - right - 110, top + 4 + 12 * i), name, fill=colours[i % 3], font=_FONT)
+    return img

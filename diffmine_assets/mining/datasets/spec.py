@@ -68,9 +68,58 @@ class ManifestOptions(IngestOptions):
         return self
 
 
+class TrainingOptions(_Strict):
+    """How the denoiser is trained (the `checkpoint` asset)."""
+
+    backend: Literal["tiny"] = "tiny"
+    steps: int = Field(500, ge=1, le=10_000_000)
+    batch_size: int = Field(64, ge=1, le=4096)
+    learning_rate: float = Field(3e-4, gt=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0, lt=1)
+    label_dropout: float = Field(0.1, ge=0, lt=1, description="share of samples trained with the null condition")
+    seed: int = 0
+    save_every: int = Field(100, ge=1)
+    log_every: int = Field(25, ge=1)
+
+
+class TypicalityOptions(_Strict):
+    """How typicality is estimated (METHOD.md section 2)."""
+
+    n_samples: int = Field(32, ge=2, le=100_000, description="(noise, t) pairs per image")
+    t_min: float = Field(0.1, ge=0, lt=1)
+    t_max: float = Field(0.7, gt=0, le=1)
+    seed: int = 0
+    sampling: Literal["stratified-antithetic", "stratified", "iid"] = "stratified-antithetic"
+    groups: int = Field(8, ge=2, le=1024, description="independent replicates, for the standard error")
+    batch_size: int = Field(64, ge=2, le=4096, description="rows per forward pass (label and null count twice)")
+    label_matrix: bool = Field(False, description="also score every image under every label")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TypicalityOptions":
+        if self.t_max <= self.t_min:
+            raise ValueError(f"t_max ({self.t_max}) must be above t_min ({self.t_min})")
+        per_group = 2 if self.sampling == "stratified-antithetic" else 1
+        if self.n_samples % (self.groups * per_group):
+            raise ValueError(f"n_samples ({self.n_samples}) must be a multiple of groups x {per_group} ({self.groups * per_group}) with sampling {self.sampling!r}")
+        return self
+
+
+class PatchOptions(_Strict):
+    """How patches are chosen from typicality maps (METHOD.md section 3)."""
+
+    window_px: int = Field(14, ge=1, description="window side, in pixels of the original image")
+    stride_px: int = Field(2, ge=1)
+    per_image: int = Field(5, ge=1, description="best non-overlapping windows kept per image")
+    per_label: int = Field(1000, ge=1, description="top windows kept per label")
+    seed: int = 0
+
+
 class _DatasetBase(_Strict):
     name: str
     description: str = ""
+    training: TrainingOptions = TrainingOptions()
+    typicality: TypicalityOptions = TypicalityOptions()
+    patches: PatchOptions = PatchOptions()
 
     @field_validator("name")
     @classmethod

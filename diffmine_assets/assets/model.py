@@ -1,0 +1,74 @@
+"""The dataset's denoiser checkpoint and its training curve."""
+
+import polars as pl
+from dagster import AssetExecutionContext, AssetIn, AssetOut, Failure, MetadataValue, Output, multi_asset
+
+from ..mining.checkpoints import fit
+from ..mining.pictures import line_chart
+from ..mining.training import TrainingDiverged
+from ..resources import DiffmineResource
+from .metadata import picture
+
+TORCH_POOL = "torch"
+
+
+def build_model_assets(dataset_partitions):
+    @multi_asset(
+        partitions_def=dataset_partitions,
+        outs={
+            "checkpoint": AssetOut(io_manager_key="lake_io", description="The label-conditioned denoiser trained on the dataset: one row naming its safetensors weights, labels, steps, data version and options.", kinds={"pytorch", "parquet"}),
+            "training_log": AssetOut(io_manager_key="lake_io", description="The training curve of the checkpoint: step, loss, held-out loss, images/s.", kinds={"parquet"}),
+        },
+        ins={"images": AssetIn()},
+        group_name="model",
+        pool=TORCH_POOL,
+    )
+    def checkpoint(context: AssetExecutionContext, diffmine: DiffmineResource, images: pl.DataFrame):
+        name = context.partition_key
+        spec = diffmine.dataset(name)
+        data_version = _data_version(images)
+        opts = spec.training
+
+        def progress(row):
+            context.log.info(
+                f"step {row['step']}/{opts.steps}  loss {row['loss']:.4f}  val {row['val_loss']:.4f}  "
+                f"{row['images_per_s']:.0f} images/s  ETA {row['eta_s']:.0f} s"
+            )
+
+        try:
+            fitted = fit(name, images, opts, spec.options.resolution, data_version, diffmine.lake.files_dir(name, "checkpoints"), progress)
+        except TrainingDiverged as exc:
+            raise Failure(description=str(exc)) from None
+        if fitted.result.resumed_from:
+            context.log.info(f"resumed from step {fitted.result.resumed_from}")
+        log = fitted.log
+        chart = line_chart(
+            {"train loss": list(zip(log["step"], log["loss"])), "held-out loss": list(zip(log["step"], log["val_loss"]))},
+            f"{name}: denoising loss",
+        )
+        row = fitted.table.row(0, named=True)
+        yield Output(
+            fitted.table,
+            output_name="checkpoint",
+            metadata={
+                "checkpoint_id": fitted.checkpoint_id,
+                "path": MetadataValue.path(str(fitted.path)),
+                "labels": MetadataValue.json(fitted.labels),
+                "steps": fitted.result.steps,
+                "resumed_from_step": fitted.result.resumed_from,
+                "seconds": row["seconds"],
+                "parameters": row["parameters"],
+                "final_loss": row["final_loss"],
+                "data_version_trained_on": data_version,
+                "loss_curve": picture(chart, fitted.path / "loss_curve.png", "loss curve"),
+            },
+        )
+        yield Output(fitted.log, output_name="training_log", metadata={"points": len(fitted.log)})
+
+    return [checkpoint]
+
+
+def _data_version(images: pl.DataFrame) -> str:
+    from ..mining.datasets.ingest import IngestResult
+
+    return IngestResult(images=images).data_version

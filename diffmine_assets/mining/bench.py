@@ -1,0 +1,170 @@
+"""Benchmark of the typicality engine against the published loop.
+
+(a) the published loop, re-implemented faithfully: one image at a time,
+    noise in batches of 10, label and null conditions concatenated into one
+    batch of 20, t uniform in [t_min, t_max) x T, the same noise for every
+    image (fixed seed), per-pixel losses;
+(b) the engine (typicality.py) with its default sampling.
+Both score every k x k window of every image; agreement is the Spearman rank
+correlation of those window scores with a converged estimate (the engine
+with N = 512). Time to fidelity is the wall time of the smallest N on a
+ladder whose estimate reaches the target Spearman.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from .datasets.spec import TypicalityOptions
+from .denoisers.base import Denoiser
+from .patches import upsample, window_means
+from .typicality import NoiseSet, noise_set, typicality_maps
+
+
+def published_loop(model: Denoiser, x0: torch.Tensor, label_key: str, n: int, opts: TypicalityOptions, noise_batch: int = 10) -> tuple[torch.Tensor, float, int]:
+    """Per-pixel typicality maps (B, h, w) the way the reference computes them."""
+    T = model.num_train_timesteps
+    g = torch.Generator().manual_seed(opts.seed)
+    t_all = torch.randint(int(opts.t_min * T), int(opts.t_max * T), (n,), generator=g)
+    eps_all = torch.randn((n, *x0.shape[1:]), generator=g)
+    cond_label = model.condition_ids([label_key])
+    cond_null = model.condition_ids([None])
+    maps = torch.zeros((x0.shape[0], *x0.shape[-2:]))
+    evaluations = 0
+    t0 = time.monotonic()
+    model.module.eval()
+    with torch.inference_mode():
+        for i in range(x0.shape[0]):
+            acc = torch.zeros(x0.shape[-2:])
+            for s in range(0, n, noise_batch):
+                eps = eps_all[s : s + noise_batch]
+                t = t_all[s : s + noise_batch]
+                m = len(t)
+                xt = model.add_noise(x0[i : i + 1].expand(m, -1, -1, -1), eps, t)
+                cond = torch.cat([cond_label.expand(m), cond_null.expand(m)])
+                pred = model.predict(torch.cat([xt, xt]), torch.cat([t, t]), cond)
+                evaluations += 2 * m
+                loss_label = ((pred[:m] - eps) ** 2).mean(1)
+                loss_null = ((pred[m:] - eps) ** 2).mean(1)
+                acc += (loss_null - loss_label).sum(0)
+            maps[i] = acc / n
+    return maps, time.monotonic() - t0, evaluations
+
+
+def window_scores(maps: torch.Tensor, size: int, window: int, stride: int) -> np.ndarray:
+    return window_means(upsample(maps, size, size), window, stride).reshape(-1).numpy()
+
+
+def bare_forward_rate(model: Denoiser, shape, batch_sizes=(16, 32, 48, 64, 96, 128)) -> tuple[float, int]:
+    """Best forward passes per second of the bare network, and at which batch."""
+    best, best_b = 0.0, batch_sizes[0]
+    model.module.eval()
+    with torch.inference_mode():
+        for b in batch_sizes:
+            x = torch.randn((b, *shape))
+            t = torch.randint(100, 700, (b,))
+            c = torch.zeros(b, dtype=torch.long)
+            model.predict(x, t, c)
+            reps = max(2, int(512 / b))
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                model.predict(x, t, c)
+            rate = b * reps / (time.perf_counter() - t0)
+            if rate > best:
+                best, best_b = rate, b
+    return best, best_b
+
+
+@dataclass
+class LadderPoint:
+    n: int
+    seconds: float
+    spearman: float
+
+
+def engine_options(base: TypicalityOptions, n: int, sampling: str | None = None) -> TypicalityOptions:
+    """`base` at N = n: the most replicates (up to base.groups) that divide n."""
+    sampling = sampling or base.sampling
+    per = 2 if sampling == "stratified-antithetic" else 1
+    groups = next(g for g in range(min(base.groups, n // per), 1, -1) if n % (g * per) == 0)
+    return base.model_copy(update={"n_samples": n, "groups": groups, "sampling": sampling})
+
+
+def time_to_fidelity(points: list[LadderPoint], target: float) -> float | None:
+    for p in sorted(points, key=lambda p: p.n):
+        if p.spearman >= target:
+            return p.seconds
+    return None
+
+
+def run_benchmark(model: Denoiser, x0: torch.Tensor, label_key: str, base: TypicalityOptions, *, image_size: int, window: int, stride: int,
+                  target: float = 0.95, reference_n: int = 512, equal_n: int = 40, log=print) -> dict:
+    """All figures of `diffmine bench typicality` (see module docstring)."""
+    size_args = (image_size, window, stride)
+    log(f"converged reference: engine, N = {reference_n} ...")
+    ref = typicality_maps(model, x0, [label_key], engine_options(base, reference_n, "iid"))
+    ref_scores = window_scores(ref.maps[:, 0], *size_args)
+
+    def agree(maps):
+        return float(spearmanr(window_scores(maps, *size_args), ref_scores).statistic)
+
+    published, engine = [], []
+    kept_maps = {}
+    for n in (10, 20, 40, 80, 160):
+        maps, sec, _ = published_loop(model, x0, label_key, n, base.model_copy(update={"seed": base.seed + 1}))
+        published.append(LadderPoint(n, sec, agree(maps)))
+        if n == equal_n:
+            kept_maps["published"] = maps
+        log(f"published loop N={n:4d}: {sec:7.2f} s  spearman {published[-1].spearman:.4f}")
+        if published[-1].spearman >= target and n >= equal_n:
+            break
+    variants, variant_seconds = {}, {}
+    for sampling in ("iid", "stratified", "stratified-antithetic"):
+        res = typicality_maps(model, x0, [label_key], engine_options(base.model_copy(update={"seed": base.seed + 1}), equal_n, sampling))
+        variants[sampling] = agree(res.maps[:, 0])
+        variant_seconds[sampling] = res.seconds
+        if sampling == base.sampling:
+            kept_maps["engine"] = res.maps[:, 0]
+        log(f"engine {sampling:22s} N={equal_n}: {res.seconds:6.2f} s  spearman {variants[sampling]:.4f}")
+    for n in (4, 8, 16, 24, 32, 48, 64, 96, 128, 160):
+        res = typicality_maps(model, x0, [label_key], engine_options(base.model_copy(update={"seed": base.seed + 1}), n))
+        engine.append(LadderPoint(n, res.seconds, agree(res.maps[:, 0])))
+        log(f"engine ({base.sampling}) N={n:4d}: {res.seconds:7.2f} s  spearman {engine[-1].spearman:.4f}")
+        if engine[-1].spearman >= target and n >= equal_n:
+            break
+    pub_eq = next(p for p in published if p.n == equal_n)
+    eng_eq_seconds = variant_seconds[base.sampling]
+    bare, bare_batch = bare_forward_rate(model, tuple(x0.shape[1:]))
+    eng_run = typicality_maps(model, x0, [label_key], engine_options(base, 64))
+    engine_rate = eng_run.forward_rows / eng_run.seconds
+    t_pub = time_to_fidelity(published, target)
+    t_eng = time_to_fidelity(engine, target)
+    B = x0.shape[0]
+    return {
+        "images": B,
+        "equal_n": equal_n,
+        "published_images_per_s": round(B / pub_eq.seconds, 2),
+        "engine_images_per_s": round(B / eng_eq_seconds, 2),
+        "throughput_speedup": round(pub_eq.seconds / eng_eq_seconds, 3),
+        "spearman_published_vs_engine_equal_n": round(float(spearmanr(window_scores(kept_maps["published"], *size_args), window_scores(kept_maps["engine"], *size_args)).statistic), 4),
+        "spearman_at_equal_n": {"published": round(pub_eq.spearman, 4), **{f"engine_{k}": round(v, 4) for k, v in variants.items()}},
+        "target_spearman": target,
+        "reference_n": reference_n,
+        "published_seconds_to_fidelity": t_pub,
+        "engine_seconds_to_fidelity": t_eng,
+        "published_n_to_fidelity": next((p.n for p in published if p.spearman >= target), None),
+        "engine_n_to_fidelity": next((p.n for p in engine if p.spearman >= target), None),
+        "fidelity_speedup": round(t_pub / t_eng, 3) if t_pub and t_eng else None,
+        "engine_forward_per_s": round(engine_rate, 1),
+        "bare_forward_per_s": round(bare, 1),
+        "bare_best_batch": bare_batch,
+        "overhead_ratio": round(engine_rate / bare, 3),
+        "engine_batch_size": base.batch_size,
+        "sampling": base.sampling,
+        "torch_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,81 @@
+"""The denoiser interface that typicality, features and translation use."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import torch
+
+CONFIG_FILE = "denoiser.json"
+
+
+class UnknownLabelError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; this one is a sentence
+        return str(self.args[0])
+
+
+class Denoiser(ABC):
+    """A noise-prediction network conditioned on a label or on the null
+    condition, with the forward-noising schedule it was trained with."""
+
+    backend: str
+    labels: list[str]  # label keys the model was trained on, in condition order
+    num_train_timesteps: int
+
+    # -- conditions ---------------------------------------------------------------------
+    @abstractmethod
+    def condition_ids(self, label_keys: list[str | None]) -> torch.Tensor:
+        """Condition tensor for a batch; None means the null condition."""
+
+    def check_labels(self, label_keys: list[str]) -> None:
+        missing = sorted(set(label_keys) - set(self.labels))
+        if missing:
+            raise UnknownLabelError(
+                f"labels {missing} are not in this checkpoint (trained on {self.labels}); "
+                "re-materialize the checkpoint to train on them"
+            )
+
+    # -- model space ------------------------------------------------------------------------
+    @abstractmethod
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [-1, 1], (B, 3, R, R), to the space the network denoises."""
+
+    @property
+    @abstractmethod
+    def resolution(self) -> int:
+        """Side, in pixels, of the images the model takes."""
+
+    @abstractmethod
+    def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ...
+
+    @abstractmethod
+    def predict(self, xt: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Predicted noise, same shape as xt."""
+
+    # -- persistence ------------------------------------------------------------------------
+    @abstractmethod
+    def config(self) -> dict:
+        ...
+
+    @abstractmethod
+    def save(self, directory: Path) -> None:
+        ...
+
+    @property
+    @abstractmethod
+    def module(self) -> torch.nn.Module:
+        ...
+
+
+def load_denoiser(directory: str | Path) -> Denoiser:
+    from . import BACKENDS
+
+    directory = Path(directory)
+    cfg = json.loads((directory / CONFIG_FILE).read_text())
+    backend = cfg.get("backend")
+    if backend not in BACKENDS:
+        raise ValueError(f"{directory}: unknown denoiser backend {backend!r}; known: {sorted(BACKENDS)}")
+    return BACKENDS[backend].load(directory)

@@ -1,0 +1,105 @@
+"""Typicality scored against known element boxes (the built-in dataset, or any
+dataset with ground truth)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import torch
+from sklearn.metrics import average_precision_score
+
+from .patches import upsample
+
+
+def _centre_in(boxes: pl.DataFrame, cx: float, cy: float) -> pl.DataFrame:
+    return boxes.filter((pl.col("x0") <= cx) & (cx < pl.col("x1")) & (pl.col("y0") <= cy) & (cy < pl.col("y1")))
+
+
+def top1_hit_rate(patches: pl.DataFrame, boxes: pl.DataFrame) -> tuple[float, int]:
+    """Share of images holding an element of their own label whose single most
+    typical window is centred on such an element."""
+    own = boxes.filter(pl.col("role") == "label")
+    best = patches.filter((pl.col("selection") == "top") & (pl.col("rank_in_image") == 1))
+    # rank_in_image 1 may have been cut by the per-label top K; recompute per image from all top rows
+    hits, total = 0, 0
+    for image_id, group in own.group_by("image_id"):
+        row = best.filter(pl.col("image_id") == image_id[0])
+        if row.is_empty():
+            continue
+        total += 1
+        r = row.row(0, named=True)
+        cx, cy = (r["x0"] + r["x1"]) / 2, (r["y0"] + r["y1"]) / 2
+        hits += int(not _centre_in(group, cx, cy).is_empty())
+    return (hits / total if total else float("nan")), total
+
+
+def distractor_share(patches: pl.DataFrame, boxes: pl.DataFrame, top: int = 50) -> float:
+    """Mean over labels of the share of the label's `top` most typical patches
+    centred on a distractor element."""
+    shares = []
+    dis = boxes.filter(pl.col("role") == "distractor")
+    for _key, group in patches.filter(pl.col("selection") == "top").group_by("label_key"):
+        head = group.sort("rank_in_label").head(top)
+        on = 0
+        for r in head.iter_rows(named=True):
+            cx, cy = (r["x0"] + r["x1"]) / 2, (r["y0"] + r["y1"]) / 2
+            on += int(not _centre_in(dis.filter(pl.col("image_id") == r["image_id"]), cx, cy).is_empty())
+        shares.append(on / max(len(head), 1))
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def pixel_average_precision(maps: np.ndarray, images: pl.DataFrame, boxes: pl.DataFrame) -> tuple[float, int]:
+    """Mean over images (holding an own-label element) of the average precision
+    of the upsampled map against the mask of own-label element boxes."""
+    own = boxes.filter(pl.col("role") == "label")
+    aps = []
+    for i, r in enumerate(images.iter_rows(named=True)):
+        mine = own.filter(pl.col("image_id") == r["image_id"])
+        if mine.is_empty():
+            continue
+        h, w = r["height"], r["width"]
+        mask = np.zeros((h, w), dtype=bool)
+        for b in mine.iter_rows(named=True):
+            mask[b["y0"] : b["y1"], b["x0"] : b["x1"]] = True
+        up = upsample(torch.from_numpy(np.ascontiguousarray(maps[i], dtype=np.float32)), h, w).numpy()
+        aps.append(average_precision_score(mask.ravel(), up.ravel()))
+    return (float(np.mean(aps)) if aps else float("nan")), len(aps)
+
+
+def typicality_figures(patches: pl.DataFrame, boxes: pl.DataFrame, images: pl.DataFrame, maps_by_label: dict[str, np.ndarray]) -> dict:
+    """The three quality figures of a dataset's typicality (maps_by_label:
+    label_key -> (B, h, w) mean maps in the order of that label's images)."""
+    hit, n_hit = top1_hit_rate(patches, boxes)
+    aps, n_ap = [], 0
+    for key, maps in maps_by_label.items():
+        rows = images.filter(pl.col("label_key") == key)
+        ap, n = pixel_average_precision(maps, rows, boxes)
+        if n:
+            aps.append(ap * n)
+            n_ap += n
+    return {
+        "top1_hit_rate": round(hit, 4),
+        "top1_images": n_hit,
+        "distractor_share_top50": round(distractor_share(patches, boxes, 50), 4),
+        "pixel_auc_pr": round(sum(aps) / n_ap, 4) if n_ap else float("nan"),
+        "pixel_images": n_ap,
+    }
+
+
+def score_model(model, images: pl.DataFrame, boxes: pl.DataFrame, typ_opts, patch_opts) -> dict:
+    """Typicality of every label's images under `model`, scored (used for the
+    control model, which has no stored tables)."""
+    from .tables import image_typicality_table, patch_table
+    from .tensors import load_pixels, to_model_range
+    from .typicality import typicality_maps
+
+    patches, maps = [], {}
+    for key in sorted(images["label_key"].unique().to_list()):
+        rows = images.filter(pl.col("label_key") == key)
+        x0 = model.encode(to_model_range(load_pixels(rows["path"].to_list(), model.resolution)))
+        res = typicality_maps(model, x0, [key], typ_opts)
+        table, _ = image_typicality_table(rows, key, res, typ_opts, "control", "-", [key])
+        p, _ = patch_table(table, res.replicate_maps[:, 0].numpy(), patch_opts)
+        patches.append(p)
+        maps[key] = res.maps[:, 0].numpy()
+    return typicality_figures(pl.concat(patches), boxes, images, maps)
