@@ -71,19 +71,31 @@ def cmd_demo(args) -> int:
     from .storage.lake import Lake
 
     catalog = Catalog(project.catalog, Lake(project.lake))
+    tables = catalog.views()
     with catalog.reader() as con:
-        per_label = con.execute(
-            "select label, count(*) as images from images where dataset = $d group by label order by label", {"d": dataset}
-        ).fetchall()
+        if "image_typicality" in tables:
+            per_label = con.execute(
+                """select i.label, count(*) as images, avg(t.typicality) as mean_typicality
+                   from images i left join image_typicality t using (dataset, image_id)
+                   where i.dataset = $d group by i.label order by i.label""",
+                {"d": dataset},
+            ).fetchall()
+        else:
+            per_label = con.execute(
+                "select label, count(*), null from images where dataset = $d group by label order by label", {"d": dataset}
+            ).fetchall()
     print()
     print(f"diffmine demo: dataset {dataset!r} materialized in {time.monotonic() - t0:.0f} s")
-    for label, n in per_label:
-        print(f"  {label:<24} {n:>6} images")
+    for label, n, typ in per_label:
+        print(f"  {label:<24} {n:>6} images" + (f"   mean typicality {typ:+.5f}" if typ is not None else ""))
+    print(f"tables:  {', '.join(sorted(tables))}")
     print(f"lake:    {project.lake}")
     print(f"catalog: {project.catalog}")
-    print("query:   diffmine sql \"select label, count(*) from images group by label\"")
+    print("query:   diffmine sql \"select label, image_id, x0, y0, x1, y1, typicality from patch_typicality")
+    print("                       where selection = 'top' and rank_in_label <= 3 order by label, rank_in_label\"")
+    print("score:   diffmine eval --dataset builtin      (typicality against the planted elements)")
     print("UI:      diffmine ui   (then open http://127.0.0.1:3000)")
-    figures["images_per_label"] = {label: n for label, n in per_label}
+    figures["images_per_label"] = {label: n for label, n, _ in per_label}
     _emit(figures)
     return 0 if figures["failed_runs"] == 0 else 1
 

@@ -1,5 +1,7 @@
 """Typicality of each label's images, and the patches mined from it."""
 
+import time
+
 import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue, Output, asset
@@ -20,6 +22,21 @@ def _label_rows(images: pl.DataFrame, dataset: str, label_key: str) -> pl.DataFr
     if rows.is_empty():
         raise Failure(description=f"dataset {dataset!r} has no images with label key {label_key!r} (labels: {sorted(images['label_key'].unique().to_list())})")
     return rows
+
+
+def _tenths(log, what: str):
+    """A progress callback that logs about ten times over a run."""
+    started = time.monotonic()
+    state = {"next": 0.1}
+
+    def progress(done: int, total: int) -> None:
+        if done >= state["next"] * total or done == total:
+            elapsed = time.monotonic() - started
+            eta = elapsed / max(done, 1) * (total - done)
+            log.info(f"{done}/{total} {what}  {done / max(elapsed, 1e-9):.0f}/s  ETA {eta:.0f} s")
+            state["next"] = done / total + 0.1
+
+    return progress
 
 
 def build_typicality_assets(label_partitions):
@@ -45,8 +62,7 @@ def build_typicality_assets(label_partitions):
         except UnknownLabelError as exc:
             raise Failure(description=f"{dataset}/{label_key}: {exc}") from None
         x0 = model.encode(to_model_range(load_pixels(rows["path"].to_list(), model.resolution)))
-        step = max(1, len(rows) * opts.n_samples // 10)
-        result = typicality_maps(model, x0, conditions, opts, progress=lambda d, n: context.log.info(f"{d}/{n} rows") if d % step < opts.batch_size else None)
+        result = typicality_maps(model, x0, conditions, opts, progress=_tenths(context.log, "(image, noise) rows"))
         own = conditions.index(label_key)
         map_path = diffmine.lake.files_dir(dataset, "typicality", label_key, f"maps-{ckpt['checkpoint_id']}.npy")
         save_array(map_path, result.replicate_maps[:, own].numpy().astype(np.float16))
@@ -61,6 +77,8 @@ def build_typicality_assets(label_partitions):
                 "mean_typicality": float(table["typicality"].mean()),
                 "median_stderr": float(table["stderr"].median()),
                 "n_samples": opts.n_samples,
+                "sampling": opts.sampling,
+                "precision": result.precision,
                 "seconds": round(result.seconds, 2),
                 "images_per_s": round(len(table) / max(result.seconds, 1e-9), 2),
                 "checkpoint_id": ckpt["checkpoint_id"],

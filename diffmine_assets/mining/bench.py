@@ -23,7 +23,7 @@ from scipy.stats import spearmanr
 from .datasets.spec import TypicalityOptions
 from .denoisers.base import Denoiser
 from .patches import upsample, window_means
-from .typicality import NoiseSet, noise_set, typicality_maps
+from .typicality import _autocast, resolve_precision, typicality_maps
 
 
 def published_loop(model: Denoiser, x0: torch.Tensor, label_key: str, n: int, opts: TypicalityOptions, noise_batch: int = 10) -> tuple[torch.Tensor, float, int]:
@@ -60,11 +60,12 @@ def window_scores(maps: torch.Tensor, size: int, window: int, stride: int) -> np
     return window_means(upsample(maps, size, size), window, stride).reshape(-1).numpy()
 
 
-def bare_forward_rate(model: Denoiser, shape, batch_sizes=(16, 32, 48, 64, 96, 128)) -> tuple[float, int]:
-    """Best forward passes per second of the bare network, and at which batch."""
+def bare_forward_rate(model: Denoiser, shape, batch_sizes=(8, 16, 24, 32, 48, 64, 96, 128), precision: str = "float32") -> tuple[float, int]:
+    """Best forward passes per second of the bare network (same layout and
+    precision as the engine), and at which batch size."""
     best, best_b = 0.0, batch_sizes[0]
-    model.module.eval()
-    with torch.inference_mode():
+    model.for_inference()
+    with torch.inference_mode(), _autocast(model, resolve_precision(precision)):
         for b in batch_sizes:
             x = torch.randn((b, *shape))
             t = torch.randint(100, 700, (b,))
@@ -90,9 +91,9 @@ class LadderPoint:
 def engine_options(base: TypicalityOptions, n: int, sampling: str | None = None) -> TypicalityOptions:
     """`base` at N = n: the most replicates (up to base.groups) that divide n."""
     sampling = sampling or base.sampling
-    per = 2 if sampling == "stratified-antithetic" else 1
+    per = 2 if sampling.endswith("antithetic") else 1
     groups = next(g for g in range(min(base.groups, n // per), 1, -1) if n % (g * per) == 0)
-    return base.model_copy(update={"n_samples": n, "groups": groups, "sampling": sampling})
+    return TypicalityOptions.model_validate({**base.model_dump(), "n_samples": n, "groups": groups, "sampling": sampling})
 
 
 def time_to_fidelity(points: list[LadderPoint], target: float) -> float | None:
@@ -102,63 +103,85 @@ def time_to_fidelity(points: list[LadderPoint], target: float) -> float | None:
     return None
 
 
+def _ladder(run, ns, target, min_n, repeats, log, name) -> list[LadderPoint]:
+    """Mean seconds and mean Spearman over `repeats` seeds at each N, up the
+    ladder until the target is reached (and N >= min_n)."""
+    points = []
+    for n in ns:
+        secs, sps = [], []
+        for r in range(repeats):
+            sec, sp = run(n, r)
+            secs.append(sec)
+            sps.append(sp)
+        points.append(LadderPoint(n, float(np.mean(secs)), float(np.mean(sps))))
+        log(f"{name:34s} N={n:4d}: {points[-1].seconds:7.2f} s  spearman {points[-1].spearman:.4f} (mean of {repeats})")
+        if points[-1].spearman >= target and n >= min_n:
+            break
+    return points
+
+
 def run_benchmark(model: Denoiser, x0: torch.Tensor, label_key: str, base: TypicalityOptions, *, image_size: int, window: int, stride: int,
-                  target: float = 0.95, reference_n: int = 512, equal_n: int = 40, log=print) -> dict:
+                  target: float = 0.95, reference_n: int = 512, equal_n: int = 40, repeats: int = 3, log=print) -> dict:
     """All figures of `diffmine bench typicality` (see module docstring)."""
     size_args = (image_size, window, stride)
-    log(f"converged reference: engine, N = {reference_n} ...")
-    ref = typicality_maps(model, x0, [label_key], engine_options(base, reference_n, "iid"))
+    B = x0.shape[0]
+    log(f"converged reference: engine, N = {reference_n}, iid, float32 ...")
+    ref = typicality_maps(model, x0, [label_key], engine_options(base.model_copy(update={"precision": "float32"}), reference_n, "iid"))
     ref_scores = window_scores(ref.maps[:, 0], *size_args)
 
     def agree(maps):
         return float(spearmanr(window_scores(maps, *size_args), ref_scores).statistic)
 
-    published, engine = [], []
-    kept_maps = {}
-    for n in (10, 20, 40, 80, 160):
-        maps, sec, _ = published_loop(model, x0, label_key, n, base.model_copy(update={"seed": base.seed + 1}))
-        published.append(LadderPoint(n, sec, agree(maps)))
-        if n == equal_n:
-            kept_maps["published"] = maps
-        log(f"published loop N={n:4d}: {sec:7.2f} s  spearman {published[-1].spearman:.4f}")
-        if published[-1].spearman >= target and n >= equal_n:
-            break
-    variants, variant_seconds = {}, {}
-    for sampling in ("iid", "stratified", "stratified-antithetic"):
-        res = typicality_maps(model, x0, [label_key], engine_options(base.model_copy(update={"seed": base.seed + 1}), equal_n, sampling))
-        variants[sampling] = agree(res.maps[:, 0])
-        variant_seconds[sampling] = res.seconds
-        if sampling == base.sampling:
-            kept_maps["engine"] = res.maps[:, 0]
-        log(f"engine {sampling:22s} N={equal_n}: {res.seconds:6.2f} s  spearman {variants[sampling]:.4f}")
-    for n in (4, 8, 16, 24, 32, 48, 64, 96, 128, 160):
-        res = typicality_maps(model, x0, [label_key], engine_options(base.model_copy(update={"seed": base.seed + 1}), n))
-        engine.append(LadderPoint(n, res.seconds, agree(res.maps[:, 0])))
-        log(f"engine ({base.sampling}) N={n:4d}: {res.seconds:7.2f} s  spearman {engine[-1].spearman:.4f}")
-        if engine[-1].spearman >= target and n >= equal_n:
-            break
+    kept = {}
+
+    def run_published(n, r):
+        maps, sec, _ = published_loop(model, x0, label_key, n, base.model_copy(update={"seed": base.seed + 1 + r}))
+        if n == equal_n and r == 0:
+            kept["published"] = maps
+        return sec, agree(maps)
+
+    def engine_runner(sampling, precision=None):
+        def run(n, r):
+            opts = engine_options(base.model_copy(update={"seed": base.seed + 1 + r, **({"precision": precision} if precision else {})}), n, sampling)
+            res = typicality_maps(model, x0, [label_key], opts)
+            if n == equal_n and r == 0:
+                kept[(sampling, precision)] = res.maps[:, 0]
+            return res.seconds, agree(res.maps[:, 0])
+        return run
+
+    published = _ladder(run_published, (10, 20, 30, 40, 50, 60, 80, 120, 160), target, equal_n, repeats, log, "published loop")
+    engine = _ladder(engine_runner(base.sampling), (8, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128), target, equal_n, repeats, log, f"engine ({base.sampling})")
+    # each choice alone, at equal N, to keep only what helps
+    variants = {}
+    for sampling, precision in (("iid", "float32"), ("stratified", "float32"), ("stratified-antithetic", "float32"), ("importance-antithetic", "float32"), (base.sampling, None)):
+        sec, sp = engine_runner(sampling, precision)(equal_n, 0)
+        label = f"{sampling}/{precision or base.precision}"
+        variants[label] = {"seconds": round(sec, 3), "spearman": round(sp, 4)}
+        log(f"engine {label:34s} N={equal_n}: {sec:6.2f} s  spearman {sp:.4f}")
     pub_eq = next(p for p in published if p.n == equal_n)
-    eng_eq_seconds = variant_seconds[base.sampling]
-    bare, bare_batch = bare_forward_rate(model, tuple(x0.shape[1:]))
+    eng_eq = next(p for p in engine if p.n == equal_n)
+    model.for_inference()
+    bare, bare_batch = bare_forward_rate(model, tuple(x0.shape[1:]), precision=base.precision)
     eng_run = typicality_maps(model, x0, [label_key], engine_options(base, 64))
     engine_rate = eng_run.forward_rows / eng_run.seconds
     t_pub = time_to_fidelity(published, target)
     t_eng = time_to_fidelity(engine, target)
-    B = x0.shape[0]
     return {
         "images": B,
         "equal_n": equal_n,
+        "repeats": repeats,
         "published_images_per_s": round(B / pub_eq.seconds, 2),
-        "engine_images_per_s": round(B / eng_eq_seconds, 2),
-        "throughput_speedup": round(pub_eq.seconds / eng_eq_seconds, 3),
-        "spearman_published_vs_engine_equal_n": round(float(spearmanr(window_scores(kept_maps["published"], *size_args), window_scores(kept_maps["engine"], *size_args)).statistic), 4),
-        "spearman_at_equal_n": {"published": round(pub_eq.spearman, 4), **{f"engine_{k}": round(v, 4) for k, v in variants.items()}},
+        "engine_images_per_s": round(B / eng_eq.seconds, 2),
+        "throughput_speedup": round(pub_eq.seconds / eng_eq.seconds, 3),
+        "spearman_published_vs_engine_equal_n": round(float(spearmanr(window_scores(kept["published"], *size_args), window_scores(kept[(base.sampling, None)], *size_args)).statistic), 4),
+        "spearman_at_equal_n": {"published": round(pub_eq.spearman, 4), "engine": round(eng_eq.spearman, 4)},
+        "variants_at_equal_n": variants,
         "target_spearman": target,
         "reference_n": reference_n,
-        "published_seconds_to_fidelity": t_pub,
-        "engine_seconds_to_fidelity": t_eng,
         "published_n_to_fidelity": next((p.n for p in published if p.spearman >= target), None),
         "engine_n_to_fidelity": next((p.n for p in engine if p.spearman >= target), None),
+        "published_seconds_to_fidelity": round(t_pub, 3) if t_pub else None,
+        "engine_seconds_to_fidelity": round(t_eng, 3) if t_eng else None,
         "fidelity_speedup": round(t_pub / t_eng, 3) if t_pub and t_eng else None,
         "engine_forward_per_s": round(engine_rate, 1),
         "bare_forward_per_s": round(bare, 1),
@@ -166,5 +189,6 @@ def run_benchmark(model: Denoiser, x0: torch.Tensor, label_key: str, base: Typic
         "overhead_ratio": round(engine_rate / bare, 3),
         "engine_batch_size": base.batch_size,
         "sampling": base.sampling,
+        "precision": eng_run.precision,
         "torch_threads": torch.get_num_threads(),
     }

@@ -49,6 +49,8 @@ def image_typicality_table(images: pl.DataFrame, label_key: str, result: Typical
         pl.lit(opts.t_max).alias("t_max"),
         pl.lit(opts.seed, dtype=pl.Int64).alias("seed"),
         pl.lit(opts.sampling).alias("sampling"),
+        pl.lit(result.precision).alias("precision"),
+        pl.lit(json.dumps([round(q, 6) for q in result.profile])).alias("t_profile"),
         pl.lit(checkpoint_id).alias("checkpoint_id"),
         pl.lit(params).alias("params"),
     )

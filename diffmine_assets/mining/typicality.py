@@ -7,23 +7,34 @@ same batch on the same noisy input, with no Python work per sample.
 
 Sampling (see docs/PERFORMANCE.md for the measurements behind the default):
 the N samples form G independent replicates; within a replicate, timesteps
-are stratified over [t_min, t_max) x T with one random offset, and with
-"stratified-antithetic" each noise is paired with its negative. Every image
-of every label sees the same noise set (fixed by the seed). The replicates
-give an honest standard error for any linear summary of the map (an image
-mean, a window mean): std over replicates / sqrt(G).
+are stratified with one random offset, and with "-antithetic" each noise is
+paired with its negative. "importance-antithetic" (the default) stratifies in
+the quantiles of a density q(t) proportional to how much the loss difference
+varies at t (measured by a small pilot on the first images), and weights each
+sample by p(t)/q(t), p uniform on [t_min, t_max) x T: the same expectation as
+the definition, with samples spent where the estimate is noisy (low t).
+Every image of a partition sees the same noise set (fixed by the seed). The
+replicates give an honest standard error for any linear summary of the map
+(an image mean, a window mean): std over replicates / sqrt(G).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .datasets.spec import TypicalityOptions
 from .denoisers.base import Denoiser
+
+
+PILOT_BINS = 12
+PILOT_IMAGES = 4
+PILOT_NOISE = 2
 
 
 @dataclass(frozen=True)
@@ -31,9 +42,58 @@ class NoiseSet:
     eps: torch.Tensor  # (N, C, h, w)
     t: torch.Tensor  # (N,) long
     group: torch.Tensor  # (N,) replicate of each sample
+    weight: torch.Tensor  # (N,) p(t) / q(t): 1 unless timesteps are importance-sampled
+    profile: list[float] = field(default_factory=list)  # q per pilot bin, when importance-sampled
 
 
-def noise_set(model: Denoiser, shape: tuple[int, int, int], opts: TypicalityOptions) -> NoiseSet:
+def resolve_precision(precision: str) -> torch.dtype:
+    if precision == "auto":
+        native = torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        return torch.bfloat16 if native else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
+
+
+def _autocast(model: Denoiser, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    device = next(model.module.parameters()).device.type
+    return torch.autocast(device, dtype=dtype)
+
+
+def timestep_profile(model: Denoiser, x0: torch.Tensor, label_key: str, opts: TypicalityOptions, dtype: torch.dtype) -> np.ndarray:
+    """Sampling density over PILOT_BINS equal bins of [t_min, t_max) x T,
+    proportional to the per-pixel standard deviation of the loss difference
+    at the bin's centre (a pilot on the first images, with its own seed),
+    evaluated in full batches like the engine itself."""
+    T = model.num_train_timesteps
+    edges = np.linspace(opts.t_min * T, opts.t_max * T, PILOT_BINS + 1)
+    centres = torch.from_numpy(((edges[:-1] + edges[1:]) / 2).astype(np.int64))
+    xs = x0[:PILOT_IMAGES]
+    b = xs.shape[0]
+    g = torch.Generator().manual_seed(opts.seed + 104_729)
+    # rows: (bin, noise, image), all at once
+    t = centres.repeat_interleave(PILOT_NOISE * b)
+    eps = torch.randn((PILOT_BINS * PILOT_NOISE * b, *xs.shape[1:]), generator=g)
+    img = torch.arange(b).repeat(PILOT_BINS * PILOT_NOISE)
+    cond_label = model.condition_ids([label_key])
+    cond_null = model.condition_ids([None])
+    diffs = torch.empty((len(t), *xs.shape[-2:]))
+    step = max(1, opts.batch_size // 2)
+    with torch.inference_mode(), _autocast(model, dtype):
+        for s in range(0, len(t), step):
+            tt, ee = t[s : s + step], eps[s : s + step]
+            m = len(tt)
+            xt = model.add_noise(xs[img[s : s + step]], ee, tt)
+            pred = model.predict(torch.cat([xt, xt]), torch.cat([tt, tt]), torch.cat([cond_label.expand(m), cond_null.expand(m)])).float()
+            err = ((pred - torch.cat([ee, ee])) ** 2).mean(1)
+            diffs[s : s + m] = err[m:] - err[:m]
+    sd = diffs.view(PILOT_BINS, PILOT_NOISE, b, *xs.shape[-2:]).std(dim=1).mean(dim=(1, 2, 3)).numpy().astype(np.float64)
+    # a floor keeps every timestep reachable, so the estimate stays unbiased
+    sd = np.maximum(sd, 0.05 * sd.max() if sd.max() > 0 else 1.0)
+    return sd / sd.sum()
+
+
+def noise_set(model: Denoiser, shape: tuple[int, int, int], opts: TypicalityOptions, profile: np.ndarray | None = None) -> NoiseSet:
     n, groups = opts.n_samples, opts.groups
     per_group = n // groups
     T = model.num_train_timesteps
@@ -43,22 +103,33 @@ def noise_set(model: Denoiser, shape: tuple[int, int, int], opts: TypicalityOpti
         t = torch.randint(int(lo), int(hi), (n,), generator=g)
         eps = torch.randn((n, *shape), generator=g)
         group = torch.arange(n) % groups
-        return NoiseSet(eps, t, group)
-    antithetic = opts.sampling == "stratified-antithetic"
+        return NoiseSet(eps, t, group, torch.ones(n))
+    importance = opts.sampling.startswith("importance")
+    if importance and profile is None:
+        raise ValueError("importance sampling needs a timestep profile (see timestep_profile)")
+    q = np.asarray(profile, dtype=np.float64) if importance else np.full(1, 1.0)
+    cdf = np.concatenate([[0.0], np.cumsum(q)])
+    cdf[-1] = 1.0
+    bins = len(q)
+    width = (hi - lo) / bins
+    antithetic = opts.sampling.endswith("antithetic")
     distinct = per_group // 2 if antithetic else per_group
-    ts, epss = [], []
+    ts, epss, ws = [], [], []
     for _ in range(groups):
-        offset = torch.rand((), generator=g)
-        strata = (torch.arange(distinct, dtype=torch.float64) + float(offset)) / distinct
-        t_g = (lo + strata * (hi - lo)).floor().long().clamp(int(lo), int(hi) - 1)
+        offset = float(torch.rand((), generator=g))
+        u = (np.arange(distinct) + offset) / distinct
+        b = np.clip(np.searchsorted(cdf, u, side="right") - 1, 0, bins - 1)
+        t_cont = lo + (b + (u - cdf[b]) / q[b]) * width
+        t_g = torch.from_numpy(np.clip(np.floor(t_cont), int(lo), int(np.ceil(hi)) - 1).astype(np.int64))
+        w_g = torch.from_numpy((1.0 / bins) / q[b]).float()
         e_g = torch.randn((distinct, *shape), generator=g)
         if antithetic:
-            t_g = torch.cat([t_g, t_g])
-            e_g = torch.cat([e_g, -e_g])
+            t_g, w_g, e_g = torch.cat([t_g, t_g]), torch.cat([w_g, w_g]), torch.cat([e_g, -e_g])
         ts.append(t_g)
+        ws.append(w_g)
         epss.append(e_g)
     group = torch.arange(groups).repeat_interleave(per_group)
-    return NoiseSet(torch.cat(epss), torch.cat(ts), group)
+    return NoiseSet(torch.cat(epss), torch.cat(ts), group, torch.cat(ws), q.tolist() if importance else [])
 
 
 @dataclass
@@ -66,6 +137,8 @@ class TypicalityResult:
     replicate_maps: torch.Tensor  # (B, L, G, h, w): mean difference per replicate
     seconds: float
     forward_rows: int  # network evaluations (one per condition per row)
+    precision: str = "float32"
+    profile: list[float] = field(default_factory=list)
 
     @property
     def maps(self) -> torch.Tensor:  # (B, L, h, w)
@@ -95,7 +168,16 @@ def typicality_maps(
     model.check_labels(label_keys)
     B = x0.shape[0]
     L = len(label_keys)
-    noise = noise or noise_set(model, tuple(x0.shape[1:]), opts)
+    dtype = resolve_precision(opts.precision)
+    model.for_inference()
+    t0 = time.monotonic()
+    evaluations = 0
+    if noise is None:
+        profile = None
+        if opts.sampling.startswith("importance"):
+            profile = timestep_profile(model, x0, label_keys[0], opts, dtype)
+            evaluations += PILOT_BINS * PILOT_NOISE * 2 * min(B, PILOT_IMAGES)
+        noise = noise_set(model, tuple(x0.shape[1:]), opts, profile)
     N, G = noise.t.shape[0], int(noise.group.max()) + 1
     conds = model.condition_ids([None, *label_keys])  # null first
     rows_per_pass = max(1, opts.batch_size // (L + 1))
@@ -105,10 +187,7 @@ def typicality_maps(
     # (image, replicate) flattened first, so one index_add_ per pass adds
     # every row into its place, with no Python loop over rows.
     sums = torch.zeros((B * G, L, *x0.shape[-2:]), dtype=torch.float64)
-    t0 = time.monotonic()
-    evaluations = 0
-    model.module.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(model, dtype):
         for start in range(0, total, rows_per_pass):
             ii = img_idx[start : start + rows_per_pass]
             ss = smp_idx[start : start + rows_per_pass]
@@ -116,11 +195,13 @@ def typicality_maps(
             eps = noise.eps[ss]
             t = noise.t[ss]
             xt = model.add_noise(x0[ii], eps, t)
-            pred = model.predict(xt.repeat(L + 1, 1, 1, 1), t.repeat(L + 1), conds.repeat_interleave(m))
+            # losses in float32 whatever the network's precision: the
+            # difference of two losses is far smaller than either
+            pred = model.predict(xt.repeat(L + 1, 1, 1, 1), t.repeat(L + 1), conds.repeat_interleave(m)).float()
             evaluations += m * (L + 1)
             err = ((pred - eps.repeat(L + 1, 1, 1, 1)) ** 2).mean(dim=1)  # (m*(L+1), h, w)
             err = err.view(L + 1, m, *err.shape[-2:])
-            diff = (err[0:1] - err[1:]).transpose(0, 1)  # (m, L, h, w)
+            diff = (err[0:1] - err[1:]).transpose(0, 1) * noise.weight[ss].view(-1, 1, 1, 1)  # (m, L, h, w)
             if not torch.isfinite(diff).all():
                 bad = int(ii[(~torch.isfinite(diff)).flatten(1).any(1).nonzero()[0, 0]])
                 raise FloatingPointError(f"non-finite typicality for image {bad}")
@@ -129,5 +210,5 @@ def typicality_maps(
                 progress(min(start + m, total), total)
     counts = torch.bincount(noise.group, minlength=G).to(torch.float64).view(1, G, 1, 1, 1)
     means = (sums.view(B, G, L, *x0.shape[-2:]) / counts).transpose(1, 2)
-    return TypicalityResult(means.to(torch.float32).contiguous(), time.monotonic() - t0, evaluations)
+    return TypicalityResult(means.to(torch.float32).contiguous(), time.monotonic() - t0, evaluations, str(dtype).replace("torch.", ""), noise.profile)
 

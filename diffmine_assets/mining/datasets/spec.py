@@ -89,16 +89,19 @@ class TypicalityOptions(_Strict):
     t_min: float = Field(0.1, ge=0, lt=1)
     t_max: float = Field(0.7, gt=0, le=1)
     seed: int = 0
-    sampling: Literal["stratified-antithetic", "stratified", "iid"] = "stratified-antithetic"
+    sampling: Literal["importance-antithetic", "stratified-antithetic", "stratified", "iid"] = "importance-antithetic"
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="network precision; auto = bfloat16 where the CPU/GPU runs it natively, else float32"
+    )
     groups: int = Field(8, ge=2, le=1024, description="independent replicates, for the standard error")
-    batch_size: int = Field(64, ge=2, le=4096, description="rows per forward pass (label and null count twice)")
+    batch_size: int = Field(32, ge=2, le=4096, description="network evaluations per forward pass (label and null each count)")
     label_matrix: bool = Field(False, description="also score every image under every label")
 
     @model_validator(mode="after")
     def _consistent(self) -> "TypicalityOptions":
         if self.t_max <= self.t_min:
             raise ValueError(f"t_max ({self.t_max}) must be above t_min ({self.t_min})")
-        per_group = 2 if self.sampling == "stratified-antithetic" else 1
+        per_group = 2 if self.sampling.endswith("antithetic") else 1
         if self.n_samples % (self.groups * per_group):
             raise ValueError(f"n_samples ({self.n_samples}) must be a multiple of groups x {per_group} ({self.groups * per_group}) with sampling {self.sampling!r}")
         return self

@@ -55,6 +55,11 @@ class Denoiser(ABC):
     def predict(self, xt: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Predicted noise, same shape as xt."""
 
+    def for_inference(self) -> "Denoiser":
+        """Put the network in its fastest layout for evaluation."""
+        self.module.eval()
+        return self
+
     # -- persistence ------------------------------------------------------------------------
     @abstractmethod
     def config(self) -> dict:

@@ -83,7 +83,14 @@ class TinyDenoiser(Denoiser):
         return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
     def predict(self, xt, t, cond):
-        return self.unet(xt, t, class_labels=cond).sample
+        return self.unet(xt.contiguous(memory_format=torch.channels_last), t, class_labels=cond).sample
+
+    def for_inference(self) -> "TinyDenoiser":
+        # channels_last lets oneDNN pick its fast convolution kernels: about
+        # 1.6x the forward passes per second on 2 CPU cores (PERFORMANCE.md).
+        self.unet.eval()
+        self.unet.to(memory_format=torch.channels_last)
+        return self
 
     @property
     def module(self):

@@ -1,0 +1,111 @@
+"""images -> checkpoint -> image_typicality -> patch_typicality through a real
+Dagster instance, on a small built-in dataset and a tiny real model."""
+
+import shutil
+
+import polars as pl
+import pytest
+
+from dagster import AssetKey, DagsterInstance
+from diffmine_assets.definitions import build_definitions
+from diffmine_assets.runner import run_dataset
+from diffmine_assets.storage.catalog import Catalog
+from diffmine_assets.storage.lake import Lake
+from diffmine_assets_tests.conftest import write_config, write_image
+
+FAST = {
+    "training": {"steps": 30, "batch_size": 16, "save_every": 10, "log_every": 10},
+    "typicality": {"n_samples": 8, "groups": 2, "batch_size": 32},
+    "patches": {"window_px": 14, "stride_px": 4, "per_image": 3, "per_label": 10},
+}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    ds = {"name": "builtin", "kind": "builtin", "options": {"images_per_label": 6, "resolution": 16, "seed": 1}, **FAST}
+    cfg = write_config(root, [ds])
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DAGSTER_HOME", str(root))
+    instance = DagsterInstance.get()
+    figures = run_dataset(instance, cfg, "builtin", log=lambda *_: None)
+    yield root, cfg, instance, figures
+    instance.dispose()
+    mp.undo()
+
+
+def query(root, sql, params=None):
+    with Catalog(root / "catalog.duckdb", Lake(root / "lake")).reader() as con:
+        return con.execute(sql, params or {}).fetchall()
+
+
+def test_the_whole_chain_materializes(pipeline):
+    root, _, instance, figures = pipeline
+    assert figures["failed_runs"] == 0 and figures["runs"] == 5
+    assert sorted(figures["labels"]) == ["amber", "cobalt", "jade", "violet"]
+    assert query(root, "select count(*) from image_typicality") == [(24,)]
+    assert query(root, "select label, count(*) from patch_typicality where selection = 'top' group by label order by label") == [
+        ("amber", 10), ("cobalt", 10), ("jade", 10), ("violet", 10)]
+    # every result names the checkpoint it came from, and the checkpoint its data
+    ckpt = query(root, "select checkpoint_id, data_version, steps from checkpoint")[0]
+    assert ckpt[2] == 30
+    assert query(root, "select distinct checkpoint_id from image_typicality") == [(ckpt[0],)]
+    assert query(root, "select distinct checkpoint_id from patch_typicality") == [(ckpt[0],)]
+    images_version = instance.get_latest_materialization_event(AssetKey("images")).asset_materialization.tags["dagster/data_version"]
+    assert ckpt[1] == images_version
+    meta = instance.get_latest_materialization_event(AssetKey("checkpoint")).asset_materialization.metadata
+    assert "data:image/png;base64," in meta["loss_curve"].value
+    assert query(root, "select count(*) from training_log") == [(3,)]
+
+
+def test_the_twenty_most_typical_patches_of_a_label_in_sql(pipeline):
+    root = pipeline[0]
+    rows = query(root, """
+        select image_id, x0, y0, x1, y1, typicality, stderr from patch_typicality
+        where label = $label and selection = 'top' order by rank_in_label limit 20""", {"label": "jade"})
+    assert len(rows) == 10
+    scores = [r[5] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert all(r[3] - r[1] == 14 and r[4] - r[2] == 14 and r[6] >= 0 for r in rows)
+    params = query(root, "select distinct n_samples, t_min, t_max, seed, sampling from image_typicality")
+    assert params == [(8, 0.1, 0.7, 0, "stratified-antithetic")]
+
+
+def test_rematerializing_is_deterministic_and_never_duplicates(pipeline):
+    root, cfg, instance, _ = pipeline
+    before = query(root, "select image_id, typicality from image_typicality where label_key = 'amber' order by image_id")
+    figures = run_dataset(instance, cfg, "builtin", labels=["amber"], select=["image_typicality", "patch_typicality"], log=lambda *_: None)
+    assert figures["failed_runs"] == 0 and figures["runs"] == 1
+    after = query(root, "select image_id, typicality from image_typicality where label_key = 'amber' order by image_id")
+    assert after == before
+    assert query(root, "select count(*), count(distinct image_id) from image_typicality") == [(24, 24)]
+
+
+def test_checkpoint_rerun_resumes_from_the_finished_state(pipeline):
+    root, cfg, instance, _ = pipeline
+    ckpt_before = query(root, "select checkpoint_id from checkpoint")[0][0]
+    run_dataset(instance, cfg, "builtin", select=["checkpoint"], log=lambda *_: None)
+    row = query(root, "select checkpoint_id, resumed_from_step, steps from checkpoint")[0]
+    assert row == (ckpt_before, 30, 30)  # nothing left to train: same weights, same id
+
+
+def test_a_label_missing_from_the_checkpoint_says_to_retrain(tmp_path, monkeypatch):
+    data = tmp_path / "photos"
+    for label in ("cats", "dogs"):
+        for i in range(3):
+            write_image(data / label / f"{i}.png", size=(32, 32), seed=hash((label, i)) % 1000)
+    ds = {"name": "photos", "kind": "folder", "path": "photos", "options": {"resolution": 16, "val_fraction": 0.0}, **FAST}
+    cfg = write_config(tmp_path, [ds])
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    instance = DagsterInstance.get()
+    try:
+        assert run_dataset(instance, cfg, "photos", log=lambda *_: None)["failed_runs"] == 0
+        for i in range(2):
+            write_image(data / "birds" / f"{i}.png", size=(32, 32), seed=500 + i)
+        run_dataset(instance, cfg, "photos", select=["images"], log=lambda *_: None)
+        lines = []
+        figures = run_dataset(instance, cfg, "photos", labels=["birds"], select=["image_typicality"], log=lines.append)
+        assert figures["failed_runs"] == 1
+        assert any("['birds'] are not in this checkpoint" in l and "re-materialize the checkpoint" in l for l in lines), lines
+    finally:
+        instance.dispose()
