@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, AssetSelection, DagsterInstance
 
 from .definitions import DATASET_JOB, LABEL_JOB, build_definitions
 from .partitions import multi_key
@@ -42,8 +42,10 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
         unknown = [s for s in select if s not in known]
         if unknown:
             raise SelectionError(f"unknown assets {unknown}; assets are {sorted(known)}")
-        dataset_keys = [k for k in dataset_keys if k.path[-1] in select]
-        label_keys = [k for k in label_keys if k.path[-1] in select]
+        # a multi-asset (checkpoint + training_log) runs whole
+        chosen = AssetSelection.assets(*[known[s] for s in select]).required_multi_asset_neighbors().resolve(defs.resolve_asset_graph())
+        dataset_keys = [k for k in dataset_keys if k in chosen]
+        label_keys = [k for k in label_keys if k in chosen]
 
     runs = []
 

@@ -13,7 +13,7 @@ from diffmine_assets.definitions import build_definitions
 from diffmine_assets.runner import SelectionError, run_dataset
 from diffmine_assets.storage.catalog import Catalog
 from diffmine_assets.storage.lake import Lake
-from diffmine_assets_tests.conftest import REPO, SMALL_BUILTIN, write_config, write_image
+from diffmine_assets_tests.conftest import FAST, REPO, SMALL_BUILTIN, write_config, write_image
 
 
 def sql(project, query, params=None):
@@ -41,7 +41,7 @@ def test_dagster_definitions_validate_passes():
 
 
 def test_images_registers_labels_and_is_idempotent(project, instance):
-    figures = run_dataset(instance, project, "builtin", log=lambda *_: None)
+    figures = run_dataset(instance, project, "builtin", select=["images", "ground_truth_boxes"], log=lambda *_: None)
     assert figures["failed_runs"] == 0
     assert sorted(instance.get_dynamic_partitions("label")) == ["amber", "cobalt", "jade", "violet"]
     rows = sql(project, "select label, count(*) from images group by label order by label")
@@ -55,7 +55,7 @@ def test_images_registers_labels_and_is_idempotent(project, instance):
     assert "data:image/png;base64," in meta["preview"].value
     assert mat.asset_materialization.tags["dagster/data_version"]
     # again: same rows, no duplicates, same data version
-    run_dataset(instance, project, "builtin", log=lambda *_: None)
+    run_dataset(instance, project, "builtin", select=["images", "ground_truth_boxes"], log=lambda *_: None)
     assert sql(project, "select count(*), count(distinct image_id) from images") == [(32, 32)]
     assert sql(project, "select count(*) from ground_truth_boxes")[0][0] == boxes_before
     mat2 = instance.get_latest_materialization_event(AssetKey("images"))
@@ -70,11 +70,11 @@ def test_folder_dataset_with_odd_names_and_bad_files(tmp_path, monkeypatch):
             write_image(data / lbl.replace("/", "_") / f"img {j}.png", seed=10 * i + j)
     (data / "Zürich, CH" / "broken.jpg").write_bytes(b"nope")
     (data / "empty").mkdir()
-    cfg = write_config(tmp_path, [SMALL_BUILTIN, {"name": "photos", "kind": "folder", "path": "photos"}])
+    cfg = write_config(tmp_path, [SMALL_BUILTIN, {"name": "photos", "kind": "folder", "path": "photos", "options": {"resolution": 16}, **FAST}])
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     instance = DagsterInstance.get()
     try:
-        figures = run_dataset(instance, cfg, "photos", log=lambda *_: None)
+        figures = run_dataset(instance, cfg, "photos", select=["images", "ground_truth_boxes"], log=lambda *_: None)
         assert figures["failed_runs"] == 0
         keys = instance.get_dynamic_partitions("label")
         assert len(keys) == 3 and all("|" not in k and "," not in k and "/" not in k for k in keys)

@@ -1,7 +1,7 @@
 """images -> checkpoint -> image_typicality -> patch_typicality through a real
 Dagster instance, on a small built-in dataset and a tiny real model."""
 
-import shutil
+import json
 
 import polars as pl
 import pytest
@@ -11,13 +11,8 @@ from diffmine_assets.definitions import build_definitions
 from diffmine_assets.runner import run_dataset
 from diffmine_assets.storage.catalog import Catalog
 from diffmine_assets.storage.lake import Lake
-from diffmine_assets_tests.conftest import write_config, write_image
+from diffmine_assets_tests.conftest import FAST, write_config, write_image
 
-FAST = {
-    "training": {"steps": 30, "batch_size": 16, "save_every": 10, "log_every": 10},
-    "typicality": {"n_samples": 8, "groups": 2, "batch_size": 32},
-    "patches": {"window_px": 14, "stride_px": 4, "per_image": 3, "per_label": 10},
-}
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +62,11 @@ def test_the_twenty_most_typical_patches_of_a_label_in_sql(pipeline):
     scores = [r[5] for r in rows]
     assert scores == sorted(scores, reverse=True)
     assert all(r[3] - r[1] == 14 and r[4] - r[2] == 14 and r[6] >= 0 for r in rows)
-    params = query(root, "select distinct n_samples, t_min, t_max, seed, sampling from image_typicality")
-    assert params == [(8, 0.1, 0.7, 0, "stratified-antithetic")]
+    params = query(root, "select distinct n_samples, t_min, t_max, seed, sampling, precision from image_typicality")
+    assert len(params) == 1 and params[0][:5] == (8, 0.1, 0.7, 0, "importance-antithetic")
+    assert params[0][5] in ("bfloat16", "float32")
+    profile = query(root, "select t_profile from image_typicality limit 1")[0][0]
+    assert len(json.loads(profile)) == 12
 
 
 def test_rematerializing_is_deterministic_and_never_duplicates(pipeline):
