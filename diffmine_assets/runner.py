@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dagster import AssetKey, AssetSelection, DagsterInstance
 
-from .definitions import DATASET_JOB, LABEL_JOB, build_definitions
+from .definitions import DATASET_JOB, LABEL_JOB, REPORT_JOB, build_definitions
 from .partitions import multi_key
 from .storage.lake import Lake
 
@@ -37,8 +37,9 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
     job_names = {j.name for j in defs.resolve_all_job_defs()}
     dataset_keys = _job_assets(defs, DATASET_JOB)
     label_keys = _job_assets(defs, LABEL_JOB) if LABEL_JOB in job_names else []
+    report_keys = _job_assets(defs, REPORT_JOB) if REPORT_JOB in job_names else []
     if select:
-        known = {k.path[-1]: k for k in dataset_keys + label_keys}
+        known = {k.path[-1]: k for k in dataset_keys + label_keys + report_keys}
         unknown = [s for s in select if s not in known]
         if unknown:
             raise SelectionError(f"unknown assets {unknown}; assets are {sorted(known)}")
@@ -46,6 +47,7 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
         chosen = AssetSelection.assets(*[known[s] for s in select]).required_multi_asset_neighbors().resolve(defs.resolve_asset_graph())
         dataset_keys = [k for k in dataset_keys if k in chosen]
         label_keys = [k for k in label_keys if k in chosen]
+        report_keys = [k for k in report_keys if k in chosen]
 
     runs = []
 
@@ -85,9 +87,13 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
             pairs = [by_any[lbl] for lbl in labels]
         for label, key in pairs:
             label_pairs.append(label)
-            launch(LABEL_JOB, multi_key(dataset, key), label_keys, f"dataset={dataset}, label={label}")
+            ok = launch(LABEL_JOB, multi_key(dataset, key), label_keys, f"dataset={dataset}, label={label}") and ok
+    if ok and report_keys:
+        launch(REPORT_JOB, dataset, report_keys, f"dataset={dataset} (report)")
     failed = sum(not r["success"] for r in runs)
+    report = Lake(project.lake).files_dir(dataset, "report", "index.html")
     return {
+        "report": str(report) if report.exists() else None,
         "dataset": dataset,
         "runs": len(runs),
         "failed_runs": failed,

@@ -9,11 +9,12 @@ from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue, Outp
 from ..mining.checkpoints import load_checkpoint
 from ..mining.denoisers.base import UnknownLabelError
 from ..mining.tables import image_typicality_table, load_array, patch_table, save_array
+from ..mining.visuals import heatmaps, patch_strips
 from ..mining.tensors import load_pixels, to_model_range
 from ..mining.typicality import typicality_maps
 from ..partitions import dataset_of_label, split_partition_key
 from ..resources import DiffmineResource
-from .metadata import md_table
+from .metadata import md_table, picture
 from .model import TORCH_POOL
 
 
@@ -83,6 +84,7 @@ def build_typicality_assets(label_partitions):
                 "images_per_s": round(len(table) / max(result.seconds, 1e-9), 2),
                 "checkpoint_id": ckpt["checkpoint_id"],
                 "maps": MetadataValue.path(str(map_path)),
+                "heatmaps": picture(heatmaps(table, result.maps[:, own].numpy()), diffmine.lake.files_dir(dataset, "pictures", label_key, "heatmaps.png"), "typicality maps"),
             },
         )
 
@@ -110,6 +112,7 @@ def build_typicality_assets(label_partitions):
                 "skipped_small_images": skipped,
                 "best": md_table(["rank", "image", "box", "typicality", "stderr"], [[r["rank_in_label"], r["image_id"], f"{r['x0']},{r['y0']},{r['x1']},{r['y1']}", f"{r['typicality']:.4f}", f"{r['stderr']:.4f}"] for r in top.head(10).iter_rows(named=True)]),
                 "window_px": opts.window_px,
+                "strips": picture(patch_strips(table), diffmine.lake.files_dir(dataset, "pictures", label_key, "strips.png"), "most typical, random, least typical"),
             },
         )
 

@@ -103,3 +103,52 @@ def score_model(model, images: pl.DataFrame, boxes: pl.DataFrame, typ_opts, patc
         patches.append(p)
         maps[key] = res.maps[:, 0].numpy()
     return typicality_figures(pl.concat(patches), boxes, images, maps)
+
+
+def element_under_centre(members: pl.DataFrame, boxes: pl.DataFrame) -> list[str]:
+    """For each patch: the kind of the element box holding its centre, or
+    "none" (background)."""
+    by_image = {k[0]: g for k, g in boxes.group_by("image_id")}
+    kinds = []
+    for r in members.iter_rows(named=True):
+        cx, cy = (r["x0"] + r["x1"]) / 2, (r["y0"] + r["y1"]) / 2
+        g = by_image.get(r["image_id"])
+        hit = _centre_in(g, cx, cy) if g is not None else None
+        kinds.append(hit["kind"][0] if hit is not None and not hit.is_empty() else "none")
+    return kinds
+
+
+def cluster_figures(members_by_label: dict[str, pl.DataFrame], boxes: pl.DataFrame, top: int = 3) -> dict:
+    """cluster_purity (size-weighted share of members on their cluster's
+    dominant element kind, "none" counting as a kind), label_elements_found
+    (share of label-specific kinds dominating one of their label's top
+    clusters), distractor_top3_share (share of labels whose top clusters
+    include one dominated by a distractor)."""
+    distractors = set(boxes.filter(pl.col("role") == "distractor")["kind"].unique().to_list())
+    own_kinds = {k: set(g["kind"].unique().to_list()) for (k,), g in boxes.filter(pl.col("role") == "label").group_by("label_key")}
+    pure, total = 0, 0
+    found, wanted = 0, 0
+    labels_with_distractor = 0
+    per_label = {}
+    for key, members in members_by_label.items():
+        m = members.with_columns(pl.Series("element", element_under_centre(members, boxes)))
+        dom = (
+            m.group_by("cluster", "element").len().sort("cluster", "len", descending=[False, True])
+            .group_by("cluster", maintain_order=True).first()
+        )
+        sizes = m.group_by("cluster").len().rename({"len": "size"})
+        dom = dom.join(sizes, on="cluster").sort("cluster")
+        pure += int(dom["len"].sum())
+        total += int(dom["size"].sum())
+        top_dom = dom.filter(pl.col("cluster") <= top)["element"].to_list()
+        mine = own_kinds.get(key, set())
+        found += len(mine & set(top_dom))
+        wanted += len(mine)
+        labels_with_distractor += int(bool(distractors & set(top_dom)))
+        per_label[key] = {"top_clusters": top_dom}
+    return {
+        "cluster_purity": round(pure / total, 4) if total else float("nan"),
+        "label_elements_found": round(found / wanted, 4) if wanted else float("nan"),
+        "distractor_top3_share": round(labels_with_distractor / len(members_by_label), 4) if members_by_label else float("nan"),
+        "top_clusters_by_label": per_label,
+    }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+
+import numpy as np
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -68,3 +70,45 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, size=(4
             d.line([(sx(x), sy(y)) for x, y in s], fill=colours[i % 3], width=2)
         d.text((W - right - 110, top + 4 + 12 * i), name, fill=colours[i % 3], font=_FONT)
     return img
+
+
+class ImageCache:
+    """Decoded images by path, so a grid opens each file once."""
+
+    def __init__(self):
+        self._cache: dict[str, Image.Image] = {}
+
+    def get(self, path: str) -> Image.Image:
+        if path not in self._cache:
+            self._cache[path] = load_rgb(path)
+        return self._cache[path]
+
+    def crop(self, path: str, box: tuple[int, int, int, int]) -> Image.Image:
+        return self.get(path).crop(box)
+
+
+def patch_strip_rows(groups: list[tuple[str, list[tuple[str, tuple[int, int, int, int]]]]], cache: ImageCache | None = None) -> list[tuple[str, list[Image.Image]]]:
+    """(caption, [(path, box), ...]) groups to rows of crops."""
+    cache = cache or ImageCache()
+    return [(caption, [cache.crop(p, b) for p, b in items]) for caption, items in groups]
+
+
+def heat_colour(values: np.ndarray) -> np.ndarray:
+    """Diverging map: blue below zero, red above, scaled by the largest magnitude."""
+    scale = float(np.abs(values).max()) or 1.0
+    v = np.clip(values / scale, -1, 1)
+    rgb = np.zeros((*v.shape, 3))
+    rgb[..., 0] = np.where(v > 0, 1.0, 1.0 + v)
+    rgb[..., 1] = 1.0 - np.abs(v)
+    rgb[..., 2] = np.where(v < 0, 1.0, 1.0 - v)
+    return (rgb * 255).astype(np.uint8)
+
+
+def heatmap_pair(img: Image.Image, tmap: np.ndarray) -> Image.Image:
+    """The image beside its typicality map (upsampled to the image) blended over it."""
+    up = np.asarray(Image.fromarray(tmap.astype(np.float32)).resize(img.size, Image.BILINEAR))
+    overlay = Image.blend(img.convert("RGB"), Image.fromarray(heat_colour(up)), 0.6)
+    pair = Image.new("RGB", (img.width * 2 + 2, img.height), (255, 255, 255))
+    pair.paste(img, (0, 0))
+    pair.paste(overlay, (img.width + 2, 0))
+    return pair

@@ -117,12 +117,32 @@ class PatchOptions(_Strict):
     seed: int = 0
 
 
+class FeatureOptions(_Strict):
+    """Diffusion features of patches (METHOD.md section 4)."""
+
+    block: int = Field(1, ge=0, description="up-sampling block whose activations describe a patch")
+    timestep: int = Field(25, ge=0, le=999, description="noise level of the features (the paper: 161 of 1000; see docs/PERFORMANCE.md)")
+    seed: int = 0
+    batch_size: int = Field(32, ge=1)
+    selection: Literal["top", "all"] = Field("top", description="which patches get features: the top K, or also random and least typical")
+
+
+class ClusterOptions(_Strict):
+    """k-means over patch features (METHOD.md section 4)."""
+
+    k: int = Field(32, ge=1, description="clusters per label (never more than there are patches)")
+    seed: int = 0
+    n_init: int = Field(10, ge=1)
+
+
 class _DatasetBase(_Strict):
     name: str
     description: str = ""
     training: TrainingOptions = TrainingOptions()
     typicality: TypicalityOptions = TypicalityOptions()
     patches: PatchOptions = PatchOptions()
+    features: FeatureOptions = FeatureOptions()
+    clusters: ClusterOptions = ClusterOptions()
 
     @field_validator("name")
     @classmethod

@@ -55,6 +55,11 @@ class Denoiser(ABC):
     def predict(self, xt: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Predicted noise, same shape as xt."""
 
+    @abstractmethod
+    def features(self, xt: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, block: int) -> torch.Tensor:
+        """Activations (B, C, h, w) of up-sampling block `block` of the network
+        on a noisy input: the diffusion features (DIFT) of the image."""
+
     def for_inference(self) -> "Denoiser":
         """Put the network in its fastest layout for evaluation."""
         self.module.eval()

@@ -85,6 +85,22 @@ class TinyDenoiser(Denoiser):
     def predict(self, xt, t, cond):
         return self.unet(xt.contiguous(memory_format=torch.channels_last), t, class_labels=cond).sample
 
+    def features(self, xt, t, cond, block):
+        blocks = self.unet.up_blocks
+        if not 0 <= block < len(blocks):
+            raise ValueError(f"feature block {block} out of range: the network has {len(blocks)} up-sampling blocks")
+        captured = {}
+
+        def hook(_module, _inputs, output):
+            captured["out"] = output[0] if isinstance(output, tuple) else output
+
+        handle = blocks[block].register_forward_hook(hook)
+        try:
+            self.predict(xt, t, cond)
+        finally:
+            handle.remove()
+        return captured["out"].float().contiguous()
+
     def for_inference(self) -> "TinyDenoiser":
         # channels_last lets oneDNN pick its fast convolution kernels: about
         # 1.6x the forward passes per second on 2 CPU cores (PERFORMANCE.md).

@@ -1,0 +1,68 @@
+"""The report: one HTML page per dataset, with every label's pictures."""
+
+from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from ..evaluate import evaluate
+from ..mining.report import render_report
+from ..mining.tables import load_array
+from ..mining.visuals import as_png, cluster_grid, heatmaps, patch_strips
+from ..mining.pictures import ImageCache
+from ..partitions import dataset_of_label
+from ..resources import DiffmineResource
+
+
+def build_report_asset(dataset_partitions):
+    @asset(
+        partitions_def=dataset_partitions,
+        deps=[AssetDep(name, partition_mapping=dataset_of_label) for name in ("clusters", "cluster_members", "patch_typicality", "image_typicality")],
+        group_name="report",
+        kinds={"html"},
+        description="A self-contained HTML page per dataset: per label the cluster grid, patch strips and heatmaps; "
+        "the quality figures where the dataset has ground truth; the parameters and checkpoint behind them.",
+    )
+    def report(context: AssetExecutionContext, diffmine: DiffmineResource):
+        dataset = context.partition_key
+        lake = diffmine.lake
+        images = lake.read_partition("images", dataset)
+        ckpt = lake.read_partition("checkpoint", dataset).row(0, named=True)
+        paths = dict(zip(images["image_id"], images["path"]))
+        cache = ImageCache()
+        sections, missing = [], []
+        for label, key in images.select("label", "label_key").unique().sort("label_key").iter_rows():
+            try:
+                clusters = lake.read_partition("clusters", dataset, key)
+                members = lake.read_partition("cluster_members", dataset, key)
+                patches = lake.read_partition("patch_typicality", dataset, key)
+                typ = lake.read_partition("image_typicality", dataset, key)
+            except Exception:  # a label not mined yet: say so in the page
+                missing.append(label)
+                continue
+            maps = load_array(typ["map_path"][0]).astype("float32").mean(axis=1)
+            sections.append({
+                "label": label,
+                "images": len(typ),
+                "patches": int((patches["selection"] == "top").sum()),
+                "clusters": clusters.sort("rank").to_dicts(),
+                "grid": as_png(cluster_grid(clusters, members, paths, cache)),
+                "strips": as_png(patch_strips(patches, cache)),
+                "heatmaps": as_png(heatmaps(typ, maps, cache)),
+            })
+        figures = None
+        if lake.partition_file("ground_truth_boxes", dataset).exists() and not missing:
+            figures = evaluate(diffmine.project, dataset, control=False, log=context.log.info)
+        spec = diffmine.dataset(dataset)
+        parameters = {"dataset": dataset, "checkpoint": {k: ckpt[k] for k in ("checkpoint_id", "path", "steps", "data_version", "seed", "params")},
+                      **{name: getattr(spec, name).model_dump() for name in ("typicality", "patches", "features", "clusters")},
+                      "labels_not_mined_yet": missing}
+        page = render_report(dataset, sections, figures, parameters)
+        path = lake.files_dir(dataset, "report", "index.html")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".html.tmp")
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(path)
+        meta = {"path": MetadataValue.path(str(path)), "labels": len(sections), "labels_not_mined_yet": MetadataValue.json(missing), "bytes": len(page)}
+        if figures:
+            meta["figures"] = MetadataValue.json({k: v for k, v in figures.items() if not isinstance(v, dict)})
+        return MaterializeResult(metadata=meta)
+
+    return report
