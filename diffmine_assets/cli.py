@@ -89,6 +89,8 @@ def cmd_demo(args) -> int:
     for label, n, typ in per_label:
         print(f"  {label:<24} {n:>6} images" + (f"   mean typicality {typ:+.5f}" if typ is not None else ""))
     print(f"tables:  {', '.join(sorted(tables))}")
+    if figures.get("report"):
+        print(f"report:  {figures['report']}   (open it in a browser)")
     print(f"lake:    {project.lake}")
     print(f"catalog: {project.catalog}")
     print("query:   diffmine sql \"select label, image_id, x0, y0, x1, y1, typicality from patch_typicality")
@@ -117,11 +119,7 @@ def run_sql(config_path: Path, query: str, params: dict | None = None) -> tuple[
     from .storage.lake import Lake
 
     project = load_config(config_path)
-    with Catalog(project.catalog, Lake(project.lake)).reader() as con:
-        cur = con.execute(query, params or None)
-        columns = [d[0] for d in cur.description] if cur.description else []
-        rows = cur.fetchall() if cur.description else []
-    return columns, rows
+    return Catalog(project.catalog, Lake(project.lake)).query(query, params)
 
 
 def _parse_params(items: list[str] | None) -> dict:

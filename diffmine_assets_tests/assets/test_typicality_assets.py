@@ -3,6 +3,9 @@ Dagster instance, on a small built-in dataset and a tiny real model."""
 
 import json
 
+import numpy as np
+from PIL import Image
+
 import polars as pl
 import pytest
 
@@ -36,7 +39,7 @@ def query(root, sql, params=None):
 
 def test_the_whole_chain_materializes(pipeline):
     root, _, instance, figures = pipeline
-    assert figures["failed_runs"] == 0 and figures["runs"] == 5
+    assert figures["failed_runs"] == 0 and figures["runs"] == 6  # dataset, 4 labels, report
     assert sorted(figures["labels"]) == ["amber", "cobalt", "jade", "violet"]
     assert query(root, "select count(*) from image_typicality") == [(24,)]
     assert query(root, "select label, count(*) from patch_typicality where selection = 'top' group by label order by label") == [
@@ -107,3 +110,42 @@ def test_a_label_missing_from_the_checkpoint_says_to_retrain(tmp_path, monkeypat
         assert any("['birds'] are not in this checkpoint" in l and "re-materialize the checkpoint" in l for l in lines), lines
     finally:
         instance.dispose()
+
+
+def test_clusters_round_trip_to_patch_boxes_in_sql(pipeline):
+    root = pipeline[0]
+    top = query(root, "select cluster, size, median_typicality from clusters where label = $label order by rank limit 1", {"label": "cobalt"})[0]
+    members = query(root, """
+        select m.image_id, m.x0, m.y0, m.x1, m.y1, m.rank_in_cluster, i.path, i.width, i.height, p.typicality
+        from cluster_members m
+        join images i using (dataset, image_id)
+        join patch_typicality p on p.dataset = m.dataset and p.label_key = m.label_key and p.image_id = m.image_id
+             and p.x0 = m.x0 and p.y0 = m.y0 and p.selection = 'top'
+        where m.label = $label and m.cluster = $cluster order by m.rank_in_cluster""", {"label": "cobalt", "cluster": top[0]})
+    assert len(members) == top[1]
+    assert [m[5] for m in members] == list(range(1, top[1] + 1))
+    typs = sorted(m[9] for m in members)
+    assert np.median(typs) == pytest.approx(top[2])
+    for _id, x0, y0, x1, y1, _r, path, w, h, _t in members:
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+        assert Image.open(path).crop((x0, y0, x1, y1)).size == (x1 - x0, y1 - y0)
+    # every top patch has a fixed-size feature vector
+    dims = query(root, "select distinct len(feature) from patch_features")
+    assert len(dims) == 1 and dims[0][0] > 8
+
+
+def test_pictures_in_the_ui_and_the_report_on_disk(pipeline):
+    root, _, instance, figures = pipeline
+    meta = instance.get_latest_materialization_event(AssetKey("clusters")).asset_materialization.metadata
+    assert meta["grid"].value.startswith("![cluster grid](data:image/png;base64,")
+    for key in ("image_typicality", "patch_typicality"):
+        meta = instance.get_latest_materialization_event(AssetKey(key)).asset_materialization.metadata
+        assert "data:image/png;base64," in meta["heatmaps" if key == "image_typicality" else "strips"].value
+    report = figures["report"]
+    assert report and report.endswith("index.html")
+    page = open(report, encoding="utf-8").read()
+    assert page.count("data:image/png;base64,") >= 12  # grid, strips, heatmaps for 4 labels
+    for label in ("amber", "cobalt", "jade", "violet"):
+        assert f">{label}</h2>" in page
+    assert "top1_hit_rate" in page and "cluster_purity" in page  # ground truth figures
+    assert "checkpoint_id" in page and "n_samples" in page
