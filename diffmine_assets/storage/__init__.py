@@ -1,0 +1,1 @@
+"""The lake (Parquet files per partition) and the DuckDB catalog over it."""

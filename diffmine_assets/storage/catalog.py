@@ -1,0 +1,109 @@
+"""The DuckDB catalog: one view per lake table, nothing else.
+
+The catalog file holds no data, only view definitions over the lake's Parquet
+globs, so a partition written later shows up in the view without touching the
+catalog. Writers open it only to create a view for a table seen for the first
+time (a short write, retried if another writer holds the file); readers open it
+read-only. Nobody keeps it open between queries.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from .lake import Lake
+
+# The last hint: within one process DuckDB refuses a read-only and a
+# read-write connection to one file at once; that too passes when the other closes.
+_LOCK_HINTS = ("lock", "conflicting", "resource temporarily unavailable", "different configuration")
+
+
+_TRANSIENT_READ = ("invalid data", "no magic bytes", "tprotocolexception", "not a parquet file", "file size", "unexpected end")
+
+
+def _is_transient_read(exc: Exception) -> bool:
+    return any(h in str(exc).lower() for h in _TRANSIENT_READ)
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return any(h in str(exc).lower() for h in _LOCK_HINTS)
+
+
+def _connect(path: Path, read_only: bool, timeout_s: float = 60.0) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _is_lock_error(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.5)
+
+
+def view_sql(lake: Lake, table: str) -> str:
+    glob = lake.table_glob(table).replace("'", "''")
+    # union_by_name: a column added in a later version of a table reads as
+    # NULL in partitions written before it.
+    return f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet('{glob}', union_by_name = true, hive_partitioning = false)"
+
+
+class Catalog:
+    def __init__(self, path: str | Path, lake: Lake):
+        self.path = Path(path)
+        self.lake = lake
+
+    def views(self) -> set[str]:
+        if not self.path.exists():
+            return set()
+        with self.reader() as con:
+            return {r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
+
+    def ensure_views(self, tables: list[str] | None = None) -> list[str]:
+        """Create the views of the given (default: all) lake tables that the
+        catalog lacks. Returns the tables whose view was created."""
+        wanted = [t for t in (tables if tables is not None else self.lake.tables()) if self.lake.has_table(t)]
+        missing = [t for t in wanted if t not in self.views()]
+        if not missing:
+            return []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = _connect(self.path, read_only=False)
+        try:
+            for t in missing:
+                con.execute(view_sql(self.lake, t))
+        finally:
+            con.close()
+        return missing
+
+    def query(self, sql: str, params: dict | None = None, retries: int = 5) -> tuple[list[str], list[tuple]]:
+        """Run a read-only query; retried when a partition was replaced while
+        it was read. DuckDB may open a Parquet file twice (schema, then scan):
+        a rename in between shows it new bytes with old metadata, a transient
+        error that a second reading does not meet."""
+        for attempt in range(retries + 1):
+            try:
+                with self.reader() as con:
+                    cur = con.execute(sql, params or None)
+                    columns = [d[0] for d in cur.description] if cur.description else []
+                    return columns, (cur.fetchall() if cur.description else [])
+            except duckdb.Error as exc:
+                if attempt == retries or not _is_transient_read(exc):
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def reader(self):
+        if not self.path.exists():
+            raise FileNotFoundError(f"no catalog at {self.path}: materialize a dataset first (diffmine demo)")
+        con = _connect(self.path, read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
