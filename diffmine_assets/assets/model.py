@@ -35,12 +35,17 @@ def build_model_assets(dataset_partitions):
                 f"{row['images_per_s']:.0f} images/s  ETA {row['eta_s']:.0f} s"
             )
 
+        previous_file = diffmine.lake.partition_file("checkpoint", name)
+        previous = pl.read_parquet(previous_file).row(0, named=True) if previous_file.exists() else None
         try:
-            fitted = fit(name, images, opts, spec.options.resolution, data_version, diffmine.lake.files_dir(name, "checkpoints"), progress)
+            fitted = fit(name, images, opts, spec.options.resolution, data_version, diffmine.lake.files_dir(name, "checkpoints"), progress, previous=previous)
         except TrainingDiverged as exc:
             raise Failure(description=str(exc)) from None
         if fitted.result.resumed_from:
             context.log.info(f"resumed from step {fitted.result.resumed_from}")
+        continued = fitted.table["continued_from"][0]
+        if continued:
+            context.log.info(f"continued from checkpoint {continued} with labels {fitted.labels}")
         log = fitted.log
         chart = line_chart(
             {"train loss": list(zip(log["step"], log["loss"])), "held-out loss": list(zip(log["step"], log["val_loss"]))},
@@ -56,6 +61,7 @@ def build_model_assets(dataset_partitions):
                 "labels": MetadataValue.json(fitted.labels),
                 "steps": fitted.result.steps,
                 "resumed_from_step": fitted.result.resumed_from,
+                "continued_from": continued or "none (trained from scratch)",
                 "seconds": row["seconds"],
                 "parameters": row["parameters"],
                 "final_loss": row["final_loss"],

@@ -57,7 +57,8 @@ def build_typicality_assets(label_partitions):
         rows = _label_rows(images, dataset, label_key)
         ckpt = checkpoint.row(0, named=True)
         model = load_checkpoint(ckpt["path"])
-        conditions = sorted(model.labels) if opts.label_matrix else [label_key]
+        # own label first: the timestep pilot is run for it
+        conditions = [label_key, *sorted(k for k in model.labels if k != label_key)] if opts.label_matrix else [label_key]
         try:
             model.check_labels([label_key])
         except UnknownLabelError as exc:
@@ -70,7 +71,9 @@ def build_typicality_assets(label_partitions):
         table, matrix = image_typicality_table(rows, label_key, result, opts, ckpt["checkpoint_id"], map_path, conditions)
         if matrix is not None:
             diffmine.lake.write_partition("label_matrix", matrix, dataset, label_key)
-            diffmine.catalog.ensure_views(["label_matrix"])
+        # every checkpoint's scores are kept here, so two checkpoints can be compared in SQL
+        diffmine.lake.write_partition("typicality_history", table.drop("path"), dataset, label_key, ckpt["checkpoint_id"])
+        diffmine.catalog.ensure_views(["label_matrix", "typicality_history"])
         return Output(
             table,
             metadata={

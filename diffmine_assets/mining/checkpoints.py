@@ -58,15 +58,31 @@ def fit(
     checkpoints_dir: Path,
     progress: Callable[[dict], None] | None = None,
     stop_after: int | None = None,
+    previous: dict | None = None,
 ) -> FittedCheckpoint:
+    """Train the dataset's denoiser. With `previous` (the last published
+    checkpoint's row) and data that changed since, training continues from
+    those weights for `continue_steps`, new labels added to the model (their
+    embeddings start at the null condition's), old labels kept, on all of the
+    current images: new labels join without retraining from scratch."""
     labels = sorted(images["label_key"].unique().to_list())
     if not labels:
         raise ValueError(f"dataset {dataset!r} has no image to train on")
     train_rows = images.filter(pl.col("split") == "train")
     val_rows = images.filter(pl.col("split") == "val")
-    meta = {"dataset": dataset, "data_version": data_version, "labels": labels, "resolution": resolution, "options": options.model_dump()}
-    torch.manual_seed(options.seed)
-    model = BACKENDS[options.backend](labels, resolution, seed=options.seed)
+    base = continuation_base(previous, options, resolution, data_version)
+    if base is not None:
+        model = load_denoiser(base["path"])
+        model.add_labels(labels)
+        run_options = options.model_copy(update={"steps": options.continue_steps, "seed": options.seed + int(base["steps"])})
+        meta = {"dataset": dataset, "data_version": data_version, "labels": model.labels, "resolution": resolution,
+                "options": options.model_dump(), "continued_from": base["checkpoint_id"], "previous_steps": int(base["steps"])}
+    else:
+        torch.manual_seed(options.seed)
+        model = BACKENDS[options.backend](labels, resolution, seed=options.seed)
+        run_options = options
+        meta = {"dataset": dataset, "data_version": data_version, "labels": labels, "resolution": resolution, "options": options.model_dump()}
+    options = run_options
     result = train(
         model,
         load_pixels(train_rows["path"].to_list(), resolution),
@@ -81,6 +97,17 @@ def fit(
         stop_after=stop_after,
     )
     return publish(dataset, model, result, meta, checkpoints_dir)
+
+
+def continuation_base(previous: dict | None, options: TrainingOptions, resolution: int, data_version: str) -> dict | None:
+    """The previous checkpoint to continue from, or None to train afresh."""
+    if previous is None or options.on_new_data != "continue":
+        return None
+    if previous.get("data_version") == data_version or previous.get("backend") != options.backend:
+        return None
+    if previous.get("resolution") != resolution or not Path(previous["path"]).exists():
+        return None
+    return previous
 
 
 def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, checkpoints_dir: Path) -> FittedCheckpoint:
@@ -104,11 +131,12 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
                 "checkpoint_id": ckpt_id,
                 "path": str(final),
                 "backend": cfg["backend"],
-                "labels": meta["labels"],
+                "labels": list(meta["labels"]),
                 "resolution": meta["resolution"],
                 "parameters": cfg["parameters"],
-                "steps": result.steps,
+                "steps": result.steps + meta.get("previous_steps", 0),
                 "resumed_from_step": result.resumed_from,
+                "continued_from": meta.get("continued_from"),
                 "seconds": round(result.seconds, 2),
                 "final_loss": last.get("loss"),
                 "final_val_loss": last.get("val_loss"),

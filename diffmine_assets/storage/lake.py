@@ -38,14 +38,16 @@ class Lake:
     def table_dir(self, table: str) -> Path:
         return self.root / _check(table, "table name")
 
-    def partition_dir(self, table: str, dataset: str, label_key: str | None = None) -> Path:
+    def partition_dir(self, table: str, dataset: str, label_key: str | None = None, checkpoint: str | None = None) -> Path:
         d = self.table_dir(table) / f"dataset={_check(dataset, 'dataset')}"
         if label_key is not None:
             d = d / f"label={_check(label_key, 'label key')}"
+        if checkpoint is not None:
+            d = d / f"checkpoint={_check(checkpoint, 'checkpoint id')}"
         return d
 
-    def partition_file(self, table: str, dataset: str, label_key: str | None = None) -> Path:
-        return self.partition_dir(table, dataset, label_key) / PART_FILE
+    def partition_file(self, table: str, dataset: str, label_key: str | None = None, checkpoint: str | None = None) -> Path:
+        return self.partition_dir(table, dataset, label_key, checkpoint) / PART_FILE
 
     def table_glob(self, table: str) -> str:
         """All partition files of a table, whether or not it has a label level."""
@@ -57,8 +59,8 @@ class Lake:
             d = d / p
         return d
 
-    def write_partition(self, table: str, df: pl.DataFrame, dataset: str, label_key: str | None = None) -> Path:
-        target = self.partition_file(table, dataset, label_key)
+    def write_partition(self, table: str, df: pl.DataFrame, dataset: str, label_key: str | None = None, checkpoint: str | None = None) -> Path:
+        target = self.partition_file(table, dataset, label_key, checkpoint)
         target.parent.mkdir(parents=True, exist_ok=True)
         # The temporary name does not end in .parquet, so the catalog's glob
         # never picks up a file that is still being written.

@@ -2,6 +2,7 @@
 Dagster instance, on a small built-in dataset and a tiny real model."""
 
 import json
+import re
 
 import numpy as np
 from PIL import Image
@@ -14,7 +15,7 @@ from diffmine_assets.definitions import build_definitions
 from diffmine_assets.runner import run_dataset
 from diffmine_assets.storage.catalog import Catalog
 from diffmine_assets.storage.lake import Lake
-from diffmine_assets_tests.conftest import FAST, write_config, write_image
+from diffmine_assets_tests.conftest import FAST, REPO, write_config, write_image
 
 
 
@@ -149,3 +150,42 @@ def test_pictures_in_the_ui_and_the_report_on_disk(pipeline):
         assert f">{label}</h2>" in page
     assert "top1_hit_rate" in page and "cluster_purity" in page  # ground truth figures
     assert "checkpoint_id" in page and "n_samples" in page
+
+
+def readme_queries() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("## Questions answered in SQL")
+    end = text.index("\n## ", start + 5)
+    return re.findall(r"```sql\n(.*?)```", text[start:end], flags=re.S)
+
+
+def test_every_readme_query_runs_against_the_catalog(pipeline):
+    root = pipeline[0]
+    queries = readme_queries()
+    assert len(queries) == 5
+    ckpt = query(root, "select checkpoint_id from checkpoint")[0][0]
+    relpath = query(root, "select relpath from images order by relpath limit 1")[0][0]
+    values = {"label": "jade", "relpath": relpath, "before": ckpt, "after": ckpt}
+    results = []
+    for sql in queries:
+        params = {k: v for k, v in values.items() if f"${k}" in sql}
+        rows = query(root, sql, params)
+        assert rows, sql
+        results.append(rows)
+    top, distinct, one_image, elements, compare = results
+    assert len(top) == 10 and top[0][6] >= top[-1][6]
+    assert {r[0] for r in distinct} == {"amber", "cobalt", "jade", "violet"}
+    assert len(one_image) == 4  # one image under every label
+    assert elements[0][0] == 1
+    assert all(r[2] == pytest.approx(1.0) and r[3] == pytest.approx(0.0) for r in compare)
+
+
+def test_hostile_label_values_are_only_ever_parameters(pipeline):
+    root, cfg, _, _ = pipeline
+    hostile = "x'); drop view images; --"
+    for sql in readme_queries():
+        params = {k: hostile for k in ("label", "relpath", "before", "after") if f"${k}" in sql}
+        assert query(root, sql, params) == [] or "$" not in sql
+    assert query(root, "select count(*) from images")[0][0] == 24
+    from diffmine_assets.cli import main as cli_main
+    assert cli_main(["--config", str(cfg), "sql", "select count(*) as n from images where label = $l", "--param", f"l={hostile}", "--format", "json"]) == 0

@@ -153,3 +153,37 @@ def ground_truth_records(spec) -> list[dict] | None:
     if spec.kind == "builtin":
         return builtin.boxes(builtin.layout(spec.options))
     return None
+
+
+def discover_labels(spec) -> list[str]:
+    """The labels a dataset holds now, found cheaply (folder names, a manifest's
+    label column; no image is opened): what a sensor polls for new labels.
+    Labels whose folders hold no file are left out."""
+    if spec.kind == "builtin":
+        return sorted(builtin.LABELS)
+    if spec.kind == "folder":
+        root = spec.path
+        if not root.is_dir():
+            return []
+        found = []
+        for entry in sorted(root.iterdir()):
+            if entry.is_dir() and not entry.name.startswith(".") and any(p.is_file() and not p.name.startswith(".") for p in entry.rglob("*")):
+                found.append(entry.name)
+        return found
+    if spec.kind == "manifest":
+        if not spec.path.exists():
+            return []
+        opts = spec.options
+        df = _read_manifest(spec.path)
+        col = opts.label_from.column if opts.label_from else opts.label_column
+        if col not in df.columns:
+            return []
+        rule = opts.label_from or LabelRule(column=col, rule="value")
+        labels = set()
+        for v in df[col].unique().to_list():
+            try:
+                labels.add(derive_label(v, rule))
+            except ValueError:
+                continue
+        return sorted(labels)
+    raise ValueError(f"unknown dataset kind {spec.kind!r}")

@@ -80,6 +80,10 @@ class TrainingOptions(_Strict):
     seed: int = 0
     save_every: int = Field(100, ge=1)
     log_every: int = Field(25, ge=1)
+    on_new_data: Literal["continue", "retrain"] = Field(
+        "continue", description="when images or labels change: continue from the last checkpoint, or train from scratch"
+    )
+    continue_steps: int = Field(250, ge=1, description="steps of a continuation")
 
 
 class TypicalityOptions(_Strict):
@@ -95,7 +99,7 @@ class TypicalityOptions(_Strict):
     )
     groups: int = Field(8, ge=2, le=1024, description="independent replicates, for the standard error")
     batch_size: int = Field(32, ge=2, le=4096, description="network evaluations per forward pass (label and null each count)")
-    label_matrix: bool = Field(False, description="also score every image under every label")
+    label_matrix: bool = Field(True, description="also score every image under every label (shares the null prediction)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "TypicalityOptions":

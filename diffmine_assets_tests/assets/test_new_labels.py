@@ -1,0 +1,103 @@
+"""Backfilling a new label: the sensor finds it, the checkpoint continues
+training with it (old labels kept), then only the new label is mined; the
+old labels' results show stale."""
+
+import polars as pl
+import pytest
+
+from dagster import AssetKey, DagsterInstance, SkipReason, build_sensor_context
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContextForTest
+from diffmine_assets.definitions import build_definitions
+from diffmine_assets.partitions import multi_key
+from diffmine_assets.storage.lake import Lake
+from diffmine_assets_tests.conftest import FAST, write_config, write_image
+
+
+def tick(defs, instance):
+    sensor = defs.resolve_sensor_def("new_labels")
+    ctx = build_sensor_context(instance=instance, resources={"diffmine": defs.resources["diffmine"]})
+    result = sensor(ctx)
+    if isinstance(result, SkipReason):
+        return []
+    return list(result.run_requests)
+
+
+def execute(defs, instance, requests):
+    for r in requests:
+        res = defs.resolve_job_def(r.job_name).execute_in_process(instance=instance, partition_key=r.partition_key, tags=r.tags, raise_on_error=False)
+        assert res.success, r
+
+
+@pytest.fixture
+def photos(tmp_path, monkeypatch):
+    data = tmp_path / "photos"
+    for li, label in enumerate(("cats", "dogs")):
+        for i in range(4):
+            write_image(data / label / f"{i}.png", size=(32, 32), seed=10 * li + i)
+    training = {**FAST["training"], "continue_steps": 20}
+    cfg = write_config(tmp_path, [{"name": "photos", "kind": "folder", "path": "photos", "options": {"resolution": 16, "val_fraction": 0.0}, **FAST, "training": training}])
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    instance = DagsterInstance.get()
+    yield tmp_path, cfg, instance
+    instance.dispose()
+
+
+def test_sensor_ingests_continues_training_and_mines_only_the_new_label(photos):
+    root, cfg, instance = photos
+    defs = build_definitions(cfg)
+    lake = Lake(root / "lake")
+
+    first = tick(defs, instance)
+    assert [(r.job_name, r.partition_key) for r in first] == [("dataset_assets", "photos")]
+    execute(defs, instance, first)
+    second = tick(defs, instance)
+    assert sorted(str(r.partition_key) for r in second) == ["photos|cats", "photos|dogs"]
+    execute(defs, instance, second)
+    assert tick(defs, instance) == []
+    old = lake.read_partition("checkpoint", "photos").row(0, named=True)
+
+    for i in range(3):
+        write_image(root / "photos" / "Wild birds" / f"{i}.png", size=(32, 32), seed=100 + i)
+    third = tick(defs, instance)
+    assert [(r.job_name, r.partition_key) for r in third] == [("dataset_assets", "photos")]
+    execute(defs, instance, third)
+    new = lake.read_partition("checkpoint", "photos").row(0, named=True)
+    assert new["continued_from"] == old["checkpoint_id"]
+    assert new["steps"] == old["steps"] + 20
+    assert new["labels"][:2] == ["cats", "dogs"] and len(new["labels"]) == 3
+
+    fourth = tick(defs, instance)
+    birds = [r for r in fourth]
+    assert len(birds) == 1 and str(birds[0].partition_key).startswith("photos|wild-birds-")
+    execute(defs, instance, birds)
+    assert tick(defs, instance) == []
+    mined = lake.read_partition("image_typicality", "photos", birds[0].partition_key.keys_by_dimension["label"])
+    assert len(mined) == 3 and mined["checkpoint_id"][0] == new["checkpoint_id"]
+
+    # the documented choice: old labels' results are kept, and show stale
+    graph = defs.resolve_asset_graph()
+    resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+    assert resolver.get_status(AssetKey("image_typicality"), multi_key("photos", "cats")) == StaleStatus.STALE
+    assert resolver.get_status(AssetKey("image_typicality"), birds[0].partition_key) == StaleStatus.FRESH
+    assert lake.read_partition("image_typicality", "photos", "cats")["checkpoint_id"][0] == old["checkpoint_id"]
+
+    # re-mining an old label with the new checkpoint keeps both in the history, to compare in SQL
+    execute(defs, instance, [type(birds[0])(job_name="label_assets", partition_key=multi_key("photos", "cats"))])
+    from diffmine_assets_tests.assets.test_typicality_assets import readme_queries, query
+    compare = readme_queries()[-1]
+    rows = query(root, compare, {"before": old["checkpoint_id"], "after": new["checkpoint_id"]})
+    assert [(r[0], r[1]) for r in rows] == [("cats", 4)]
+    assert -1.0 <= rows[0][2] <= 1.0 and rows[0][3] != 0
+
+
+def test_retrain_option_starts_from_scratch(photos):
+    root, cfg, instance = photos
+    training = {**FAST["training"], "continue_steps": 20, "on_new_data": "retrain"}
+    write_config(root, [{"name": "photos", "kind": "folder", "path": "photos", "options": {"resolution": 16, "val_fraction": 0.0}, **FAST, "training": training}])
+    defs = build_definitions(cfg)
+    execute(defs, instance, tick(defs, instance))
+    write_image(root / "photos" / "birds" / "0.png", size=(32, 32), seed=7)
+    execute(defs, instance, tick(defs, instance))
+    row = Lake(root / "lake").read_partition("checkpoint", "photos").row(0, named=True)
+    assert row["continued_from"] is None and row["steps"] == 30 and sorted(row["labels"]) == ["birds", "cats", "dogs"]
