@@ -4,10 +4,12 @@ partition, as a backfill launched from the UI would do."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from pathlib import Path
 
-from dagster import AssetKey, AssetSelection, DagsterInstance
+from dagster import AssetKey, AssetSelection, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from .definitions import DATASET_JOB, LABEL_JOB, REPORT_JOB, build_definitions
 from .partitions import multi_key
@@ -29,8 +31,37 @@ def dataset_labels(lake: Lake, dataset: str) -> list[tuple[str, str]]:
     return list(df.iter_rows())
 
 
+def reap_dead_runs(instance: DagsterInstance, log=print) -> list[str]:
+    """Runs this command line started whose process is gone (killed, crashed)
+    are marked failed and give back their pool slots: otherwise a killed
+    training run would hold the `torch` pool forever and every later run
+    would wait on it."""
+    reaped = []
+    runs = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING], tags={"diffmine/launched_by": "cli", "diffmine/host": socket.gethostname()}))
+    for run in runs:
+        pid = int(run.tags.get("diffmine/pid", "0") or 0)
+        if pid <= 0 or pid == os.getpid() or _alive(pid):
+            continue
+        instance.report_run_failed(run, f"the process that ran it (pid {pid}) is gone: killed or crashed")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        log(f"marked run {run.run_id[:8]} failed: its process {pid} is gone")
+        reaped.append(run.run_id)
+    return reaped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labels=None, select=None, log=print) -> dict:
     t0 = time.monotonic()
+    reap_dead_runs(instance, log)
     defs = build_definitions(config_path)
     project = defs.resources["diffmine"].project
     project.dataset(dataset)  # fails early, naming the declared datasets
@@ -60,7 +91,7 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
             partition_key=partition_key,
             asset_selection=keys,
             raise_on_error=False,
-            tags={"diffmine/launched_by": "cli"},
+            tags={"diffmine/launched_by": "cli", "diffmine/pid": str(os.getpid()), "diffmine/host": socket.gethostname()},
         )
         seconds = time.monotonic() - started
         status = "succeeded" if result.success else "FAILED"
