@@ -67,7 +67,6 @@ def evaluate(project, dataset: str, control: bool = True, log=print) -> dict:
 
 
 def bench_typicality(project, dataset: str, label: str | None, images_n: int, log=print) -> dict:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     lake = Lake(project.lake)
     spec = project.dataset(dataset)
     ckpt = lake.read_partition("checkpoint", dataset).row(0, named=True)

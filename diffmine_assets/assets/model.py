@@ -4,6 +4,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetOut, Failure, MetadataValue, Output, multi_asset
 
 from ..mining.checkpoints import fit
+from ..mining.datasets.ingest import data_version as compute_data_version
 from ..mining.pictures import line_chart
 from ..mining.training import TrainingDiverged
 from ..resources import DiffmineResource
@@ -26,7 +27,7 @@ def build_model_assets(dataset_partitions):
     def checkpoint(context: AssetExecutionContext, diffmine: DiffmineResource, images: pl.DataFrame):
         name = context.partition_key
         spec = diffmine.dataset(name)
-        data_version = _data_version(images)
+        data_version = compute_data_version(images)
         opts = spec.training
 
         def progress(row):
@@ -73,8 +74,3 @@ def build_model_assets(dataset_partitions):
 
     return [checkpoint]
 
-
-def _data_version(images: pl.DataFrame) -> str:
-    from ..mining.datasets.ingest import IngestResult
-
-    return IngestResult(images=images).data_version

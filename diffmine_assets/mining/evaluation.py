@@ -17,10 +17,11 @@ def _centre_in(boxes: pl.DataFrame, cx: float, cy: float) -> pl.DataFrame:
 
 def top1_hit_rate(patches: pl.DataFrame, boxes: pl.DataFrame) -> tuple[float, int]:
     """Share of images holding an element of their own label whose single most
-    typical window is centred on such an element."""
+    typical window is centred on such an element. Counted over the images
+    whose best window is among the stored top patches (all of them unless
+    the label has more than per_label / per_image images)."""
     own = boxes.filter(pl.col("role") == "label")
     best = patches.filter((pl.col("selection") == "top") & (pl.col("rank_in_image") == 1))
-    # rank_in_image 1 may have been cut by the per-label top K; recompute per image from all top rows
     hits, total = 0, 0
     for image_id, group in own.group_by("image_id"):
         row = best.filter(pl.col("image_id") == image_id[0])

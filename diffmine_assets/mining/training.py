@@ -8,7 +8,6 @@ step continues exactly as the uninterrupted run would have.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -188,6 +187,3 @@ def train(
     model.module.eval()
     return TrainResult(steps=end, resumed_from=start, seconds=time.monotonic() - t0, log=log)
 
-
-def nan_safe(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x

@@ -68,12 +68,16 @@ class IngestResult:
 
     @property
     def data_version(self) -> str:
-        """Changes exactly when the set of (image content, label, split) changes."""
-        h = hashlib.sha256()
-        for row in self.images.select("sha256", "label", "split").sort("sha256").iter_rows():
-            h.update("\x1f".join(row).encode())
-            h.update(b"\x1e")
-        return h.hexdigest()[:16]
+        return data_version(self.images)
+
+
+def data_version(images: pl.DataFrame) -> str:
+    """Changes exactly when the set of (image content, label, split) changes."""
+    h = hashlib.sha256()
+    for row in images.select("sha256", "label", "split").sort("sha256").iter_rows():
+        h.update("\x1f".join(row).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()[:16]
 
 
 def _split(sha256: str, val_fraction: float) -> str:
