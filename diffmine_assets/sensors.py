@@ -13,6 +13,7 @@ one label cost as much as the whole dataset.
 """
 
 import hashlib
+import os
 
 import polars as pl
 from dagster import AssetKey, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
@@ -28,7 +29,8 @@ def build_new_label_sensor(dataset_job, label_job, interval_s: int = 30):
         name="new_labels",
         jobs=[dataset_job, label_job],
         minimum_interval_seconds=interval_s,
-        default_status=DefaultSensorStatus.RUNNING,
+        # on unless DIFFMINE_SENSOR=stopped (e.g. a deployment that launches work itself)
+        default_status=DefaultSensorStatus.STOPPED if os.environ.get("DIFFMINE_SENSOR") == "stopped" else DefaultSensorStatus.RUNNING,
         description="Discovers new labels in the declared datasets and requests their ingestion, the checkpoint's "
         "continuation, and then the new labels' partitions.",
     )
