@@ -9,6 +9,7 @@ from ..mining.visuals import as_png, cluster_grid, heatmaps, patch_strips
 from ..mining.pictures import ImageCache
 from ..partitions import dataset_of_label
 from ..resources import DiffmineResource
+from ..storage.lake import LakeError
 
 
 def build_report_asset(dataset_partitions):
@@ -34,7 +35,7 @@ def build_report_asset(dataset_partitions):
                 members = lake.read_partition("cluster_members", dataset, key)
                 patches = lake.read_partition("patch_typicality", dataset, key)
                 typ = lake.read_partition("image_typicality", dataset, key)
-            except Exception:  # a label not mined yet: say so in the page
+            except LakeError:  # a label not mined yet: say so in the page
                 missing.append(label)
                 continue
             maps = load_array(typ["map_path"][0]).astype("float32").mean(axis=1)
