@@ -1,5 +1,8 @@
 """The built-in dataset: synthetic scenes with planted, known visual elements.
 
+Two presets: `planted` (below) and `photo-shapes` (photo_shapes.py: real
+photographs with one small object whose shape is the label).
+
 Four labels, each with two elements of its own (a shape, a colour, a texture),
 two distractor elements that every label has at the same rate, a label-wide
 tint of the background (the consistent change translation should find), and
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from . import photo_shapes
 from .spec import BuiltinOptions
 
 
@@ -92,8 +96,15 @@ def _place(rng: np.random.Generator, size: int, side: int, taken: list[tuple[int
     return None
 
 
-def layout(options: BuiltinOptions) -> list[SceneSpec]:
+def labels(options: BuiltinOptions) -> list[str]:
+    """The labels of the preset, in order."""
+    return list(photo_shapes.SHAPES) if options.preset == "photo-shapes" else list(LABELS)
+
+
+def layout(options: BuiltinOptions) -> list:
     """Where every element of every image goes; cheap, no pixels drawn."""
+    if options.preset == "photo-shapes":
+        return photo_shapes.layout(options)
     size = options.image_size
     n = options.images_per_label
     lo, hi = max(6, round(size * 0.19)), max(8, round(size * 0.31))
@@ -184,7 +195,9 @@ def _draw(img: Image.Image, el: PlacedElement) -> None:
         raise ValueError(f"unknown shape {shape}")
 
 
-def render(scene: SceneSpec, options: BuiltinOptions) -> Image.Image:
+def render(scene, options: BuiltinOptions) -> Image.Image:
+    if isinstance(scene, photo_shapes.PhotoScene):
+        return photo_shapes.render(scene, options)
     tint = LABELS[scene.label][0]
     arr = _background(options.image_size, tint, scene.background)
     img = Image.fromarray(arr.astype(np.uint8), "RGB")
@@ -210,8 +223,10 @@ def generate(out_dir: Path, options: BuiltinOptions) -> list[SceneSpec]:
     return scenes
 
 
-def boxes(scenes: list[SceneSpec]) -> list[dict]:
+def boxes(scenes: list) -> list[dict]:
     """One record per planted element, keyed by the image's relative path."""
+    if scenes and isinstance(scenes[0], photo_shapes.PhotoScene):
+        return photo_shapes.boxes(scenes)
     rows = []
     for s in scenes:
         for el in s.elements:

@@ -160,7 +160,7 @@ def discover_labels(spec) -> list[str]:
     label column; no image is opened): what a sensor polls for new labels.
     Labels whose folders hold no file are left out."""
     if spec.kind == "builtin":
-        return sorted(builtin.LABELS)
+        return sorted(builtin.labels(spec.options))
     if spec.kind == "folder":
         root = spec.path
         if not root.is_dir():

@@ -41,14 +41,42 @@ class IngestOptions(_Strict):
     resolution: int = Field(32, ge=8, le=1024, description="side, in pixels, the model sees")
 
 
+# What each built-in preset changes from the fields' defaults, when the
+# configuration does not set the field itself.
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "planted": {},
+    "photo-shapes": {"images_per_label": 200, "image_size": 48},
+}
+
+
 class BuiltinOptions(IngestOptions):
+    preset: Literal["planted", "photo-shapes"] = Field(
+        "planted",
+        description="planted: flat shapes, colours and textures on tinted gradients, 4 labels; "
+        "photo-shapes: real photographs with one small object whose shape is the label, 10 labels",
+    )
     seed: int = 0
     images_per_label: int = Field(64, ge=2, le=100_000)
     image_size: int = Field(64, ge=32, le=1024, description="side of the generated images")
     element_share: float = Field(
-        0.75, gt=0.0, le=1.0, description="share of a label's images holding each of its elements"
+        0.75, gt=0.0, le=1.0, description="share of a label's images holding each of its elements (planted)"
     )
-    distractor_share: float = Field(0.5, ge=0.0, le=1.0)
+    distractor_share: float = Field(0.5, ge=0.0, le=1.0, description="share of images holding each distractor (planted)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in PRESET_DEFAULTS:
+            return {**PRESET_DEFAULTS[data["preset"]], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _preset_fields(self) -> "BuiltinOptions":
+        if self.preset == "photo-shapes":
+            planted_only = sorted({"element_share", "distractor_share"} & self.model_fields_set)
+            if planted_only:
+                raise ValueError(f"{planted_only} apply to the planted preset only (photo-shapes has one object per image)")
+        return self
 
 
 class LabelRule(_Strict):
