@@ -1,9 +1,13 @@
 """The dataset's denoiser checkpoint and its training curve."""
 
+from typing import Optional
+
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, AssetOut, Failure, MetadataValue, Output, multi_asset
+from dagster import AssetExecutionContext, AssetIn, AssetOut, Config, Failure, MetadataValue, Output, multi_asset
+from pydantic import Field
 
 from ..mining.checkpoints import fit
+from ..mining.diagnostics import describe_gain
 from ..mining.datasets.ingest import data_version as compute_data_version
 from ..mining.pictures import line_chart
 from ..mining.training import TrainingDiverged
@@ -11,6 +15,12 @@ from ..resources import DiffmineResource
 from .metadata import picture
 
 TORCH_POOL = "torch"
+
+
+class TrainingRunConfig(Config):
+    """Run-time settings of one training run (not of the dataset)."""
+
+    time_budget_s: Optional[float] = Field(None, gt=0, description="seconds the training may take; fewer steps if needed (set by diffmine materialize --budget)")
 
 
 def build_model_assets(dataset_partitions):
@@ -24,15 +34,22 @@ def build_model_assets(dataset_partitions):
         group_name="model",
         pool=TORCH_POOL,
     )
-    def checkpoint(context: AssetExecutionContext, diffmine: DiffmineResource, images: pl.DataFrame):
+    def checkpoint(context: AssetExecutionContext, config: TrainingRunConfig, diffmine: DiffmineResource, images: pl.DataFrame):
         name = context.partition_key
         spec = diffmine.dataset(name)
         data_version = compute_data_version(images)
         opts = spec.training
+        if config.time_budget_s is not None:
+            # a run's budget (diffmine materialize --budget) wins over the configured one
+            opts = opts.model_copy(update={"time_budget": config.time_budget_s})
+            context.log.info(f"training sized to a budget of {config.time_budget_s:.0f} s")
 
         def progress(row):
+            if "label_gain" in row:
+                context.log.info(f"step {row['step']}: quick held-out accuracy {row['quick_accuracy']:.2f}; label gain by timestep band " + describe_gain(row["label_gain"]))
+                return
             context.log.info(
-                f"step {row['step']}/{opts.steps}  loss {row['loss']:.4f}  val {row['val_loss']:.4f}  "
+                f"step {row['step']}/{row['total_steps']}  loss {row['loss']:.4f}  val {row['val_loss']:.4f}  "
                 f"{row['images_per_s']:.0f} images/s  ETA {row['eta_s']:.0f} s"
             )
 
@@ -53,6 +70,11 @@ def build_model_assets(dataset_partitions):
             f"{name}: denoising loss",
         )
         row = fitted.table.row(0, named=True)
+        gain = fitted.result.diagnostics[-1]["bands"] if fitted.result.diagnostics else []
+        gain_chart = line_chart(
+            {"gain": [((b["t_lo"] + b["t_hi"]) / 2, b["gain"]) for b in gain], "zero": [(0, 0.0), (1000, 0.0)]},
+            f"{name}: held-out L(null) - L(own label) by timestep",
+        )
         yield Output(
             fitted.table,
             output_name="checkpoint",
@@ -67,7 +89,10 @@ def build_model_assets(dataset_partitions):
                 "parameters": row["parameters"],
                 "final_loss": row["final_loss"],
                 "data_version_trained_on": data_version,
+                "planned_steps": row["planned_steps"],
+                "label_gain": MetadataValue.md(describe_gain(gain)),
                 "loss_curve": picture(chart, fitted.path / "loss_curve.png", "loss curve"),
+                "label_gain_chart": picture(gain_chart, fitted.path / "label_gain.png", "held-out label gain by timestep"),
             },
         )
         yield Output(fitted.log, output_name="training_log", metadata={"points": len(fitted.log)})

@@ -79,7 +79,7 @@ def fit(
                 "options": options.model_dump(), "continued_from": base["checkpoint_id"], "previous_steps": int(base["steps"])}
     else:
         torch.manual_seed(options.seed)
-        model = BACKENDS[options.backend](labels, resolution, seed=options.seed)
+        model = BACKENDS[options.backend](labels, resolution, seed=options.seed, conditioning=options.conditioning, channels=options.channels, patch=options.patch)
         run_options = options
         meta = {"dataset": dataset, "data_version": data_version, "labels": labels, "resolution": resolution, "options": options.model_dump()}
     options = run_options
@@ -123,6 +123,7 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
     else:
         os.replace(staging, final)
     last = result.log[-1] if result.log else {}
+    gain = result.diagnostics[-1]["bands"] if result.diagnostics else []
     cfg = model.config()
     table = pl.DataFrame(
         [
@@ -140,6 +141,9 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
                 "seconds": round(result.seconds, 2),
                 "final_loss": last.get("loss"),
                 "final_val_loss": last.get("val_loss"),
+                # held-out L(null) - L(own label) per timestep band: did the model learn the labels?
+                "label_gain": json.dumps(gain),
+                "planned_steps": result.planned_steps,
                 "data_version": meta["data_version"],
                 "seed": meta["options"]["seed"],
                 "params": json.dumps(meta["options"], sort_keys=True),

@@ -96,22 +96,63 @@ class ManifestOptions(IngestOptions):
         return self
 
 
+def parse_duration(value: Any) -> Any:
+    """"90s", "10m", "1.5h" or a number of seconds, to seconds."""
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*", value)
+        if not m:
+            raise ValueError(f"{value!r} is not a duration (examples: 90s, 10m, 1.5h)")
+        return float(m.group(1)) * {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
+    return value
+
+
 class TrainingOptions(_Strict):
     """How the denoiser is trained (the `checkpoint` asset)."""
 
     backend: Literal["tiny"] = "tiny"
-    steps: int = Field(500, ge=1, le=10_000_000)
+    conditioning: Literal["class", "film", "cross-attention"] = Field(
+        "class",
+        description="how the label enters the network: a class embedding added to the time embedding (class), "
+        "the same embedding scaling and shifting every feature map (film), or label tokens read by cross-attention",
+    )
+    channels: tuple[int, ...] = Field((32, 64, 64), min_length=2, max_length=5, description="channels of each resolution level of the UNet")
+    patch: Literal[1, 2, 4] = Field(1, description="pixels per side of the cells the network sees (space-to-depth): 2 makes a 32 px model as cheap as a 16 px one, without losing a pixel")
+    steps: int | None = Field(500, ge=1, le=10_000_000, description="optimizer steps; null: from epochs")
+    epochs: float = Field(30.0, gt=0, le=100_000, description="passes over the training images, when steps is null")
+    time_budget: float | None = Field(None, gt=0, description="seconds (or 90s, 10m, 1.5h) the training may take: fewer steps if the steps or epochs would take longer")
     batch_size: int = Field(64, ge=1, le=4096)
     learning_rate: float = Field(3e-4, gt=0, lt=1)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(0.01, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this (the paper: 1.0)")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="exponential moving average of the weights (0: off); the checkpoint holds the average")
     label_dropout: float = Field(0.1, ge=0, lt=1, description="share of samples trained with the null condition")
+    timesteps: Literal["uniform", "focus"] = Field(
+        "uniform", description="training timesteps: uniform over [0, T), or half of them inside focus_range (where labels help)"
+    )
+    focus_range: tuple[float, float] = Field((0.05, 0.5), description="fractions of T that timesteps: focus draws half of the samples from")
+    loss_weighting: Literal["none", "min-snr"] = Field(
+        "none", description="min-snr: weight each timestep's loss by min(SNR, gamma) / SNR (Hang et al. 2023), so the nearly clean timesteps, "
+        "where a photograph's fine texture dominates the loss and no label helps, stop drowning the rest"
+    )
+    min_snr_gamma: float = Field(5.0, gt=0)
+    flip: bool = Field(False, description="random horizontal flips")
+    shift: float = Field(0.0, ge=0, lt=0.5, description="random translations up to this share of the side (reflected borders)")
+    precision: Literal["auto", "float32", "bfloat16"] = Field("float32", description="auto: bfloat16 autocast where native")
     seed: int = 0
     save_every: int = Field(100, ge=1)
     log_every: int = Field(25, ge=1)
+    diagnostic_every: int = Field(0, ge=0, description="steps between held-out label-gain diagnostics (0: at the end only)")
     on_new_data: Literal["continue", "retrain"] = Field(
         "continue", description="when images or labels change: continue from the last checkpoint, or train from scratch"
     )
     continue_steps: int = Field(250, ge=1, description="steps of a continuation")
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v)
 
 
 class TypicalityOptions(_Strict):
@@ -127,7 +168,17 @@ class TypicalityOptions(_Strict):
     )
     groups: int = Field(8, ge=2, le=1024, description="independent replicates, for the standard error")
     batch_size: int = Field(32, ge=2, le=4096, description="network evaluations per forward pass (label and null each count)")
-    label_matrix: bool = Field(True, description="also score every image under every label (shares the null prediction)")
+    label_matrix: Literal["all", "held-out", "none"] = Field(
+        "all", description="which images are also scored under every label (image-level, adaptive; shares the null and own-label passes): "
+        "all, the held-out (split = 'val') images only, or none (true/false mean all/none)"
+    )
+    matrix_samples: int = Field(8, ge=1, description="samples every label of the matrix gets first (rounded up to whole replicates)")
+    matrix_finalists: int = Field(3, ge=1, description="labels per image that then get all n_samples; the prediction is the best of them")
+
+    @field_validator("label_matrix", mode="before")
+    @classmethod
+    def _matrix_bool(cls, v: Any) -> Any:
+        return {True: "all", False: "none"}.get(v, v) if isinstance(v, bool) else v
 
     @model_validator(mode="after")
     def _consistent(self) -> "TypicalityOptions":
