@@ -8,10 +8,10 @@ from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue, Outp
 
 from ..mining.checkpoints import load_checkpoint
 from ..mining.denoisers.base import UnknownLabelError
-from ..mining.tables import image_typicality_table, load_array, patch_table, save_array
+from ..mining.tables import image_typicality_table, label_matrix_table, load_array, patch_table, save_array
 from ..mining.visuals import heatmaps, patch_strips
 from ..mining.tensors import load_pixels, to_model_range
-from ..mining.typicality import typicality_maps
+from ..mining.typicality import dataset_noise, label_scores, pilot_rows, typicality_maps
 from ..partitions import dataset_of_label, split_partition_key
 from ..resources import DiffmineResource
 from .metadata import md_table, picture
@@ -57,20 +57,28 @@ def build_typicality_assets(label_partitions):
         rows = _label_rows(images, dataset, label_key)
         ckpt = checkpoint.row(0, named=True)
         model = load_checkpoint(ckpt["path"])
-        # own label first: the timestep pilot is run for it
-        conditions = [label_key, *sorted(k for k in model.labels if k != label_key)] if opts.label_matrix else [label_key]
         try:
             model.check_labels([label_key])
         except UnknownLabelError as exc:
             raise Failure(description=f"{dataset}/{label_key}: {exc}") from None
         x0 = model.encode(to_model_range(load_pixels(rows["path"].to_list(), model.resolution)))
-        result = typicality_maps(model, x0, conditions, opts, progress=_tenths(context.log, "(image, noise) rows"))
-        own = conditions.index(label_key)
+        pilot = pilot_rows(images.filter(pl.col("label_key").is_in(model.labels)))
+        noise = dataset_noise(model, model.encode(to_model_range(load_pixels(pilot["path"].to_list(), model.resolution))), pilot["label_key"].to_list(), opts)
+        result = typicality_maps(model, x0, [label_key], opts, noise=noise, progress=_tenths(context.log, "(image, noise) rows"))
         map_path = diffmine.lake.files_dir(dataset, "typicality", label_key, f"maps-{ckpt['checkpoint_id']}.npy")
-        save_array(map_path, result.replicate_maps[:, own].numpy().astype(np.float16))
-        table, matrix = image_typicality_table(rows, label_key, result, opts, ckpt["checkpoint_id"], map_path, conditions)
-        if matrix is not None:
-            diffmine.lake.write_partition("label_matrix", matrix, dataset, label_key)
+        save_array(map_path, result.replicate_maps[:, 0].numpy().astype(np.float16))
+        table = image_typicality_table(rows, label_key, result, opts, ckpt["checkpoint_id"], map_path)
+        matrix_figures = {}
+        covered = np.arange(len(rows)) if opts.label_matrix == "all" else (rows["split"] == "val").to_numpy().nonzero()[0]
+        if opts.label_matrix != "none" and len(model.labels) > 1 and len(covered):
+            scores = label_scores(model, x0[covered], result.take(covered), label_key, list(model.labels), opts)
+            diffmine.lake.write_partition("label_matrix", label_matrix_table(rows[covered.tolist()], label_key, scores, ckpt["checkpoint_id"]), dataset, label_key)
+            own_index = model.labels.index(label_key)
+            matrix_figures = {
+                "matrix_seconds": round(scores.seconds, 2),
+                "matrix_evaluations": scores.forward_rows,
+                "predicted_own_label_share": round(float((scores.predicted == own_index).float().mean()), 4),
+            }
         # every checkpoint's scores are kept here, so two checkpoints can be compared in SQL
         diffmine.lake.write_partition("typicality_history", table.drop("path"), dataset, label_key, ckpt["checkpoint_id"])
         diffmine.catalog.ensure_views(["label_matrix", "typicality_history"])
@@ -87,7 +95,8 @@ def build_typicality_assets(label_partitions):
                 "images_per_s": round(len(table) / max(result.seconds, 1e-9), 2),
                 "checkpoint_id": ckpt["checkpoint_id"],
                 "maps": MetadataValue.path(str(map_path)),
-                "heatmaps": picture(heatmaps(table, result.maps[:, own].numpy()), diffmine.lake.files_dir(dataset, "pictures", label_key, "heatmaps.png"), "typicality maps"),
+                **matrix_figures,
+                "heatmaps": picture(heatmaps(table, result.maps[:, 0].numpy()), diffmine.lake.files_dir(dataset, "pictures", label_key, "heatmaps.png"), "typicality maps"),
             },
         )
 

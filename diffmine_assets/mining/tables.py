@@ -14,7 +14,7 @@ import torch
 
 from .datasets.spec import PatchOptions, TypicalityOptions
 from .patches import image_windows
-from .typicality import TypicalityResult
+from .typicality import LabelScores, TypicalityResult
 
 
 def save_array(path: Path, array: np.ndarray) -> Path:
@@ -30,16 +30,16 @@ def load_array(path: str | Path) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
 
-def image_typicality_table(images: pl.DataFrame, label_key: str, result: TypicalityResult, opts: TypicalityOptions, checkpoint_id: str, map_path: Path, matrix_labels: list[str]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """One row per image (own label), and the label matrix when asked."""
-    own = matrix_labels.index(label_key)
-    scores = result.image_scores.numpy()
-    stderr = result.image_stderr.numpy()
+def image_typicality_table(images: pl.DataFrame, label_key: str, result: TypicalityResult, opts: TypicalityOptions, checkpoint_id: str, map_path: Path) -> pl.DataFrame:
+    """One row per image: its typicality under its own label (the first label
+    of `result`), with every parameter that made it."""
+    scores = result.image_scores.numpy()[:, 0]
+    stderr = result.image_stderr.numpy()[:, 0]
     params = json.dumps(opts.model_dump(), sort_keys=True)
     h, w = result.replicate_maps.shape[-2:]
-    table = images.select("dataset", "label", "label_key", "image_id", "path", "width", "height").with_columns(
-        pl.Series("typicality", scores[:, own], dtype=pl.Float64),
-        pl.Series("stderr", stderr[:, own], dtype=pl.Float64),
+    return images.select("dataset", "label", "label_key", "image_id", "path", "width", "height").with_columns(
+        pl.Series("typicality", scores, dtype=pl.Float64),
+        pl.Series("stderr", stderr, dtype=pl.Float64),
         pl.Series("map_index", np.arange(len(images)), dtype=pl.Int32),
         pl.lit(str(map_path)).alias("map_path"),
         pl.lit(h, dtype=pl.Int32).alias("map_height"),
@@ -54,21 +54,30 @@ def image_typicality_table(images: pl.DataFrame, label_key: str, result: Typical
         pl.lit(checkpoint_id).alias("checkpoint_id"),
         pl.lit(params).alias("params"),
     )
-    matrix = None
-    if len(matrix_labels) > 1:
-        ids = images["image_id"].to_list()
-        matrix = pl.DataFrame(
-            {
-                "dataset": images["dataset"][0] if len(images) else "",
-                "image_id": np.repeat(ids, len(matrix_labels)),
-                "label_key": label_key,
-                "under_label_key": matrix_labels * len(ids),
-                "typicality": scores.reshape(-1).astype(np.float64),
-                "stderr": stderr.reshape(-1).astype(np.float64),
-                "checkpoint_id": checkpoint_id,
-            }
-        )
-    return table, matrix
+
+
+def label_matrix_table(images: pl.DataFrame, label_key: str, scores: LabelScores, checkpoint_id: str) -> pl.DataFrame:
+    """One row per (image, label): the image's typicality under that label,
+    how many samples the entry got, whether it reached the final, and
+    whether it is the image's predicted label."""
+    ids = images["image_id"].to_list()
+    L = len(scores.labels)
+    predicted = np.zeros((len(ids), L), dtype=bool)
+    predicted[np.arange(len(ids)), scores.predicted.numpy()] = True
+    return pl.DataFrame(
+        {
+            "dataset": images["dataset"][0] if len(images) else "",
+            "image_id": np.repeat(ids, L),
+            "label_key": label_key,
+            "under_label_key": scores.labels * len(ids),
+            "typicality": scores.scores.numpy().reshape(-1).astype(np.float64),
+            "stderr": scores.stderr.numpy().reshape(-1).astype(np.float64),
+            "n_samples": scores.samples.numpy().reshape(-1).astype(np.int32),
+            "finalist": scores.finalist.numpy().reshape(-1),
+            "predicted": predicted.reshape(-1),
+            "checkpoint_id": checkpoint_id,
+        }
+    )
 
 
 def patch_table(typ: pl.DataFrame, replicate_maps: np.ndarray, opts: PatchOptions) -> tuple[pl.DataFrame, int]:

@@ -20,7 +20,6 @@ replicates give an honest standard error for any linear summary of the map
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -30,6 +29,7 @@ import torch
 
 from .datasets.spec import TypicalityOptions
 from .denoisers.base import Denoiser
+from .precision import autocast, resolve_precision
 
 
 PILOT_BINS = 12
@@ -46,45 +46,39 @@ class NoiseSet:
     profile: list[float] = field(default_factory=list)  # q per pilot bin, when importance-sampled
 
 
-def resolve_precision(precision: str) -> torch.dtype:
-    if precision == "auto":
-        native = torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        return torch.bfloat16 if native else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
-
-
 def _autocast(model: Denoiser, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    device = next(model.module.parameters()).device.type
-    return torch.autocast(device, dtype=dtype)
+    return autocast(model.module, dtype)
 
 
-def timestep_profile(model: Denoiser, x0: torch.Tensor, label_key: str, opts: TypicalityOptions, dtype: torch.dtype) -> np.ndarray:
+def timestep_profile(model: Denoiser, x0: torch.Tensor, label_keys: str | list[str], opts: TypicalityOptions, dtype: torch.dtype) -> np.ndarray:
     """Sampling density over PILOT_BINS equal bins of [t_min, t_max) x T,
     proportional to the per-pixel standard deviation of the loss difference
-    at the bin's centre (a pilot on the first images, with its own seed),
-    evaluated in full batches like the engine itself."""
+    at the bin's centre, measured by a pilot on the first PILOT_IMAGES images
+    of `x0` under their labels (`label_keys`: one per image, or one for all)
+    with its own seed, evaluated in full batches like the engine itself.
+    Typicality assets pass pilot images drawn from the whole dataset, so
+    every label partition of a dataset gets the same noise set."""
     T = model.num_train_timesteps
     edges = np.linspace(opts.t_min * T, opts.t_max * T, PILOT_BINS + 1)
     centres = torch.from_numpy(((edges[:-1] + edges[1:]) / 2).astype(np.int64))
     xs = x0[:PILOT_IMAGES]
     b = xs.shape[0]
+    keys = [label_keys] * b if isinstance(label_keys, str) else list(label_keys)[:b]
     g = torch.Generator().manual_seed(opts.seed + 104_729)
     # rows: (bin, noise, image), all at once
     t = centres.repeat_interleave(PILOT_NOISE * b)
     eps = torch.randn((PILOT_BINS * PILOT_NOISE * b, *xs.shape[1:]), generator=g)
     img = torch.arange(b).repeat(PILOT_BINS * PILOT_NOISE)
-    cond_label = model.condition_ids([label_key])
+    cond_label = model.condition_ids(keys)
     cond_null = model.condition_ids([None])
     diffs = torch.empty((len(t), *xs.shape[-2:]))
     step = max(1, opts.batch_size // 2)
     with torch.inference_mode(), _autocast(model, dtype):
         for s in range(0, len(t), step):
-            tt, ee = t[s : s + step], eps[s : s + step]
+            tt, ee, ii = t[s : s + step], eps[s : s + step], img[s : s + step]
             m = len(tt)
-            xt = model.add_noise(xs[img[s : s + step]], ee, tt)
-            pred = model.predict(torch.cat([xt, xt]), torch.cat([tt, tt]), torch.cat([cond_label.expand(m), cond_null.expand(m)])).float()
+            xt = model.add_noise(xs[ii], ee, tt)
+            pred = model.predict(torch.cat([xt, xt]), torch.cat([tt, tt]), torch.cat([cond_label[ii], cond_null.expand(m)])).float()
             err = ((pred - torch.cat([ee, ee])) ** 2).mean(1)
             diffs[s : s + m] = err[m:] - err[:m]
     sd = diffs.view(PILOT_BINS, PILOT_NOISE, b, *xs.shape[-2:]).std(dim=1).mean(dim=(1, 2, 3)).numpy().astype(np.float64)
@@ -132,6 +126,27 @@ def noise_set(model: Denoiser, shape: tuple[int, int, int], opts: TypicalityOpti
     return NoiseSet(torch.cat(epss), torch.cat(ts), group, torch.cat(ws), q.tolist() if importance else [])
 
 
+def pilot_rows(images, n: int = PILOT_IMAGES):
+    """The images a dataset's timestep pilot runs on: chosen from the whole
+    dataset by image id (a content hash, so stable), one per label first, so
+    every label partition of the dataset gets the same noise set and an
+    image's labels are always compared on the same draws."""
+    import polars as pl
+
+    ordered = images.sort("image_id")
+    firsts = ordered.unique("label_key", keep="first", maintain_order=True).head(n)
+    rest = ordered.filter(~pl.col("image_id").is_in(firsts["image_id"].implode())).head(n - len(firsts))
+    return pl.concat([firsts, rest])
+
+
+def dataset_noise(model: Denoiser, pilot_x0: torch.Tensor, pilot_keys: list[str], opts: TypicalityOptions) -> NoiseSet:
+    """The noise set every image of a dataset is scored with."""
+    profile = None
+    if opts.sampling.startswith("importance"):
+        profile = timestep_profile(model, pilot_x0, pilot_keys, opts, resolve_precision(opts.precision))
+    return noise_set(model, tuple(pilot_x0.shape[1:]), opts, profile)
+
+
 @dataclass
 class TypicalityResult:
     replicate_maps: torch.Tensor  # (B, L, G, h, w): mean difference per replicate
@@ -139,6 +154,16 @@ class TypicalityResult:
     forward_rows: int  # network evaluations (one per condition per row)
     precision: str = "float32"
     profile: list[float] = field(default_factory=list)
+    # image-mean losses of every (image, sample) under the null condition
+    # (index 0) and each label: what the label matrix reuses
+    sample_losses: torch.Tensor | None = None  # (B, N, L + 1)
+    noise: NoiseSet | None = None
+
+    def take(self, index) -> "TypicalityResult":
+        """The result for a subset of the images (same noise set)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        losses = self.sample_losses[index] if self.sample_losses is not None else None
+        return TypicalityResult(self.replicate_maps[index], self.seconds, self.forward_rows, self.precision, self.profile, losses, self.noise)
 
     @property
     def maps(self) -> torch.Tensor:  # (B, L, h, w)
@@ -187,6 +212,7 @@ def typicality_maps(
     # (image, replicate) flattened first, so one index_add_ per pass adds
     # every row into its place, with no Python loop over rows.
     sums = torch.zeros((B * G, L, *x0.shape[-2:]), dtype=torch.float64)
+    sample_losses = torch.zeros((B * N, L + 1), dtype=torch.float64)
     with torch.inference_mode(), _autocast(model, dtype):
         for start in range(0, total, rows_per_pass):
             ii = img_idx[start : start + rows_per_pass]
@@ -206,9 +232,104 @@ def typicality_maps(
                 bad = int(ii[(~torch.isfinite(diff)).flatten(1).any(1).nonzero()[0, 0]])
                 raise FloatingPointError(f"non-finite typicality for image {bad}")
             sums.index_add_(0, ii * G + noise.group[ss], diff.to(torch.float64))
+            sample_losses[start : start + m] = err.mean(dim=(-2, -1)).transpose(0, 1).to(torch.float64)
             if progress:
                 progress(min(start + m, total), total)
     counts = torch.bincount(noise.group, minlength=G).to(torch.float64).view(1, G, 1, 1, 1)
     means = (sums.view(B, G, L, *x0.shape[-2:]) / counts).transpose(1, 2)
-    return TypicalityResult(means.to(torch.float32).contiguous(), time.monotonic() - t0, evaluations, str(dtype).replace("torch.", ""), noise.profile)
+    return TypicalityResult(means.to(torch.float32).contiguous(), time.monotonic() - t0, evaluations, str(dtype).replace("torch.", ""), noise.profile, sample_losses.view(B, N, L + 1), noise)
+
+
+@dataclass
+class LabelScores:
+    """Image-level typicality of each image under every label (the label
+    matrix), with the adaptive schedule of the Diffusion Classifier."""
+
+    labels: list[str]
+    scores: torch.Tensor  # (B, L): mean over the samples each entry got
+    stderr: torch.Tensor  # (B, L): from the replicates each entry got (G - 1 degrees of freedom)
+    samples: torch.Tensor  # (B, L): samples each entry got
+    finalist: torch.Tensor  # (B, L): survived the first stage
+    predicted: torch.Tensor  # (B,): index of the best finalist
+    forward_rows: int
+    seconds: float
+
+
+def _image_losses(model: Denoiser, x0, noise: NoiseSet, img, smp, cond, batch_size: int, dtype) -> torch.Tensor:
+    """Image-mean loss of each row (image, sample, condition): one network
+    evaluation a row, in full batches."""
+    out = torch.empty(len(img), dtype=torch.float64)
+    with torch.inference_mode(), _autocast(model, dtype):
+        for s in range(0, len(img), batch_size):
+            ii, ss, cc = img[s : s + batch_size], smp[s : s + batch_size], cond[s : s + batch_size]
+            eps = noise.eps[ss]
+            pred = model.predict(model.add_noise(x0[ii], eps, noise.t[ss]), noise.t[ss], cc).float()
+            out[s : s + len(ii)] = ((pred - eps) ** 2).mean(dim=(1, 2, 3)).to(torch.float64)
+    return out
+
+
+def label_scores(model: Denoiser, x0: torch.Tensor, own: TypicalityResult, own_key: str, labels: list[str], opts: TypicalityOptions) -> LabelScores:
+    """Every image's typicality under every label of `labels`, on the noise
+    set of `own` (the maps pass of the images' own label `own_key`), reusing
+    its null and own-label losses: only the other labels cost evaluations.
+
+    Image-level scores do not need per-pixel maps, nor every sample for
+    labels that are clearly out of the running (Li et al. 2023): every label
+    is first scored on the first `matrix_samples` samples (whole replicates:
+    the same noise and timesteps for every label of an image); the
+    `matrix_finalists` best of them, whichever they are, then get all N
+    samples. The prediction is the best finalist. Entries that did not reach
+    the final keep their first-stage estimate, and say so (`samples`)."""
+    model.check_labels(labels)
+    noise = own.noise
+    if own.sample_losses is None or noise is None:
+        raise ValueError("label_scores needs the result of typicality_maps for the own label")
+    t0 = time.monotonic()
+    dtype = resolve_precision(opts.precision)
+    B, N = own.sample_losses.shape[:2]
+    L = len(labels)
+    G = int(noise.group.max()) + 1
+    per_group = N // G
+    first = min(N, -(-opts.matrix_samples // per_group) * per_group)
+    o = labels.index(own_key)
+    null = own.sample_losses[:, :, 0]
+    losses = torch.full((B, N, L), float("nan"), dtype=torch.float64)
+    losses[:, :, o] = own.sample_losses[:, :, 1]
+    cond_of = model.condition_ids(labels)
+    rows = 0
+
+    def run(pairs: list[tuple[int, int]], samples: range) -> None:
+        nonlocal rows
+        if not pairs or not len(samples):
+            return
+        img = torch.tensor([b for b, _ in pairs], dtype=torch.long).repeat_interleave(len(samples))
+        lab = torch.tensor([l for _, l in pairs], dtype=torch.long).repeat_interleave(len(samples))
+        smp = torch.tensor(list(samples), dtype=torch.long).repeat(len(pairs))
+        losses[img, smp, lab] = _image_losses(model, x0, noise, img, smp, cond_of[lab], opts.batch_size, dtype)
+        rows += len(img)
+
+    model.for_inference()
+    run([(b, l) for b in range(B) for l in range(L) if l != o], range(first))
+    w = noise.weight.to(torch.float64).view(1, N, 1)
+    diff = (null.unsqueeze(-1) - losses) * w  # (B, N, L)
+    stage1 = diff[:, :first].mean(1)
+    k = min(L, opts.matrix_finalists)
+    finalist = torch.zeros((B, L), dtype=torch.bool)
+    finalist.scatter_(1, stage1.topk(k, dim=1).indices, True)
+    run([(b, l) for b in range(B) for l in range(L) if finalist[b, l] and l != o], range(first, N))
+    diff = (null.unsqueeze(-1) - losses) * w
+    full = finalist.clone()
+    full[:, o] = True  # the own label always has every sample (its map needs them)
+    samples = torch.where(full, N, first)
+    have = ~torch.isnan(diff)
+    scores = torch.where(have, diff, 0).sum(1) / samples
+    groups = noise.group.view(1, N, 1).expand(B, N, L)
+    reps = torch.zeros((B, G, L), dtype=torch.float64).scatter_add_(1, groups, torch.where(have, diff, 0)) / per_group
+    g_have = torch.where(full.unsqueeze(1), torch.ones(1, G, 1, dtype=torch.bool), (torch.arange(G) < first // per_group).view(1, G, 1))
+    n_g = g_have.sum(1)
+    mean_g = torch.where(g_have, reps, 0).sum(1) / n_g
+    var = torch.where(g_have, (reps - mean_g.unsqueeze(1)) ** 2, 0).sum(1) / (n_g - 1).clamp_min(1)
+    stderr = torch.where(n_g > 1, (var / n_g).sqrt(), float("nan"))
+    predicted = torch.where(finalist, scores, float("-inf")).argmax(1)
+    return LabelScores(list(labels), scores.float(), stderr.float(), samples, finalist, predicted, rows, time.monotonic() - t0)
 

@@ -132,3 +132,37 @@ def test_options_out_of_range_fail_before_work():
         TypicalityOptions(t_min=0.7, t_max=0.1)
     with pytest.raises(ValueError, match="multiple of groups"):
         TypicalityOptions(n_samples=10, groups=4)
+
+
+def test_label_scores_reuse_the_maps_pass_and_match_full_runs(model, images):
+    from diffmine_assets.mining.typicality import label_scores
+
+    opts = TypicalityOptions(n_samples=8, groups=4, batch_size=16, precision="float32", sampling="stratified-antithetic", matrix_samples=4, matrix_finalists=2)
+    own = typicality_maps(model, images, ["b"], opts)
+    scores = label_scores(model, images, own, "b", ["a", "b", "c"], opts)
+    full = typicality_maps(model, images, ["a", "b", "c"], opts)
+    # the own label and every finalist got all N samples: equal to the full computation
+    whole = scores.samples == 8
+    assert whole[:, 1].all() and (scores.finalist.sum(1) == 2).all()
+    torch.testing.assert_close(scores.scores[whole], full.image_scores[whole], atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(scores.stderr[whole], full.image_stderr[whole], atol=2e-5, rtol=1e-4)
+    # the others kept their first-stage estimate: the first 4 samples (2 whole replicates)
+    first = full.replicate_maps[:, :, :2].mean(dim=(2, 3, 4))
+    torch.testing.assert_close(scores.scores[~whole], first[~whole], atol=2e-5, rtol=1e-4)
+    assert (scores.samples[~whole] == 4).all() and (~whole).any()
+    # only the other labels cost evaluations: 4 samples x 2 labels, then N - 4 for each non-own finalist
+    extra_finalists = int((scores.finalist & ~torch.tensor([False, True, False])).sum())
+    assert scores.forward_rows == 5 * 4 * 2 + extra_finalists * 4
+    # the prediction is the best finalist
+    for b in range(5):
+        fin = scores.finalist[b].nonzero().flatten().tolist()
+        assert int(scores.predicted[b]) == max(fin, key=lambda l: float(scores.scores[b, l]))
+
+
+def test_pilot_over_several_labels_gives_one_noise_set(model, images):
+    opts = TypicalityOptions(n_samples=8, groups=2, precision="float32")
+    q = timestep_profile(model, images, ["a", "b", "c", "a"], opts, torch.float32)
+    again = timestep_profile(model, images, ["a", "b", "c", "a"], opts, torch.float32)
+    assert np.array_equal(q, again) and q.shape == (12,)
+    one = timestep_profile(model, images, "a", opts, torch.float32)
+    assert not np.array_equal(q, one)
