@@ -46,17 +46,24 @@ def _config_path(args) -> Path:
 # -- materialize ---------------------------------------------------------------------------
 
 
-def materialize(config_path: Path, dataset: str, labels: list[str] | None = None, select: list[str] | None = None, log=print) -> dict:
+def materialize(config_path: Path, dataset: str, labels: list[str] | None = None, select: list[str] | None = None, log=print, budget_s: float | None = None) -> dict:
     """Materialize the selected assets (default: all) of one dataset, its
     per-dataset assets first, then each label's partition. Returns figures."""
     from .runner import run_dataset
 
     instance = _instance(config_path)
-    return run_dataset(instance, config_path, dataset, labels=labels, select=select, log=log)
+    return run_dataset(instance, config_path, dataset, labels=labels, select=select, log=log, budget_s=budget_s)
 
 
 def cmd_materialize(args) -> int:
-    figures = materialize(_config_path(args), args.dataset, args.label, args.select)
+    from .mining.datasets.spec import parse_duration
+
+    try:
+        budget = parse_duration(args.budget) if args.budget else None
+    except ValueError as exc:
+        print(f"diffmine: --budget: {exc}", file=sys.stderr)
+        return 2
+    figures = materialize(_config_path(args), args.dataset, args.label, args.select, budget_s=budget)
     _emit(figures)
     return 0 if figures["failed_runs"] == 0 else 1
 
@@ -173,7 +180,7 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate
 
     project = load_config(_config_path(args))
-    figures = evaluate(project, args.dataset, control=not args.no_control)
+    figures = evaluate(project, args.dataset, control="none" if args.no_control else args.control)
     for k, v in figures.items():
         if k not in ("goals_met",):
             print(f"{k:28s} {v}")
@@ -182,10 +189,22 @@ def cmd_eval(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .evaluate import bench_typicality
+    from .evaluate import bench_training, bench_typicality
 
     project = load_config(_config_path(args))
-    figures = bench_typicality(project, args.dataset, args.label, args.images)
+    if args.what == "training":
+        import yaml
+
+        overrides = {}
+        for item in args.set or []:
+            if "=" not in item:
+                raise SystemExit(f"--set wants SECTION.FIELD=VALUE, got {item!r}")
+            k, v = item.split("=", 1)
+            overrides[k] = yaml.safe_load(v)
+        seeds = [int(s) for s in args.seeds.split(",")]
+        figures = bench_training(project, args.dataset, overrides, seeds, args.data_seed, None if args.control == "none" else args.control)
+    else:
+        figures = bench_typicality(project, args.dataset, args.label, args.images)
     _emit(figures)
     return 0
 
@@ -212,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--dataset", required=True)
     m.add_argument("--label", action="append", help="label text or key; repeat for several (default: all)")
     m.add_argument("--select", action="append", help="asset name; repeat for several (default: all)")
+    m.add_argument("--budget", help="time the whole run may take (90s, 10m, 1.5h): training is sized to what the estimate leaves")
     m.set_defaults(fn=cmd_materialize)
 
     s = sub.add_parser("sql", help="read-only SQL on the catalog")
@@ -223,14 +243,21 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("catalog", help="(re)create the catalog's views over every lake table")
     c.set_defaults(fn=cmd_catalog)
 
-    e = sub.add_parser("eval", help="score typicality against a dataset's ground truth")
+    e = sub.add_parser("eval", help="quality figures of a dataset's results: held-out accuracy, and against ground truth where it has some")
     e.add_argument("--dataset", default="builtin")
-    e.add_argument("--no-control", action="store_true", help="skip the untrained control model")
+    e.add_argument("--control", choices=["shuffled", "untrained", "none"], default="shuffled",
+                   help="the control scored beside the model: trained the same way on shuffled labels (default), never trained, or none")
+    e.add_argument("--no-control", action="store_true", help="same as --control none")
     e.set_defaults(fn=cmd_eval)
 
     b = sub.add_parser("bench", help="benchmarks")
-    b.add_argument("what", choices=["typicality"])
+    b.add_argument("what", choices=["typicality", "training"], help="typicality: the engine against the published loop; "
+                   "training: how well a training recipe learns the labels (held-out accuracy, label gain, and against boxes)")
     b.add_argument("--dataset", default="builtin")
+    b.add_argument("--set", action="append", help="training: SECTION.FIELD=VALUE over the dataset's options (YAML value); repeatable")
+    b.add_argument("--seeds", default="0", help="training: comma-separated training seeds (default 0)")
+    b.add_argument("--data-seed", type=int, help="training: the built-in dataset's generation seed")
+    b.add_argument("--control", choices=["shuffled", "none"], default="none", help="training: also train the shuffled-label control")
     b.add_argument("--label", help="label text or key (default: the first)")
     b.add_argument("--images", type=int, default=32, help="how many of the label's images")
     b.set_defaults(fn=cmd_bench)

@@ -3,6 +3,8 @@ lake's tables (no Dagster needed), each ending in one JSON line."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import polars as pl
 import torch
@@ -10,58 +12,104 @@ import torch
 from .mining.bench import run_benchmark
 from .mining.checkpoints import load_checkpoint
 from .mining.denoisers import BACKENDS
-from .mining.evaluation import cluster_figures, score_model, typicality_figures
+from .mining.controls import fit_shuffled_control
+from .mining.evaluation import chance_levels, classification_figures, cluster_figures, score_model, typicality_figures
 from .mining.tables import load_array
 from .mining.tensors import load_pixels, to_model_range
 from .storage.lake import Lake
 
+# Quality goals of the built-in presets (their issues), checked by `diffmine eval`.
 GOALS = {
-    "top1_hit_rate": (">=", 0.9),
-    "distractor_share_top50": ("<=", 0.05),
-    "pixel_auc_pr": (">=", 0.5),
-    "cluster_purity": (">=", 0.9),
-    "label_elements_found": (">=", 1.0),
-    "distractor_top3_share": ("<=", 0.0),
+    "planted": {
+        "top1_hit_rate": (">=", 0.9),
+        "distractor_share_top50": ("<=", 0.05),
+        "pixel_auc_pr": (">=", 0.5),
+        "cluster_purity": (">=", 0.9),
+        "label_elements_found": (">=", 1.0),
+        "distractor_top3_share": ("<=", 0.0),
+    },
+    "photo-shapes": {
+        "accuracy_val": (">=", 0.9),
+        "top1_hit_rate": (">=", 0.85),
+        "pixel_auc_pr": (">=", 0.5),
+    },
 }
+CONTROL_RATIO_GOAL = 3.0
 
 
 def _met(value: float, op: str, bound: float) -> bool:
     return value >= bound if op == ">=" else value <= bound
 
 
-def evaluate(project, dataset: str, control: bool = True, log=print) -> dict:
+def _read_all(lake: Lake, table: str, dataset: str, keys: list[str]) -> pl.DataFrame | None:
+    if not all(lake.partition_file(table, dataset, k).exists() for k in keys):
+        return None
+    return pl.concat([lake.read_partition(table, dataset, k) for k in keys], how="diagonal_relaxed")
+
+
+def control_model(project, dataset: str, kind: str, ckpt: dict, images: pl.DataFrame, log=print):
+    """The control of `kind` for the dataset's checkpoint: `shuffled` (trained
+    the same way on permuted labels; trained once and kept) or `untrained`."""
+    spec = project.dataset(dataset)
+    trained = load_checkpoint(ckpt["path"])
+    cfg = trained.config()
+    if kind == "untrained":
+        return BACKENDS[cfg["backend"]](cfg["labels"], cfg["resolution"], cfg.get("architecture"), seed=spec.training.seed, conditioning=cfg.get("conditioning", "class"))
+    if kind != "shuffled":
+        raise ValueError(f"unknown control {kind!r}; controls are shuffled, untrained, none")
+    log("control: the same training on the same images with the labels shuffled across them (trained once, then kept) ...")
+    lake = Lake(project.lake)
+    fitted = fit_shuffled_control(dataset, images, spec.training, spec.options.resolution, ckpt["data_version"], lake.files_dir(dataset, "controls"),
+                                  progress=lambda row: row.get("step", 0) % 100 == 0 and "loss" in row and log(f"  control step {row['step']}/{row['total_steps']}"))
+    return fitted.model
+
+
+def evaluate(project, dataset: str, control: str = "shuffled", log=print) -> dict:
+    """Every quality figure of a dataset's stored results, beside its chance
+    level and, unless `control` is "none", the same figures for a control
+    model scored the same way."""
     lake = Lake(project.lake)
     spec = project.dataset(dataset)
     images = lake.read_partition("images", dataset)
-    boxes_file = lake.partition_file("ground_truth_boxes", dataset)
-    if not boxes_file.exists():
-        raise ValueError(f"dataset {dataset!r} has no ground truth boxes: nothing to evaluate against")
-    boxes = pl.read_parquet(boxes_file)
     keys = sorted(images["label_key"].unique().to_list())
-    patches, maps, typ_rows = [], {}, []
-    for key in keys:
-        typ = lake.read_partition("image_typicality", dataset, key)
-        patches.append(lake.read_partition("patch_typicality", dataset, key))
-        maps[key] = load_array(typ["map_path"][0]).astype(np.float32).mean(axis=1)
-        typ_rows.append(typ)
-    typ_all = pl.concat(typ_rows)
+    typ_all = _read_all(lake, "image_typicality", dataset, keys)
+    if typ_all is None:
+        raise ValueError(f"dataset {dataset!r}: typicality is not materialized for every label; run diffmine materialize --dataset {dataset}")
     ckpt = lake.read_partition("checkpoint", dataset).row(0, named=True)
-    ordered = pl.concat([images.filter(pl.col("image_id").is_in(t["image_id"].implode())).join(t.select("image_id", "map_index"), on="image_id").sort("map_index") for t in typ_rows])
-    figures = {"dataset": dataset, "checkpoint_id": ckpt["checkpoint_id"], **typicality_figures(pl.concat(patches), boxes, ordered, maps)}
+    figures: dict = {"dataset": dataset, "checkpoint_id": ckpt["checkpoint_id"], "labels": len(keys), "images": len(images)}
     figures["checkpoints_used"] = sorted(typ_all["checkpoint_id"].unique().to_list())
-    if all(lake.partition_file("cluster_members", dataset, k).exists() for k in keys):
-        figures.update(cluster_figures({k: lake.read_partition("cluster_members", dataset, k) for k in keys}, boxes))
-    if control:
-        log("scoring the control: the same architecture, never trained (so it never saw a label) ...")
-        trained = load_checkpoint(ckpt["path"])
-        cfg = trained.config()
-        ctrl = BACKENDS[cfg["backend"]](cfg["labels"], cfg["resolution"], cfg.get("architecture"), seed=spec.training.seed)
-        c = score_model(ctrl, ordered, boxes, spec.typicality, spec.patches)
-        figures["control"] = {k: v for k, v in c.items()}
-        figures["pixel_auc_pr_over_control"] = round(figures["pixel_auc_pr"] / c["pixel_auc_pr"], 3) if c["pixel_auc_pr"] > 0 else None
-    goals = {k: _met(figures[k], op, bound) for k, (op, bound) in GOALS.items() if k in figures}
-    if control and figures.get("pixel_auc_pr_over_control") is not None:
-        goals["pixel_auc_pr_3x_control"] = figures["pixel_auc_pr_over_control"] >= 3
+    matrix = _read_all(lake, "label_matrix", dataset, keys)
+    if matrix is not None and "predicted" in matrix.columns:
+        figures.update(classification_figures(matrix, images))
+    chance: dict = {"accuracy_val": figures.get("accuracy_chance")}
+    boxes_file = lake.partition_file("ground_truth_boxes", dataset)
+    boxes = pl.read_parquet(boxes_file) if boxes_file.exists() else None
+    if boxes is not None:
+        patches = _read_all(lake, "patch_typicality", dataset, keys)
+        maps, ordered = {}, []
+        for key in keys:
+            typ = typ_all.filter(pl.col("label_key") == key).sort("map_index")
+            maps[key] = load_array(typ["map_path"][0]).astype(np.float32).mean(axis=1)
+            ordered.append(images.join(typ.select("image_id", "map_index"), on="image_id").sort("map_index"))
+        ordered = pl.concat(ordered)
+        figures.update(typicality_figures(patches, boxes, ordered, maps))
+        chance.update(chance_levels(patches, boxes, ordered))
+        members = _read_all(lake, "cluster_members", dataset, keys)
+        if members is not None:
+            figures.update(cluster_figures({k: members.filter(pl.col("label_key") == k) for k in keys}, boxes))
+    figures["chance"] = chance
+    if control != "none":
+        ctrl = control_model(project, dataset, control, ckpt, images, log)
+        log(f"scoring the {control} control like the model ...")
+        c = score_model(ctrl, images, boxes, spec.typicality, spec.patches)
+        figures["control"] = {"kind": control, **c}
+        for key in ("pixel_auc_pr", "accuracy_val"):
+            if key in figures and c.get(key):
+                figures[f"{key}_over_control"] = round(figures[key] / c[key], 3)
+    preset = getattr(spec.options, "preset", None) if spec.kind == "builtin" else None
+    goals = {k: _met(figures[k], op, bound) for k, (op, bound) in GOALS.get(preset, {}).items() if k in figures}
+    if preset and figures.get("pixel_auc_pr_over_control") is not None:
+        goals[f"pixel_auc_pr_{CONTROL_RATIO_GOAL:g}x_control"] = figures["pixel_auc_pr_over_control"] >= CONTROL_RATIO_GOAL
     figures["goals_met"] = goals
     return figures
 
@@ -82,3 +130,60 @@ def bench_typicality(project, dataset: str, label: str | None, images_n: int, lo
     log(f"benchmark: {len(rows)} images of {dataset}/{key}, checkpoint {ckpt['checkpoint_id']}, {torch.get_num_threads()} threads")
     figures = run_benchmark(model, x0, key, spec.typicality, image_size=size, window=spec.patches.window_px, stride=spec.patches.stride_px, log=log)
     return {"dataset": dataset, "label_key": key, "checkpoint_id": ckpt["checkpoint_id"], **figures}
+
+
+def with_overrides(spec, overrides: dict[str, object]):
+    """The dataset spec with "section.field" values replaced, validated as if
+    they had been written in diffmine.yaml."""
+    updates: dict[str, dict] = {}
+    for dotted, value in overrides.items():
+        section, _, field = dotted.partition(".")
+        if not field or not hasattr(spec, section) or not hasattr(getattr(spec, section), "model_dump"):
+            raise ValueError(f"--set {dotted}: expected SECTION.FIELD with SECTION one of options, training, typicality, patches, features, clusters")
+        updates.setdefault(section, getattr(spec, section).model_dump(exclude_unset=section == "options"))[field] = value
+    raw = {**spec.model_dump(exclude_unset=True), **{k: v for k, v in updates.items()}}
+    raw.pop("path", None)
+    if hasattr(spec, "path"):
+        raw["path"] = spec.path
+    from .mining.datasets.spec import parse_config
+
+    return parse_config({"datasets": [raw]}, f"--set on dataset {spec.name!r}").datasets[0]
+
+
+def bench_training(project, dataset: str, overrides: dict, seeds: list[int], data_seed: int | None, control: str | None, log=print) -> dict:
+    """`diffmine bench training`: train with the dataset's options (and
+    overrides) on each seed, score the held-out images, and summarise."""
+    from .mining.quality import prepare, quality_run, summarise
+
+    lake = Lake(project.lake)
+    spec = project.dataset(dataset)
+    if data_seed is not None:
+        overrides = {**overrides, "options.seed": data_seed}
+    spec = with_overrides(spec, overrides) if overrides else spec
+    work = lake.files_dir(dataset, "bench")
+    images, boxes = prepare(spec, work / f"data-{getattr(spec.options, 'seed', 0)}")
+    runs = []
+    for seed in seeds:
+        run_spec = with_overrides(spec, {"training.seed": seed})
+        for kind in [None] + ([control] if control else []):
+            name = kind or "model"
+            log(f"seed {seed}: training the {name} ({len(images)} images, {images['label_key'].n_unique()} labels) ...")
+            digest = hashlib.sha256(f"{run_spec.training.model_dump_json()}{run_spec.options.model_dump_json()}".encode()).hexdigest()[:12]
+            target = work / "runs" / f"{name}-seed{seed}-{digest}"
+
+            def progress(row, name=name):
+                if "quick_accuracy" in row:
+                    log(f"  {name} step {row['step']}: quick held-out accuracy {row['quick_accuracy']:.3f}")
+                elif "loss" in row and (row["step"] % max(1, run_spec.training.log_every) == 0):
+                    log(f"  {name} step {row['step']}/{row['total_steps']}  loss {row['loss']:.4f}  {row['images_per_s']:.0f} images/s")
+
+            run = quality_run(run_spec, images, boxes, target, control=kind, progress=progress)
+            runs.append({"seed": seed, "kind": name, **run.figures, "chance": run.chance})
+            log(f"  {name}: " + ", ".join(f"{k} {run.figures[k]}" for k in ("accuracy_val", "top1_hit_rate", "pixel_auc_pr", "label_gain_in_range", "train_seconds") if k in run.figures))
+    model_runs = [r for r in runs if r["kind"] == "model"]
+    out = {"dataset": dataset, "seeds": seeds, "data_seed": getattr(spec.options, "seed", None), "overrides": overrides,
+           "model": summarise(model_runs), "chance": model_runs[0]["chance"] if model_runs else {}, "runs": runs,
+           "training": spec.training.model_dump(), "typicality": spec.typicality.model_dump()}
+    if control:
+        out["control"] = {"kind": control, **summarise([r for r in runs if r["kind"] == control])}
+    return out

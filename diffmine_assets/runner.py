@@ -12,6 +12,8 @@ from pathlib import Path
 from dagster import AssetKey, AssetSelection, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from .definitions import DATASET_JOB, LABEL_JOB, REPORT_JOB, build_definitions
+from .mining.datasets.sources import discover
+from .mining.estimate import RunEstimate, estimate_run, training_budget
 from .partitions import multi_key
 from .storage.lake import Lake
 
@@ -59,12 +61,38 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labels=None, select=None, log=print) -> dict:
+def estimate(project, dataset: str) -> RunEstimate:
+    """The whole run's time on this machine, before it starts: counts from
+    the images table when it exists, else from the dataset's files."""
+    spec = project.dataset(dataset)
+    lake = Lake(project.lake)
+    if lake.partition_file("images", dataset).exists():
+        images = lake.read_partition("images", dataset)
+        labels = sorted(images["label_key"].unique().to_list())
+        n, held = len(images), int((images["split"] == "val").sum())
+    else:
+        found = discover(spec, lake.files_dir(dataset))
+        labels = sorted({c.label for c in found.candidates})
+        n = len(found.candidates)
+        held = int(round(n * spec.options.val_fraction))
+    return estimate_run(labels or ["-"], n, held, n - held, spec.options.resolution, spec.training, spec.typicality)
+
+
+def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labels=None, select=None, log=print, budget_s: float | None = None) -> dict:
     t0 = time.monotonic()
     reap_dead_runs(instance, log)
     defs = build_definitions(config_path)
     project = defs.resources["diffmine"].project
     project.dataset(dataset)  # fails early, naming the declared datasets
+    run_config = None
+    planned = None
+    if budget_s is not None or not select:
+        planned = estimate(project, dataset)
+        log(planned.describe())
+        if budget_s is not None:
+            train_s = training_budget(budget_s, planned)
+            run_config = {"ops": {"checkpoint": {"config": {"time_budget_s": train_s}}}}
+            log(f"budget {budget_s / 60:.1f} min: training gets {train_s / 60:.1f} min")
     job_names = {j.name for j in defs.resolve_all_job_defs()}
     dataset_keys = _job_assets(defs, DATASET_JOB)
     label_keys = _job_assets(defs, LABEL_JOB) if LABEL_JOB in job_names else []
@@ -82,7 +110,7 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
 
     runs = []
 
-    def launch(job_name, partition_key, keys, what):
+    def launch(job_name, partition_key, keys, what, config=None):
         job = defs.resolve_job_def(job_name)
         started = time.monotonic()
         log(f"materializing {', '.join(k.path[-1] for k in keys)} for {what} ...")
@@ -90,6 +118,7 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
             instance=instance,
             partition_key=partition_key,
             asset_selection=keys,
+            run_config=config,
             raise_on_error=False,
             tags={"diffmine/launched_by": "cli", "diffmine/pid": str(os.getpid()), "diffmine/host": socket.gethostname()},
         )
@@ -106,7 +135,8 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
 
     ok = True
     if dataset_keys:
-        ok = launch(DATASET_JOB, dataset, dataset_keys, f"dataset={dataset}")
+        trains = any(k.path[-1] == "checkpoint" for k in dataset_keys)
+        ok = launch(DATASET_JOB, dataset, dataset_keys, f"dataset={dataset}", run_config if trains else None)
     label_pairs = []
     if ok and label_keys:
         pairs = dataset_labels(Lake(project.lake), dataset)
@@ -131,4 +161,6 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
         "labels": label_pairs,
         "run_ids": [r["run_id"] for r in runs],
         "seconds": round(time.monotonic() - t0, 2),
+        "estimated_seconds": round(planned.total_s, 1) if planned else None,
+        "budget_seconds": budget_s,
     }

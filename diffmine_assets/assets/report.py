@@ -50,7 +50,7 @@ def build_report_asset(dataset_partitions):
             })
         figures = None
         if lake.partition_file("ground_truth_boxes", dataset).exists() and not missing:
-            figures = evaluate(diffmine.project, dataset, control=False, log=context.log.info)
+            figures = evaluate(diffmine.project, dataset, control="none", log=context.log.info)
         spec = diffmine.dataset(dataset)
         parameters = {"dataset": dataset, "checkpoint": {k: ckpt[k] for k in ("checkpoint_id", "path", "steps", "data_version", "seed", "params")},
                       **{name: getattr(spec, name).model_dump() for name in ("typicality", "patches", "features", "clusters")},

@@ -67,6 +67,30 @@ def pixel_average_precision(maps: np.ndarray, images: pl.DataFrame, boxes: pl.Da
     return (float(np.mean(aps)) if aps else float("nan")), len(aps)
 
 
+def chance_levels(patches: pl.DataFrame, boxes: pl.DataFrame, images: pl.DataFrame) -> dict:
+    """What each figure is without any typicality: the hit rate of the
+    stored random windows (one per image, the first drawn) and the share of
+    pixels inside own-label boxes (the average precision of a map that knows
+    nothing)."""
+    rand = patches.filter((pl.col("selection") == "random") & (pl.col("rank_in_image") == 1)).with_columns(
+        pl.lit("top").alias("selection"), pl.lit(1).alias("rank_in_image")
+    )
+    hit, _ = top1_hit_rate(rand, boxes)
+    own = boxes.filter(pl.col("role") == "label")
+    sizes = images.select("image_id", "width", "height")
+    shares = []
+    for (image_id,), group in own.group_by("image_id"):
+        row = sizes.filter(pl.col("image_id") == image_id)
+        if row.is_empty():
+            continue
+        w, h = row["width"][0], row["height"][0]
+        mask = np.zeros((h, w), dtype=bool)
+        for b in group.iter_rows(named=True):
+            mask[b["y0"] : b["y1"], b["x0"] : b["x1"]] = True
+        shares.append(mask.mean())
+    return {"top1_hit_rate": round(hit, 4), "pixel_auc_pr": round(float(np.mean(shares)), 4) if shares else float("nan")}
+
+
 def typicality_figures(patches: pl.DataFrame, boxes: pl.DataFrame, images: pl.DataFrame, maps_by_label: dict[str, np.ndarray]) -> dict:
     """The three quality figures of a dataset's typicality (maps_by_label:
     label_key -> (B, h, w) mean maps in the order of that label's images)."""
@@ -87,23 +111,37 @@ def typicality_figures(patches: pl.DataFrame, boxes: pl.DataFrame, images: pl.Da
     }
 
 
-def score_model(model, images: pl.DataFrame, boxes: pl.DataFrame, typ_opts, patch_opts) -> dict:
-    """Typicality of every label's images under `model`, scored (used for the
-    control model, which has no stored tables)."""
-    from .tables import image_typicality_table, patch_table
+def score_model(model, images: pl.DataFrame, boxes: pl.DataFrame | None, typ_opts, patch_opts, dataset_images: pl.DataFrame | None = None) -> dict:
+    """Typicality of every label's images under `model` and their label
+    matrix, scored exactly as the stored tables are (used for controls,
+    which have no stored tables)."""
+    from .tables import image_typicality_table, label_matrix_table, patch_table
     from .tensors import load_pixels, to_model_range
-    from .typicality import typicality_maps
+    from .typicality import dataset_noise, label_scores, pilot_rows, typicality_maps
 
-    patches, maps = [], {}
+    everything = dataset_images if dataset_images is not None else images
+    pilot = pilot_rows(everything)
+    noise = dataset_noise(model, model.encode(to_model_range(load_pixels(pilot["path"].to_list(), model.resolution))), pilot["label_key"].to_list(), typ_opts)
+    patches, maps, matrices, ordered = [], {}, [], []
     for key in sorted(images["label_key"].unique().to_list()):
         rows = images.filter(pl.col("label_key") == key)
         x0 = model.encode(to_model_range(load_pixels(rows["path"].to_list(), model.resolution)))
-        res = typicality_maps(model, x0, [key], typ_opts)
-        table, _ = image_typicality_table(rows, key, res, typ_opts, "control", "-", [key])
-        p, _ = patch_table(table, res.replicate_maps[:, 0].numpy(), patch_opts)
-        patches.append(p)
-        maps[key] = res.maps[:, 0].numpy()
-    return typicality_figures(pl.concat(patches), boxes, images, maps)
+        res = typicality_maps(model, x0, [key], typ_opts, noise=noise)
+        table = image_typicality_table(rows, key, res, typ_opts, "control", "-")
+        if boxes is not None:
+            p, _ = patch_table(table, res.replicate_maps[:, 0].numpy(), patch_opts)
+            patches.append(p)
+            maps[key] = res.maps[:, 0].numpy()
+            ordered.append(rows)
+        held = (rows["split"] == "val").to_numpy().nonzero()[0]
+        if len(model.labels) > 1 and len(held):
+            sub = res.take(held)
+            scores = label_scores(model, x0[held], sub, key, list(model.labels), typ_opts)
+            matrices.append(label_matrix_table(rows[held.tolist()], key, scores, "control"))
+    figures = classification_figures(pl.concat(matrices), images) if matrices else {}
+    if boxes is not None:
+        figures.update(typicality_figures(pl.concat(patches), boxes, pl.concat(ordered), maps))
+    return figures
 
 
 def element_under_centre(members: pl.DataFrame, boxes: pl.DataFrame) -> list[str]:
@@ -152,4 +190,23 @@ def cluster_figures(members_by_label: dict[str, pl.DataFrame], boxes: pl.DataFra
         "label_elements_found": round(found / wanted, 4) if wanted else float("nan"),
         "distractor_top3_share": round(labels_with_distractor / len(members_by_label), 4) if members_by_label else float("nan"),
         "top_clusters_by_label": per_label,
+    }
+
+
+def classification_figures(matrix: pl.DataFrame, images: pl.DataFrame, split: str = "val") -> dict:
+    """How often an image is most typical under its own label (the label
+    matrix's prediction), over the images of `split`: the one quality figure
+    any dataset has, with or without boxes. Chance is 1 / labels."""
+    labels = sorted(matrix["under_label_key"].unique().to_list())
+    held = images.filter(pl.col("split") == split).select("image_id")
+    pred = matrix.filter(pl.col("predicted")).join(held, on="image_id").select("image_id", "label_key", pl.col("under_label_key").alias("predicted_key"))
+    if pred.is_empty():
+        return {f"accuracy_{split}": float("nan"), f"accuracy_{split}_images": 0, "accuracy_chance": round(1 / max(len(labels), 1), 4)}
+    pred = pred.with_columns((pl.col("label_key") == pl.col("predicted_key")).alias("correct"))
+    per_label = pred.group_by("label_key").agg(pl.col("correct").mean().alias("acc"), pl.len().alias("n")).sort("label_key")
+    return {
+        f"accuracy_{split}": round(float(pred["correct"].mean()), 4),
+        f"accuracy_{split}_images": len(pred),
+        "accuracy_chance": round(1 / len(labels), 4),
+        f"accuracy_{split}_by_label": {r["label_key"]: round(r["acc"], 4) for r in per_label.iter_rows(named=True)},
     }

@@ -189,3 +189,26 @@ def test_hostile_label_values_are_only_ever_parameters(pipeline):
     assert query(root, "select count(*) from images")[0][0] == 24
     from diffmine_assets.cli import main as cli_main
     assert cli_main(["--config", str(cfg), "sql", "select count(*) as n from images where label = $l", "--param", f"l={hostile}", "--format", "json"]) == 0
+
+
+def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline):
+    from diffmine_assets.evaluate import evaluate
+    from diffmine_assets.mining.datasets.spec import load_config
+
+    root, cfg, _, _ = pipeline
+    # every image under every label: one predicted label per image, finalists got every sample
+    rows = query(root, "select count(*), sum(predicted::int), count(distinct image_id) from label_matrix")[0]
+    assert rows == (24 * 4, 24, 24)
+    assert query(root, "select distinct n_samples from label_matrix where finalist order by 1") == [(8,)]
+    figures = evaluate(load_config(cfg), "builtin", control="shuffled", log=lambda *_: None)
+    assert figures["labels"] == 4 and figures["chance"]["accuracy_val"] == 0.25
+    assert 0 <= figures["accuracy_val"] <= 1 and figures["accuracy_val_images"] == query(root, "select count(*) from images where split = 'val'")[0][0]
+    assert 0 < figures["chance"]["pixel_auc_pr"] < 1 and 0 <= figures["chance"]["top1_hit_rate"] <= 1
+    control = figures["control"]
+    assert control["kind"] == "shuffled" and {"accuracy_val", "top1_hit_rate", "pixel_auc_pr"} <= set(control)
+    # the control was trained like the model (same steps) on shuffled labels, and is kept: a second eval trains nothing
+    trained = list((root / "lake" / "files" / "builtin" / "controls" / "shuffled").glob("*/training.json"))
+    assert len(trained) == 1 and json.loads(trained[0].read_text())["steps"] == 30
+    again = evaluate(load_config(cfg), "builtin", control="shuffled", log=lambda *_: None)
+    assert again["control"] == control
+    assert len(list((root / "lake" / "files" / "builtin" / "controls" / "shuffled").glob("*/training.json"))) == 1
