@@ -5,7 +5,7 @@ from diffmine_assets.mining.estimate import estimate_run, training_budget, typic
 
 
 def test_typicality_work_is_counted_as_the_engine_spends_it():
-    opts = TypicalityOptions(n_samples=32, groups=8, matrix_samples=8, matrix_finalists=3)
+    opts = TypicalityOptions(n_samples=32, groups=8, matrix_samples=8, matrix_finalists=3, label_matrix="all")
     # own label and null at N for every image, plus the matrix: 9 other labels
     # at 8 samples and 2 more finalists at the other 24
     assert typicality_evaluations(100, 10, 10, opts) == 100 * 64 + 100 * (9 * 8 + 2 * 24)

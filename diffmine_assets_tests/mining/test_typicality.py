@@ -54,7 +54,7 @@ def test_engine_equals_the_definition_on_the_same_noise(model, images, batch_siz
 
 
 def test_importance_weights_keep_the_expectation(model, images):
-    opts = TypicalityOptions(n_samples=64, groups=4, sampling="importance-antithetic", precision="float32")
+    opts = TypicalityOptions(n_samples=64, groups=4, sampling="importance-antithetic", precision="float32", t_max=0.7)
     profile = timestep_profile(model, images, "b", opts, torch.float32)
     assert profile.shape == (12,) and profile.sum() == pytest.approx(1.0) and (profile > 0).all()
     n = noise_set(model, (3, 16, 16), opts, profile)

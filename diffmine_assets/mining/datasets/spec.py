@@ -115,31 +115,31 @@ class TrainingOptions(_Strict):
         description="how the label enters the network: a class embedding added to the time embedding (class), "
         "the same embedding scaling and shifting every feature map (film), or label tokens read by cross-attention",
     )
-    channels: tuple[int, ...] = Field((32, 64, 64), min_length=2, max_length=5, description="channels of each resolution level of the UNet")
-    patch: Literal[1, 2, 4] = Field(1, description="pixels per side of the cells the network sees (space-to-depth): 2 makes a 32 px model as cheap as a 16 px one, without losing a pixel")
-    steps: int | None = Field(500, ge=1, le=10_000_000, description="optimizer steps; null: from epochs")
-    epochs: float = Field(30.0, gt=0, le=100_000, description="passes over the training images, when steps is null")
+    channels: tuple[int, ...] = Field((64, 64, 64), min_length=2, max_length=5, description="channels of each resolution level of the UNet")
+    patch: Literal[1, 2, 4] = Field(2, description="pixels per side of the cells the network sees (space-to-depth): 2 makes a 32 px model as cheap as a 16 px one, without losing a pixel")
+    steps: int | None = Field(None, ge=1, le=10_000_000, description="optimizer steps; null: from epochs")
+    epochs: float = Field(60.0, gt=0, le=100_000, description="passes over the training images, when steps is null")
     time_budget: float | None = Field(None, gt=0, description="seconds (or 90s, 10m, 1.5h) the training may take: fewer steps if the steps or epochs would take longer")
     batch_size: int = Field(64, ge=1, le=4096)
-    learning_rate: float = Field(3e-4, gt=0, lt=1)
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    warmup_steps: int = Field(0, ge=0)
+    learning_rate: float = Field(1e-3, gt=0, lt=1)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = Field(50, ge=0)
     weight_decay: float = Field(0.01, ge=0, lt=1)
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this (the paper: 1.0)")
-    ema_decay: float = Field(0.0, ge=0, lt=1, description="exponential moving average of the weights (0: off); the checkpoint holds the average")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="exponential moving average of the weights (0: off); the checkpoint holds the average")
     label_dropout: float = Field(0.1, ge=0, lt=1, description="share of samples trained with the null condition")
     timesteps: Literal["uniform", "focus"] = Field(
-        "uniform", description="training timesteps: uniform over [0, T), or half of them inside focus_range (where labels help)"
+        "focus", description="training timesteps: uniform over [0, T), or half of them inside focus_range (where labels help)"
     )
     focus_range: tuple[float, float] = Field((0.05, 0.5), description="fractions of T that timesteps: focus draws half of the samples from")
     loss_weighting: Literal["none", "min-snr"] = Field(
-        "none", description="min-snr: weight each timestep's loss by min(SNR, gamma) / SNR (Hang et al. 2023), so the nearly clean timesteps, "
+        "min-snr", description="min-snr: weight each timestep's loss by min(SNR, gamma) / SNR (Hang et al. 2023), so the nearly clean timesteps, "
         "where a photograph's fine texture dominates the loss and no label helps, stop drowning the rest"
     )
     min_snr_gamma: float = Field(5.0, gt=0)
     flip: bool = Field(False, description="random horizontal flips")
     shift: float = Field(0.0, ge=0, lt=0.5, description="random translations up to this share of the side (reflected borders)")
-    precision: Literal["auto", "float32", "bfloat16"] = Field("float32", description="auto: bfloat16 autocast where native")
+    precision: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto: bfloat16 autocast where native")
     seed: int = 0
     save_every: int = Field(100, ge=1)
     log_every: int = Field(25, ge=1)
@@ -160,7 +160,7 @@ class TypicalityOptions(_Strict):
 
     n_samples: int = Field(32, ge=2, le=100_000, description="(noise, t) pairs per image")
     t_min: float = Field(0.1, ge=0, lt=1)
-    t_max: float = Field(0.7, gt=0, le=1)
+    t_max: float = Field(0.5, gt=0, le=1)
     seed: int = 0
     sampling: Literal["importance-antithetic", "stratified-antithetic", "stratified", "iid"] = "importance-antithetic"
     precision: Literal["auto", "float32", "bfloat16"] = Field(
@@ -169,7 +169,7 @@ class TypicalityOptions(_Strict):
     groups: int = Field(8, ge=2, le=1024, description="independent replicates, for the standard error")
     batch_size: int = Field(32, ge=2, le=4096, description="network evaluations per forward pass (label and null each count)")
     label_matrix: Literal["all", "held-out", "none"] = Field(
-        "all", description="which images are also scored under every label (image-level, adaptive; shares the null and own-label passes): "
+        "held-out", description="which images are also scored under every label (image-level, adaptive; shares the null and own-label passes): "
         "all, the held-out (split = 'val') images only, or none (true/false mean all/none)"
     )
     matrix_samples: int = Field(8, ge=1, description="samples every label of the matrix gets first (rounded up to whole replicates)")
