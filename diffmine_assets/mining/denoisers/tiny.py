@@ -31,19 +31,25 @@ SHARED_TOKENS = 2  # the "generic prompt", the same for every condition
 CONDITION_TOKENS = 2  # each condition's own tokens (the null condition's too)
 
 
-def default_architecture(resolution: int, channels=(32, 64, 64), patch: int = 1) -> dict:
-    # Measured on 2 CPU cores (see docs/PERFORMANCE.md): about 1.1 M
-    # parameters with (32, 64, 64), attention only at the lowest resolution.
-    levels = len(channels)
+def _common(resolution: int, channels, patch: int) -> dict:
     return {
         "sample_size": resolution // patch,
         "in_channels": 3 * patch * patch,
         "out_channels": 3 * patch * patch,
         "block_out_channels": list(channels),
         "layers_per_block": 1,
+        "norm_num_groups": 8,
+    }
+
+
+def default_architecture(resolution: int, channels=(32, 64, 64), patch: int = 1) -> dict:
+    # Measured on 2 CPU cores (docs/PERFORMANCE.md, docs/QUALITY.md): about
+    # 1.1 M parameters with (32, 64, 64), attention only at the lowest resolution.
+    levels = len(channels)
+    return {
+        **_common(resolution, channels, patch),
         "down_block_types": ["DownBlock2D"] * (levels - 1) + ["AttnDownBlock2D"],
         "up_block_types": ["AttnUpBlock2D"] + ["UpBlock2D"] * (levels - 1),
-        "norm_num_groups": 8,
     }
 
 
@@ -52,14 +58,9 @@ def cross_attention_architecture(resolution: int, channels=(32, 64, 64), patch: 
     # transformer block would cost the most and see the least).
     levels = len(channels)
     return {
-        "sample_size": resolution // patch,
-        "in_channels": 3 * patch * patch,
-        "out_channels": 3 * patch * patch,
-        "block_out_channels": list(channels),
-        "layers_per_block": 1,
+        **_common(resolution, channels, patch),
         "down_block_types": ["DownBlock2D"] + ["CrossAttnDownBlock2D"] * (levels - 1),
         "up_block_types": ["CrossAttnUpBlock2D"] * (levels - 1) + ["UpBlock2D"],
-        "norm_num_groups": 8,
         "cross_attention_dim": channels[-1],
         "attention_head_dim": 8,
     }
