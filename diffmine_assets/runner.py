@@ -12,7 +12,7 @@ from pathlib import Path
 from dagster import AssetKey, AssetSelection, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from .definitions import DATASET_JOB, LABEL_JOB, REPORT_JOB, build_definitions
-from .mining.datasets.sources import discover
+from .mining.datasets.sources import DatasetError, discover
 from .mining.estimate import RunEstimate, estimate_run, training_budget
 from .partitions import multi_key
 from .storage.lake import Lake
@@ -87,9 +87,13 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
     run_config = None
     planned = None
     if budget_s is not None or not select:
-        planned = estimate(project, dataset)
-        log(planned.describe())
-        if budget_s is not None:
+        try:
+            planned = estimate(project, dataset)
+            log(planned.describe())
+        except DatasetError as e:
+            # the estimate is advice: the images asset reports the problem as the run's failure
+            log(f"estimate: not available ({e})")
+        if budget_s is not None and planned is not None:
             train_s = training_budget(budget_s, planned)
             run_config = {"ops": {"checkpoint": {"config": {"time_budget_s": train_s}}}}
             log(f"budget {budget_s / 60:.1f} min: training gets {train_s / 60:.1f} min")

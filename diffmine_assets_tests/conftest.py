@@ -51,7 +51,8 @@ def write_config(root: Path, datasets: list[dict]) -> Path:
 # Options that keep a whole-graph run to seconds: a tiny real model, briefly trained.
 FAST = {
     "training": {"steps": 30, "batch_size": 16, "save_every": 10, "log_every": 10},
-    "typicality": {"n_samples": 8, "groups": 2, "batch_size": 32},
+    # every image in the label matrix: the small sets hold too few held-out images to cover every label
+    "typicality": {"n_samples": 8, "groups": 2, "batch_size": 32, "label_matrix": "all"},
     "patches": {"window_px": 14, "stride_px": 4, "per_image": 3, "per_label": 10},
 }
 SMALL_BUILTIN = {"name": "builtin", "kind": "builtin", "options": {"images_per_label": 8, "seed": 3, "resolution": 16}, **FAST}

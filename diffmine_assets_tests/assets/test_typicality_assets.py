@@ -67,7 +67,7 @@ def test_the_twenty_most_typical_patches_of_a_label_in_sql(pipeline):
     assert scores == sorted(scores, reverse=True)
     assert all(r[3] - r[1] == 14 and r[4] - r[2] == 14 and r[6] >= 0 for r in rows)
     params = query(root, "select distinct n_samples, t_min, t_max, seed, sampling, precision from image_typicality")
-    assert len(params) == 1 and params[0][:5] == (8, 0.1, 0.7, 0, "importance-antithetic")
+    assert len(params) == 1 and params[0][:5] == (8, 0.1, 0.5, 0, "importance-antithetic")
     assert params[0][5] in ("bfloat16", "float32")
     profile = query(root, "select t_profile from image_typicality limit 1")[0][0]
     assert len(json.loads(profile)) == 12
