@@ -11,7 +11,7 @@ import torch
 
 from .mining.bench import run_benchmark
 from .mining.checkpoints import load_checkpoint
-from .mining.denoisers import BACKENDS
+from .mining.denoisers import new_denoiser
 from .mining.controls import fit_shuffled_control
 from .mining.evaluation import chance_levels, classification_figures, cluster_figures, score_model, typicality_figures
 from .mining.tables import load_array
@@ -51,10 +51,9 @@ def control_model(project, dataset: str, kind: str, ckpt: dict, images: pl.DataF
     """The control of `kind` for the dataset's checkpoint: `shuffled` (trained
     the same way on permuted labels; trained once and kept) or `untrained`."""
     spec = project.dataset(dataset)
-    trained = load_checkpoint(ckpt["path"])
-    cfg = trained.config()
     if kind == "untrained":
-        return BACKENDS[cfg["backend"]](cfg["labels"], cfg["resolution"], cfg.get("architecture"), seed=spec.training.seed, conditioning=cfg.get("conditioning", "class"))
+        cfg = load_checkpoint(ckpt["path"]).config()
+        return new_denoiser(spec.training, cfg["labels"], cfg["resolution"])
     if kind != "shuffled":
         raise ValueError(f"unknown control {kind!r}; controls are shuffled, untrained, none")
     log("control: the same training on the same images with the labels shuffled across them (trained once, then kept) ...")
@@ -141,7 +140,7 @@ def with_overrides(spec, overrides: dict[str, object]):
         if not field or not hasattr(spec, section) or not hasattr(getattr(spec, section), "model_dump"):
             raise ValueError(f"--set {dotted}: expected SECTION.FIELD with SECTION one of options, training, typicality, patches, features, clusters")
         updates.setdefault(section, getattr(spec, section).model_dump(exclude_unset=section == "options"))[field] = value
-    raw = {**spec.model_dump(exclude_unset=True), **{k: v for k, v in updates.items()}}
+    raw = {**spec.model_dump(exclude_unset=True), **updates}
     raw.pop("path", None)
     if hasattr(spec, "path"):
         raw["path"] = spec.path

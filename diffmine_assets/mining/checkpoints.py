@@ -23,7 +23,7 @@ import polars as pl
 import torch
 
 from .datasets.spec import TrainingOptions
-from .denoisers import BACKENDS, load_denoiser
+from .denoisers import load_denoiser, new_denoiser
 from .denoisers.base import Denoiser
 from .denoisers.tiny import WEIGHTS_FILE
 from .tensors import load_pixels
@@ -79,7 +79,7 @@ def fit(
                 "options": options.model_dump(), "continued_from": base["checkpoint_id"], "previous_steps": int(base["steps"])}
     else:
         torch.manual_seed(options.seed)
-        model = BACKENDS[options.backend](labels, resolution, seed=options.seed, conditioning=options.conditioning, channels=options.channels, patch=options.patch)
+        model = new_denoiser(options, labels, resolution)
         run_options = options
         meta = {"dataset": dataset, "data_version": data_version, "labels": labels, "resolution": resolution, "options": options.model_dump()}
     options = run_options

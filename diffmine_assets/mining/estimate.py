@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .datasets.spec import TrainingOptions, TypicalityOptions
-from .denoisers import BACKENDS
+from .denoisers import new_denoiser
 from .precision import autocast, resolve_precision
 from .training import planned_steps
 
@@ -53,7 +53,7 @@ class RunEstimate:
 def calibrate(labels: list[str], resolution: int, training: TrainingOptions, typicality: TypicalityOptions, steps: int = 3) -> tuple[float, float]:
     """(seconds per training step, network evaluations per second) of the
     dataset's model on this machine, timed on random inputs."""
-    model = BACKENDS[training.backend](labels, resolution, seed=0, conditioning=training.conditioning, channels=training.channels, patch=training.patch)
+    model = new_denoiser(training, labels, resolution, seed=0)
     opt = torch.optim.AdamW(model.module.parameters(), lr=1e-6)
     b = training.batch_size
     x = torch.randn(b, 3, resolution, resolution)

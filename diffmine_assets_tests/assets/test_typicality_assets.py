@@ -212,3 +212,6 @@ def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline
     again = evaluate(load_config(cfg), "builtin", control="shuffled", log=lambda *_: None)
     assert again["control"] == control
     assert len(list((root / "lake" / "files" / "builtin" / "controls" / "shuffled").glob("*/training.json"))) == 1
+    # the untrained control is built like the checkpoint's network (here 2x2 cells, the default)
+    untrained = evaluate(load_config(cfg), "builtin", control="untrained", log=lambda *_: None)
+    assert untrained["control"]["kind"] == "untrained" and 0 <= untrained["control"]["accuracy_val"] <= 1

@@ -5,9 +5,9 @@ backend says how images enter model space, how noise is added (a diffusers
 scheduler) and how the network is conditioned on a label.
 """
 
-from .base import Denoiser, load_denoiser
+from .base import Denoiser, load_denoiser, new_denoiser
 from .tiny import TinyDenoiser
 
 BACKENDS = {"tiny": TinyDenoiser}
 
-__all__ = ["BACKENDS", "Denoiser", "TinyDenoiser", "load_denoiser"]
+__all__ = ["BACKENDS", "Denoiser", "TinyDenoiser", "load_denoiser", "new_denoiser"]

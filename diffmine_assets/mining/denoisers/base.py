@@ -80,6 +80,14 @@ class Denoiser(ABC):
         ...
 
 
+def new_denoiser(options, labels: list[str], resolution: int, seed: int | None = None) -> Denoiser:
+    """A fresh network as the training options (a `TrainingOptions`) describe it."""
+    from . import BACKENDS
+
+    return BACKENDS[options.backend](labels, resolution, seed=options.seed if seed is None else seed, conditioning=options.conditioning,
+                                     channels=options.channels, patch=options.patch)
+
+
 def load_denoiser(directory: str | Path) -> Denoiser:
     from . import BACKENDS
 
