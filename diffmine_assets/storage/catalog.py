@@ -2,15 +2,21 @@
 
 The catalog file holds no data, only view definitions over the lake's Parquet
 globs, so a partition written later shows up in the view without touching the
-catalog. Writers open it only to create a view for a table seen for the first
-time (a short write, retried if another writer holds the file); readers open it
-read-only. Nobody keeps it open between queries.
+catalog. When a table is seen for the first time, the writer builds a whole
+new catalog file beside the old one (every table's view) and renames it over
+the old one; writers take turns through a lock file. Nobody opens the catalog
+itself for writing, so a reader that keeps it open (a notebook) can never make
+a run wait or fail: it goes on seeing the views it opened with, and sees the
+new view when it reconnects. Readers open it read-only.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import random
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,20 +72,44 @@ class Catalog:
             return {r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
 
     def ensure_views(self, tables: list[str] | None = None) -> list[str]:
-        """Create the views of the given (default: all) lake tables that the
-        catalog lacks. Returns the tables whose view was created."""
+        """Give the catalog a view of each of the given (default: all) lake
+        tables it lacks. Returns the tables whose view was created."""
         wanted = [t for t in (tables if tables is not None else self.lake.tables()) if self.lake.has_table(t)]
-        missing = [t for t in wanted if t not in self.views()]
-        if not missing:
+        if not [t for t in wanted if t not in self.views()]:
             return []
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = _connect(self.path, read_only=False)
-        try:
-            for t in missing:
-                con.execute(view_sql(self.lake, t))
-        finally:
-            con.close()
+        with self._writer_turn():
+            have = self.views()  # another writer may have added some meanwhile
+            missing = [t for t in wanted if t not in have]
+            if missing:
+                self._replace(sorted(have | set(self.lake.tables()) | set(missing)))
         return missing
+
+    @contextmanager
+    def _writer_turn(self):
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _replace(self, tables: list[str]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            con = duckdb.connect(str(tmp))
+            try:
+                for t in tables:
+                    if self.lake.has_table(t):
+                        con.execute(view_sql(self.lake, t))
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+            os.replace(tmp, self.path)
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+                if leftover.exists():
+                    leftover.unlink()
 
     def query(self, sql: str, params: dict | None = None, retries: int = 5) -> tuple[list[str], list[tuple]]:
         """Run a read-only query; retried when a partition was replaced while

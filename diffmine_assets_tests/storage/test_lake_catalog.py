@@ -1,5 +1,9 @@
 import os
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 
 import duckdb
 import polars as pl
@@ -77,3 +81,40 @@ def test_readers_are_read_only_and_run_while_writers_write(tmp_path):
     assert not errors
     assert set(counts) <= {10, 11}
     assert "u" in cat.views()
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time, duckdb
+    path, stop = sys.argv[1], sys.argv[2]
+    con = duckdb.connect(path, read_only=True)  # a notebook that keeps the catalog open
+    print(sorted(r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()), flush=True)
+    import os
+    while not os.path.exists(stop):
+        time.sleep(0.05)
+    con.close()
+    con = duckdb.connect(path, read_only=True)  # and reconnects later
+    print(sorted(r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()), flush=True)
+""")
+
+
+def test_a_reader_holding_the_catalog_open_never_fails_a_run(project, instance):
+    """A run that adds a table while a notebook holds the catalog open
+    succeeds at once; the notebook sees the new view after reconnecting."""
+    from diffmine_assets.runner import run_dataset
+
+    root = project.parent
+    assert run_dataset(instance, project, "builtin", select=["images"], log=lambda *_: None)["failed_runs"] == 0
+    (root / "holder.py").write_text(HOLDER)
+    stop = root / "stop"
+    holder = subprocess.Popen([sys.executable, str(root / "holder.py"), str(root / "catalog.duckdb"), str(stop)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "['images']"
+        started = time.monotonic()
+        figures = run_dataset(instance, project, "builtin", select=["checkpoint"], log=lambda *_: None)
+        seconds = time.monotonic() - started
+        assert figures["failed_runs"] == 0
+        assert seconds < 30  # no wait on the reader's lock (it used to wait 60 s, then fail)
+    finally:
+        stop.write_text("")
+        out, _ = holder.communicate(timeout=60)
+    assert "checkpoint" in out and "training_log" in out
