@@ -46,13 +46,17 @@ def _config_path(args) -> Path:
 # -- materialize ---------------------------------------------------------------------------
 
 
-def materialize(config_path: Path, dataset: str, labels: list[str] | None = None, select: list[str] | None = None, log=print, budget_s: float | None = None) -> dict:
-    """Materialize the selected assets (default: all) of one dataset, its
-    per-dataset assets first, then each label's partition. Returns figures."""
+def materialize(config_path: Path, dataset: str, labels: list[str] | None = None, select: list[str] | None = None, log=print, budget_s: float | None = None,
+                force: bool = False, verbose: bool = False) -> dict:
+    """Materialize what is missing or stale of the selected assets (default:
+    all) of one dataset, its per-dataset assets first, then each label's
+    partition; everything with `force`. Returns figures."""
+    from .progress import terminal_progress
     from .runner import run_dataset
 
     instance = _instance(config_path)
-    return run_dataset(instance, config_path, dataset, labels=labels, select=select, log=log, budget_s=budget_s)
+    with terminal_progress(enabled=not verbose):
+        return run_dataset(instance, config_path, dataset, labels=labels, select=select, log=log, budget_s=budget_s, force=force, verbose=verbose)
 
 
 def cmd_materialize(args) -> int:
@@ -63,7 +67,7 @@ def cmd_materialize(args) -> int:
     except ValueError as exc:
         print(f"diffmine: --budget: {exc}", file=sys.stderr)
         return 2
-    figures = materialize(_config_path(args), args.dataset, args.label, args.select, budget_s=budget)
+    figures = materialize(_config_path(args), args.dataset, args.label, args.select, budget_s=budget, force=args.force, verbose=args.verbose)
     _emit(figures)
     return 0 if figures["failed_runs"] == 0 else 1
 
@@ -73,7 +77,7 @@ def cmd_demo(args) -> int:
     project = load_config(config_path)
     dataset = args.dataset or project.dataset_names[0]
     t0 = time.monotonic()
-    figures = materialize(config_path, dataset)
+    figures = materialize(config_path, dataset, force=args.force, verbose=args.verbose)
     from .storage.catalog import Catalog
     from .storage.lake import Lake
 
@@ -210,12 +214,51 @@ def cmd_bench(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    """`dagster dev` on 127.0.0.1, stopped cleanly by Ctrl-C or SIGTERM.
+
+    dagster dev shuts its webserver and daemon down on SIGINT; a service
+    manager, a container runtime or a test stops a process with SIGTERM. The
+    server runs in its own session and either signal reaches it as SIGINT,
+    with SIGKILL after a grace period if it does not stop."""
+    import signal
+    import subprocess
+
     config_path = _config_path(args)
     home = _project_home(config_path)
     env = dict(os.environ, DAGSTER_HOME=str(home), DIFFMINE_CONFIG=str(config_path))
     cmd = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port), "-m", "diffmine_assets.definitions"]
     print(" ".join(cmd), flush=True)
-    os.execvpe(cmd[0], cmd, env)
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+    stopping = {"since": None}
+
+    def stop(signum, _frame):
+        if stopping["since"] is None:
+            stopping["since"] = time.monotonic()
+            print(f"diffmine ui: {signal.Signals(signum).name}: stopping the server", file=sys.stderr, flush=True)
+        try:
+            os.killpg(server.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        try:
+            rc = server.wait(timeout=1)
+            break
+        except subprocess.TimeoutExpired:
+            if stopping["since"] is not None and time.monotonic() - stopping["since"] > args.grace:
+                os.killpg(server.pid, signal.SIGKILL)
+    try:  # whatever the server left behind in its session
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return 0 if stopping["since"] is not None else rc
+
+
+def _run_flags(p) -> None:
+    p.add_argument("--force", action="store_true", help="rerun every selected asset, up to date or not (the checkpoint trains again)")
+    p.add_argument("--verbose", action="store_true", help="print Dagster's full event log (otherwise one line per run; the events are in the UI)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
     d = sub.add_parser("demo", help="materialize the whole graph for the built-in dataset")
     d.add_argument("--dataset", help="another declared dataset instead of the first one")
+    _run_flags(d)
     d.set_defaults(fn=cmd_demo)
 
     m = sub.add_parser("materialize", help="materialize assets of one dataset")
@@ -232,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--label", action="append", help="label text or key; repeat for several (default: all)")
     m.add_argument("--select", action="append", help="asset name; repeat for several (default: all)")
     m.add_argument("--budget", help="time the whole run may take (90s, 10m, 1.5h): training is sized to what the estimate leaves")
+    _run_flags(m)
     m.set_defaults(fn=cmd_materialize)
 
     s = sub.add_parser("sql", help="read-only SQL on the catalog")
@@ -264,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
     u = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     u.add_argument("--port", type=int, default=3000)
+    u.add_argument("--grace", type=float, default=30.0, help="seconds the server gets to stop on Ctrl-C or SIGTERM before it is killed")
     u.set_defaults(fn=cmd_ui)
 
     args = p.parse_args(argv)

@@ -1,17 +1,28 @@
-"""The two partition dimensions: dataset (declared in diffmine.yaml) and label
-(discovered from the data, registered by the `images` asset)."""
+"""Partitions and asset keys: one keyed set per dataset.
+
+Every dataset has its own assets (`<dataset>/images`, `<dataset>/clusters`,
+...). The per-dataset ones are partitioned by a one-key `dataset` dimension;
+the per-label ones by `dataset` x `label`, where `label` is that dataset's own
+dynamic set (`<dataset>-labels`, registered by its `images` asset). So every
+partition the UI offers, a "backfill all missing" included, is a (dataset,
+label) pair that exists. One `label` set shared by all datasets (the layout
+before) offered every label of every dataset for every dataset, and those
+runs failed.
+"""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 from dagster import (
+    AssetKey,
     BetaWarning,
-    PreviewWarning,
     DynamicPartitionsDefinition,
     MultiPartitionKey,
     MultiPartitionsDefinition,
     MultiToSingleDimensionPartitionMapping,
+    PreviewWarning,
     StaticPartitionsDefinition,
 )
 
@@ -20,18 +31,42 @@ from dagster import (
 warnings.filterwarnings("ignore", category=BetaWarning)
 warnings.filterwarnings("ignore", category=PreviewWarning)
 
-LABEL_PARTITIONS_NAME = "label"
-label_partitions = DynamicPartitionsDefinition(name=LABEL_PARTITIONS_NAME)
 # A per-label asset reads the per-dataset partition of its own dataset.
 dataset_of_label = MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset")
 
 
-def dataset_partitions(names: list[str]) -> StaticPartitionsDefinition:
-    return StaticPartitionsDefinition(list(names))
+def label_partitions_name(dataset: str) -> str:
+    """The name of a dataset's dynamic set of label keys."""
+    return f"{dataset}-labels"
 
 
-def dataset_label_partitions(names: list[str]) -> MultiPartitionsDefinition:
-    return MultiPartitionsDefinition({"dataset": dataset_partitions(names), "label": label_partitions})
+def dataset_partitions(dataset: str) -> StaticPartitionsDefinition:
+    return StaticPartitionsDefinition([dataset])
+
+
+def dataset_label_partitions(dataset: str) -> MultiPartitionsDefinition:
+    return MultiPartitionsDefinition(
+        {"dataset": dataset_partitions(dataset), "label": DynamicPartitionsDefinition(name=label_partitions_name(dataset))}
+    )
+
+
+def asset_key(dataset: str, name: str) -> AssetKey:
+    return AssetKey([dataset, name])
+
+
+def identifier(dataset: str) -> str:
+    """The dataset's name as a Dagster identifier (job and op names): '-' -> '_'."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", dataset)
+
+
+# each dataset's three jobs: <dataset>__dataset_assets, ...
+DATASET_JOB = "dataset_assets"
+LABEL_JOB = "label_assets"
+REPORT_JOB = "report_assets"
+
+
+def job_name(dataset: str, kind: str) -> str:
+    return f"{identifier(dataset)}__{kind}"
 
 
 def split_partition_key(key) -> tuple[str, str | None]:

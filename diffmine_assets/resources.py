@@ -43,6 +43,11 @@ class DiffmineResource(ConfigurableResource):
         return Catalog(self.project.catalog, self.lake)
 
 
+# Output metadata of a table kept per value of a column (typicality_history:
+# per checkpoint) instead of replaced on each materialization.
+KEEP_BY = "lake/keep_by"
+
+
 def _schema(df: pl.DataFrame) -> TableSchema:
     return TableSchema(columns=[TableColumn(name=n, type=str(t)) for n, t in df.schema.items()])
 
@@ -71,7 +76,15 @@ class LakeIOManager(ConfigurableIOManager):
         if not context.has_partition_key:
             raise ValueError(f"{context.asset_key.to_user_string()}: lake tables are partitioned by dataset")
         table, dataset, label_key = self._address(context, context.partition_key)
-        path = self._lake.write_partition(table, obj, dataset, label_key)
+        keep_by = (context.definition_metadata or {}).get(KEEP_BY)
+        if keep_by:
+            # one file per value (a history): earlier values' rows are kept
+            values = obj[keep_by].unique().to_list()
+            if len(values) != 1:
+                raise ValueError(f"{context.asset_key.to_user_string()}: a history partition holds one {keep_by}, got {values}")
+            path = self._lake.write_partition(table, obj, dataset, label_key, values[0])
+        else:
+            path = self._lake.write_partition(table, obj, dataset, label_key)
         Catalog(self.catalog_path, self._lake).ensure_views([table])
         context.add_output_metadata(
             {

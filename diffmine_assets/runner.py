@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 from dagster import AssetKey, AssetSelection, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContext
 
-from .definitions import DATASET_JOB, LABEL_JOB, REPORT_JOB, build_definitions
+from .definitions import build_definitions
 from .mining.datasets.sources import DatasetError, discover
 from .mining.estimate import RunEstimate, estimate_run, training_budget
-from .partitions import multi_key
+from .partitions import DATASET_JOB, LABEL_JOB, REPORT_JOB, identifier, job_name, multi_key
 from .storage.lake import Lake
 
 
@@ -22,8 +24,8 @@ class SelectionError(ValueError):
     pass
 
 
-def _job_assets(defs, job_name: str) -> list[AssetKey]:
-    job = defs.resolve_job_def(job_name)
+def _job_assets(defs, name: str) -> list[AssetKey]:
+    job = defs.resolve_job_def(name)
     return sorted(job.asset_layer.executable_asset_keys, key=lambda k: k.to_user_string())
 
 
@@ -78,69 +80,146 @@ def estimate(project, dataset: str) -> RunEstimate:
     return estimate_run(labels or ["-"], n, held, n - held, spec.options.resolution, spec.training, spec.typicality)
 
 
-def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labels=None, select=None, log=print, budget_s: float | None = None) -> dict:
+class _Loading(LoadingContext):
+    """The loading context Dagster's stale-status resolver wants, for one
+    decision of the command line (a fresh one per decision: it caches)."""
+
+    def __init__(self, instance: DagsterInstance):
+        self._instance = instance
+        self._loaders = {}
+
+    @property
+    def instance(self) -> DagsterInstance:
+        return self._instance
+
+    @property
+    def loaders(self):
+        return self._loaders
+
+
+# Outputs that a run may leave unwritten (no ground truth; one label, or the
+# label matrix turned off): never materialized is their normal state, so
+# they never make the assets beside them run again.
+OPTIONAL_OUTPUTS = ("ground_truth_boxes", "label_matrix")
+# Read from the files each time: they are how new or changed images are seen.
+ALWAYS = ("images", "ground_truth_boxes")
+
+
+def _needs(instance: DagsterInstance, graph, keys: list[AssetKey], partition, force: bool) -> tuple[list[AssetKey], list[AssetKey]]:
+    """(to run, up to date) among `keys` for one partition, by Dagster's own
+    staleness: missing, stale (new data version upstream, changed code
+    version = changed options) or fresh. Whatever depends on an asset that
+    runs runs too; a multi-asset runs whole."""
+    if force:
+        return list(keys), []
+    resolver = CachingStaleStatusResolver(instance, graph, _Loading(instance))
+    chosen = set(keys)
+    run = {k for k in keys if k.path[-1] not in OPTIONAL_OUTPUTS and resolver.get_status(k, partition) != StaleStatus.FRESH}
+    frontier = list(run)
+    while frontier:
+        for child in graph.get(frontier.pop()).child_keys:
+            if child in chosen and child not in run:
+                run.add(child)
+                frontier.append(child)
+    if run:
+        run |= {k for k in AssetSelection.assets(*run).required_multi_asset_neighbors().resolve(graph) if k in chosen}
+    return [k for k in keys if k in run], [k for k in keys if k not in run and k.path[-1] not in OPTIONAL_OUTPUTS]
+
+
+def _never_materialized(instance: DagsterInstance, keys: list[AssetKey]) -> bool:
+    return all(instance.get_latest_materialization_event(k) is None for k in keys)
+
+
+def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labels=None, select=None, log=print, budget_s: float | None = None,
+                force: bool = False, verbose: bool = False) -> dict:
+    """Materialize what is missing or stale of one dataset (everything with
+    `force`): its per-dataset assets, then each label's partition, then the
+    report. Returns figures, with what was skipped as up to date."""
     t0 = time.monotonic()
     reap_dead_runs(instance, log)
     defs = build_definitions(config_path)
+    graph = defs.resolve_asset_graph()
     project = defs.resources["diffmine"].project
     project.dataset(dataset)  # fails early, naming the declared datasets
-    run_config = None
-    planned = None
-    if budget_s is not None or not select:
-        try:
-            planned = estimate(project, dataset)
-            log(planned.describe())
-        except DatasetError as e:
-            # the estimate is advice: the images asset reports the problem as the run's failure
-            log(f"estimate: not available ({e})")
-        if budget_s is not None and planned is not None:
-            train_s = training_budget(budget_s, planned)
-            run_config = {"ops": {"checkpoint": {"config": {"time_budget_s": train_s}}}}
-            log(f"budget {budget_s / 60:.1f} min: training gets {train_s / 60:.1f} min")
-    job_names = {j.name for j in defs.resolve_all_job_defs()}
-    dataset_keys = _job_assets(defs, DATASET_JOB)
-    label_keys = _job_assets(defs, LABEL_JOB) if LABEL_JOB in job_names else []
-    report_keys = _job_assets(defs, REPORT_JOB) if REPORT_JOB in job_names else []
+    dataset_keys = _job_assets(defs, job_name(dataset, DATASET_JOB))
+    label_keys = _job_assets(defs, job_name(dataset, LABEL_JOB))
+    report_keys = _job_assets(defs, job_name(dataset, REPORT_JOB))
     if select:
         known = {k.path[-1]: k for k in dataset_keys + label_keys + report_keys}
         unknown = [s for s in select if s not in known]
         if unknown:
             raise SelectionError(f"unknown assets {unknown}; assets are {sorted(known)}")
         # a multi-asset (checkpoint + training_log) runs whole
-        chosen = AssetSelection.assets(*[known[s] for s in select]).required_multi_asset_neighbors().resolve(defs.resolve_asset_graph())
+        chosen = AssetSelection.assets(*[known[s] for s in select]).required_multi_asset_neighbors().resolve(graph)
         dataset_keys = [k for k in dataset_keys if k in chosen]
         label_keys = [k for k in label_keys if k in chosen]
         report_keys = [k for k in report_keys if k in chosen]
 
-    runs = []
+    runs: list[dict] = []
+    skipped: dict[str, int] = {}
+    # quiet: the command line prints one line per run; the events are in the UI
+    quiet = None if verbose else {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
-    def launch(job_name, partition_key, keys, what, config=None):
-        job = defs.resolve_job_def(job_name)
+    def skip(keys, what):
+        for k in keys:
+            skipped[k.path[-1]] = skipped.get(k.path[-1], 0) + 1
+
+    def launch(kind, partition_key, keys, what, config=None):
+        job = defs.resolve_job_def(job_name(dataset, kind))
         started = time.monotonic()
-        log(f"materializing {', '.join(k.path[-1] for k in keys)} for {what} ...")
+        names = ", ".join(k.path[-1] for k in keys)
+        run_config = {**(quiet or {}), **(config or {})} or None
         result = job.execute_in_process(
             instance=instance,
             partition_key=partition_key,
             asset_selection=keys,
-            run_config=config,
+            run_config=run_config,
             raise_on_error=False,
-            tags={"diffmine/launched_by": "cli", "diffmine/pid": str(os.getpid()), "diffmine/host": socket.gethostname()},
+            tags={"diffmine/launched_by": "cli", "diffmine/pid": str(os.getpid()), "diffmine/host": socket.gethostname(),
+                  # the command line reports a failure to the person who ran it; Dagster's run retries are for runs nobody watches
+                  "dagster/max_retries": "0"},
         )
         seconds = time.monotonic() - started
-        status = "succeeded" if result.success else "FAILED"
-        log(f"  run {result.run_id[:8]} {status} in {seconds:.1f} s")
+        status = "ok" if result.success else "FAILED"
+        log(f"{status:6s} {what:<32s} {names}  ({seconds:.1f} s, run {result.run_id[:8]})")
         if not result.success:
             for event in result.all_events:
-                if event.is_failure and event.event_specific_data is not None:
-                    err = getattr(event.event_specific_data, "error", None)
-                    log(f"  {event.step_key}: {err.message.strip() if err else event.message}")
-        runs.append({"run_id": result.run_id, "partition": what, "success": result.success, "seconds": round(seconds, 2)})
+                if event.is_step_failure and event.event_specific_data is not None:
+                    log(f"       {event.step_key}: {_root_cause(getattr(event.event_specific_data, 'error', None)) or event.message}")
+        runs.append({"run_id": result.run_id, "partition": what, "assets": [k.path[-1] for k in keys], "success": result.success, "seconds": round(seconds, 2)})
         return result.success
 
     ok = True
-    if dataset_keys:
-        trains = any(k.path[-1] == "checkpoint" for k in dataset_keys)
-        ok = launch(DATASET_JOB, dataset, dataset_keys, f"dataset={dataset}", run_config if trains else None)
+    planned = None
+    first = [k for k in dataset_keys if k.path[-1] in ALWAYS]
+    rest = [k for k in dataset_keys if k.path[-1] not in ALWAYS]
+    if first and rest and (force or _never_materialized(instance, rest)):
+        # nothing to compare with yet: one run for the whole per-dataset step
+        first, rest, todo = first + rest, [], rest
+    else:
+        todo = []
+    if rest:
+        # the files are read first: their data version decides what is stale
+        if first:
+            ok = launch(DATASET_JOB, dataset, first, dataset)
+            first = []
+        if ok:
+            todo, fresh = _needs(instance, graph, rest, dataset, force)
+            skip(fresh, dataset)
+    if ok and (first or todo):
+        run_config = {}
+        if any(k.path[-1] == "checkpoint" for k in todo):
+            planned = _estimate_quietly(project, dataset, log)
+            ops = {}
+            if budget_s is not None and planned is not None:
+                train_s = training_budget(budget_s, planned)
+                ops["time_budget_s"] = train_s
+                log(f"budget {budget_s / 60:.1f} min: training gets {train_s / 60:.1f} min")
+            if force:
+                ops["retrain"] = True
+            if ops:
+                run_config = {"ops": {f"{identifier(dataset)}__checkpoint": {"config": ops}}}
+        ok = launch(DATASET_JOB, dataset, sorted(set(first) | set(todo), key=lambda k: k.path[-1]), dataset, run_config)
     label_pairs = []
     if ok and label_keys:
         pairs = dataset_labels(Lake(project.lake), dataset)
@@ -152,9 +231,18 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
             pairs = [by_any[lbl] for lbl in labels]
         for label, key in pairs:
             label_pairs.append(label)
-            ok = launch(LABEL_JOB, multi_key(dataset, key), label_keys, f"dataset={dataset}, label={label}") and ok
+            partition = multi_key(dataset, key)
+            todo, fresh = _needs(instance, graph, label_keys, partition, force)
+            skip(fresh, label)
+            if todo:
+                ok = launch(LABEL_JOB, partition, todo, f"{dataset} / {label}") and ok
     if ok and report_keys:
-        launch(REPORT_JOB, dataset, report_keys, f"dataset={dataset} (report)")
+        todo, fresh = _needs(instance, graph, report_keys, dataset, force)
+        skip(fresh, dataset)
+        if todo:
+            launch(REPORT_JOB, dataset, todo, f"{dataset} (report)")
+    if skipped:
+        log("up to date, skipped: " + ", ".join(f"{name}" + (f" ({n} partitions)" if n > 1 else "") for name, n in skipped.items()) + "   (--force reruns them)")
     failed = sum(not r["success"] for r in runs)
     report = Lake(project.lake).files_dir(dataset, "report", "index.html")
     return {
@@ -162,9 +250,28 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
         "dataset": dataset,
         "runs": len(runs),
         "failed_runs": failed,
+        "ran": {r["partition"]: r["assets"] for r in runs},
+        "skipped": skipped,
         "labels": label_pairs,
         "run_ids": [r["run_id"] for r in runs],
         "seconds": round(time.monotonic() - t0, 2),
         "estimated_seconds": round(planned.total_s, 1) if planned else None,
         "budget_seconds": budget_s,
     }
+
+
+def _root_cause(err) -> str | None:
+    """The innermost error's message: what the asset said, not Dagster's wrapping."""
+    while err is not None and err.cause is not None:
+        err = err.cause
+    return err.message.strip() if err is not None else None
+
+
+def _estimate_quietly(project, dataset: str, log) -> RunEstimate | None:
+    try:
+        planned = estimate(project, dataset)
+    except DatasetError as e:
+        log(f"estimate: not available ({e})")
+        return None
+    log(planned.describe())
+    return planned

@@ -1,33 +1,50 @@
 """The sensor that turns new labels into work.
 
-Each tick it looks, cheaply, at every declared dataset. Labels found in the
-data but not in the `images` table request a run of the per-dataset assets
-(images, then the checkpoint, which continues training with the new labels
-added). Labels the current checkpoint knows whose `clusters` partition was
-never materialized request their per-label run. Run keys make every request
-happen once. Old labels' results are not recomputed when the checkpoint
-changes: the UI shows them stale (upstream changed), and the user decides
-(materialize them, or backfill "stale" partitions) - retraining shifts every
-label a little, and recomputing them all on each new label would make adding
-one label cost as much as the whole dataset.
+Each tick it looks, cheaply, at every declared dataset, with the same file
+filter as ingestion. Labels found in the data but not in the `images` table
+request a run of the dataset's per-dataset assets (images, then the
+checkpoint, which continues training with the new labels added). Labels the
+current checkpoint knows whose `clusters` partition was never materialized
+request their per-label run.
+
+Run keys make every request happen once. The `images` asset records the
+labels it found but could not use (only a text file, only corrupt images)
+with a fingerprint of their files: such a label is not asked for again until
+its files change, and it never holds back the dataset's other labels.
+A run that fails is retried by Dagster's run retries (dagster.yaml), not by
+this sensor.
+
+Old labels' results are not recomputed when the checkpoint changes: the UI
+shows them stale (upstream changed), and the user decides (materialize them,
+or backfill "stale" partitions) - retraining shifts every label a little, and
+recomputing them all on each new label would make adding one label cost as
+much as the whole dataset.
 """
 
 import hashlib
 import os
 
 import polars as pl
-from dagster import AssetKey, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
-from .mining.datasets.sources import discover_labels
+from .mining.datasets.sources import DatasetError, label_fingerprints
 from .mining.labels import label_key
-from .partitions import multi_key
+from .partitions import DATASET_JOB, LABEL_JOB, asset_key, job_name, multi_key
 from .resources import DiffmineResource
 
 
-def build_new_label_sensor(dataset_job, label_job, interval_s: int = 30):
+def _unusable_labels(context: SensorEvaluationContext, dataset: str) -> dict[str, str]:
+    """Labels the last ingestion found but could not use, with the
+    fingerprint their files had then (the `images` asset records them)."""
+    event = context.instance.get_latest_materialization_event(asset_key(dataset, "images"))
+    entry = event.asset_materialization.metadata.get("unusable_labels") if event and event.asset_materialization else None
+    return dict(entry.value) if entry is not None else {}
+
+
+def build_new_label_sensor(jobs, interval_s: int = 30):
     @sensor(
         name="new_labels",
-        jobs=[dataset_job, label_job],
+        jobs=jobs,
         minimum_interval_seconds=interval_s,
         # on unless DIFFMINE_SENSOR=stopped (e.g. a deployment that launches work itself)
         default_status=DefaultSensorStatus.STOPPED if os.environ.get("DIFFMINE_SENSOR") == "stopped" else DefaultSensorStatus.RUNNING,
@@ -36,29 +53,37 @@ def build_new_label_sensor(dataset_job, label_job, interval_s: int = 30):
     )
     def new_labels(context: SensorEvaluationContext, diffmine: DiffmineResource):
         lake = diffmine.lake
-        mined = context.instance.get_materialized_partitions(AssetKey("clusters"))
         requests, notes = [], []
         for spec in diffmine.project.datasets:
             name = spec.name
-            found = {label_key(lbl): lbl for lbl in discover_labels(spec)}
+            try:
+                found = {label_key(lbl): (lbl, stamp) for lbl, stamp in label_fingerprints(spec).items()}
+            except (DatasetError, OSError) as exc:
+                notes.append(f"{name}: cannot list labels: {exc}")
+                continue
             images_file = lake.partition_file("images", name)
             have = set(pl.read_parquet(images_file, columns=["label_key"])["label_key"].unique().to_list()) if images_file.exists() else set()
-            new = sorted(set(found) - have)
+            unusable = _unusable_labels(context, name)
+            # a label ingestion could not use is new again only once its files change
+            new = sorted(k for k in set(found) - have if unusable.get(found[k][0]) != found[k][1])
             if new:
-                digest = hashlib.sha1("\n".join(new).encode()).hexdigest()[:12]
-                notes.append(f"{name}: new labels {[found[k] for k in new]}")
-                requests.append(RunRequest(job_name=dataset_job.name, partition_key=name, run_key=f"ingest:{name}:{digest}", tags={"diffmine/reason": "new labels"}))
+                listing = "\n".join(f"{k}:{found[k][1]}" for k in new)
+                run_key = f"ingest:{name}:{hashlib.sha1(listing.encode()).hexdigest()[:12]}"
+                notes.append(f"{name}: new labels {[found[k][0] for k in new]}")
+                requests.append(RunRequest(job_name=job_name(name, DATASET_JOB), partition_key=name, run_key=run_key, tags={"diffmine/reason": "new labels"}))
+                # the checkpoint is about to change: mine with the new one
                 continue
             ckpt_file = lake.partition_file("checkpoint", name)
             if not ckpt_file.exists():
                 continue
             ckpt = pl.read_parquet(ckpt_file).row(0, named=True)
+            mined = context.instance.get_materialized_partitions(asset_key(name, "clusters"))
             for key in sorted(have & set(ckpt["labels"])):
                 partition = multi_key(name, key)
                 if str(partition) not in mined:
-                    requests.append(RunRequest(job_name=label_job.name, partition_key=partition, run_key=f"mine:{name}:{key}:{ckpt['checkpoint_id']}", tags={"diffmine/reason": "label not mined"}))
+                    requests.append(RunRequest(job_name=job_name(name, LABEL_JOB), partition_key=partition, run_key=f"mine:{name}:{key}:{ckpt['checkpoint_id']}", tags={"diffmine/reason": "label not mined"}))
         if not requests:
-            return SkipReason("no new label and no label left to mine")
+            return SkipReason("no new label and no label left to mine" + (f" ({'; '.join(notes)})" if notes else ""))
         context.log.info("; ".join(notes) or f"{len(requests)} label partitions to mine")
         return SensorResult(run_requests=requests)
 

@@ -4,24 +4,32 @@ import json
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, AssetOut, MetadataValue, Output, asset, multi_asset
+from dagster import AssetExecutionContext, AssetIn, AssetOut, Failure, Output, asset, multi_asset
 
-from ..mining.checkpoints import load_checkpoint
+from ..mining.checkpoints import CheckpointMismatch, checkpoint_of_rows
 from ..mining.clustering import cluster_patches
 from ..mining.features import patch_features as compute_features
 from ..mining.visuals import cluster_grid
-from ..partitions import dataset_of_label, split_partition_key
+from ..partitions import asset_key, dataset_label_partitions, dataset_of_label, identifier, split_partition_key
 from ..resources import DiffmineResource
-from .metadata import md_table, picture
+from .metadata import picture, records_table
 from .model import TORCH_POOL
+from .versions import code_versions
 
-def build_element_assets(label_partitions):
+
+def build_element_assets(spec):
+    ds = spec.name
+    versions = code_versions(spec)
+    per_label = dataset_label_partitions(ds)
+
     @asset(
-        partitions_def=label_partitions,
+        key=asset_key(ds, "patch_features"),
+        code_version=versions["patch_features"],
+        partitions_def=per_label,
         ins={
-            "patch_typicality": AssetIn(),
-            "images": AssetIn(partition_mapping=dataset_of_label),
-            "checkpoint": AssetIn(partition_mapping=dataset_of_label),
+            "patch_typicality": AssetIn(key=asset_key(ds, "patch_typicality")),
+            "images": AssetIn(key=asset_key(ds, "images"), partition_mapping=dataset_of_label),
+            "checkpoint": AssetIn(key=asset_key(ds, "checkpoint"), partition_mapping=dataset_of_label),
         },
         io_manager_key="lake_io",
         group_name="elements",
@@ -34,7 +42,11 @@ def build_element_assets(label_partitions):
         dataset, _label_key = split_partition_key(context.partition_key)
         opts = diffmine.dataset(dataset).features
         rows = patch_typicality if opts.selection == "all" else patch_typicality.filter(pl.col("selection") == "top")
-        model = load_checkpoint(checkpoint["path"][0])
+        try:
+            # the weights that scored these patches, not whatever is current
+            model = checkpoint_of_rows(rows, checkpoint.row(0, named=True), diffmine.lake.files_dir(dataset, "checkpoints"))
+        except CheckpointMismatch as exc:
+            raise Failure(description=f"{dataset}/{_label_key}: {exc}") from None
         feats = compute_features(model, rows, images, opts)
         dim = feats.shape[1]
         table = rows.select("dataset", "label", "label_key", "selection", "rank_in_label", "image_id", "x0", "y0", "x1", "y1", "typicality", "checkpoint_id").with_columns(
@@ -46,11 +58,12 @@ def build_element_assets(label_partitions):
         return Output(table, metadata={"patches": len(table), "dimensions": dim, "block": opts.block, "timestep": opts.timestep})
 
     @multi_asset(
-        partitions_def=label_partitions,
-        ins={"patch_features": AssetIn(), "images": AssetIn(partition_mapping=dataset_of_label)},
+        name=f"{identifier(ds)}__clusters",
+        partitions_def=per_label,
+        ins={"patch_features": AssetIn(key=asset_key(ds, "patch_features")), "images": AssetIn(key=asset_key(ds, "images"), partition_mapping=dataset_of_label)},
         outs={
-            "clusters": AssetOut(io_manager_key="lake_io", description="k-means clusters of the label's top patches, ranked by median typicality: rank, size, median and mean typicality, spread.", kinds={"parquet"}),
-            "cluster_members": AssetOut(io_manager_key="lake_io", description="Each clustered patch: cluster (= rank), distance to the centre, rank in cluster (nearest first), box.", kinds={"parquet"}),
+            "clusters": AssetOut(key=asset_key(ds, "clusters"), code_version=versions["clusters"], io_manager_key="lake_io", description="k-means clusters of the label's top patches, ranked by median typicality: rank, size, median and mean typicality, spread.", kinds={"parquet"}),
+            "cluster_members": AssetOut(key=asset_key(ds, "cluster_members"), code_version=versions["cluster_members"], io_manager_key="lake_io", description="Each clustered patch: cluster (= rank), distance to the centre, rank in cluster (nearest first), box.", kinds={"parquet"}),
         },
         group_name="elements",
     )
@@ -72,7 +85,7 @@ def build_element_assets(label_partitions):
                 "clusters": len(table),
                 "patches": len(members),
                 "grid": picture(grid, diffmine.lake.files_dir(dataset, "pictures", label_key, f"clusters-{top['checkpoint_id'][0]}.png"), "cluster grid"),
-                "best": md_table(["rank", "size", "median typicality"], [[r["rank"], r["size"], f"{r['median_typicality']:.5f}"] for r in table.head(10).iter_rows(named=True)]),
+                "best": records_table(["rank", "size", "median typicality"], [[r["rank"], r["size"], round(r["median_typicality"], 6)] for r in table.head(10).iter_rows(named=True)]),
             },
         )
         yield Output(members, output_name="cluster_members", metadata={"members": len(members)})

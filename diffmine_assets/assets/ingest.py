@@ -14,18 +14,31 @@ from dagster import (
 
 from ..mining.datasets.ingest import ground_truth_boxes as compute_boxes
 from ..mining.datasets.ingest import ingest
-from ..mining.datasets.sources import DatasetError
+from ..mining.datasets.sources import DatasetError, label_fingerprints
 from ..mining.pictures import contact_sheet, image_rows
-from ..partitions import LABEL_PARTITIONS_NAME
+from ..partitions import asset_key, dataset_partitions, label_partitions_name
 from ..resources import DiffmineResource
-from .metadata import md_table, picture
+from .metadata import picture, records_table
+from .versions import code_versions
 
 PREVIEW_PER_LABEL = 8
 
 
-def build_ingest_assets(dataset_partitions):
+def _fingerprints_of(spec, labels: list[str]) -> dict[str, str]:
+    if not labels:
+        return {}
+    prints = label_fingerprints(spec)
+    return {lbl: prints.get(lbl, "") for lbl in labels}
+
+
+def build_ingest_assets(spec):
+    ds = spec.name
+    versions = code_versions(spec)
+
     @asset(
-        partitions_def=dataset_partitions,
+        key=asset_key(ds, "images"),
+        partitions_def=dataset_partitions(ds),
+        code_version=versions["images"],
         io_manager_key="lake_io",
         group_name="dataset",
         kinds={"polars", "parquet"},
@@ -49,21 +62,23 @@ def build_ingest_assets(dataset_partitions):
                 f"({len(result.skipped)} skipped: {result.skip_counts}; empty labels: {result.empty_labels})"
             )
         keys = sorted(df["label_key"].unique().to_list())
-        known = set(context.instance.get_dynamic_partitions(LABEL_PARTITIONS_NAME))
+        known = set(context.instance.get_dynamic_partitions(label_partitions_name(name)))
         new_keys = [k for k in keys if k not in known]
         if new_keys:
-            context.instance.add_dynamic_partitions(LABEL_PARTITIONS_NAME, new_keys)
+            context.instance.add_dynamic_partitions(label_partitions_name(name), new_keys)
         labels = df.group_by("label", "label_key").agg(pl.len().alias("images"), (pl.col("split") == "val").sum().alias("val")).sort("label_key")
         sample = df.group_by("label_key", maintain_order=True).head(PREVIEW_PER_LABEL)
         groups = [(f"{lbl}\n({n} images)", sample.filter(pl.col("label") == lbl)["path"].to_list()) for lbl, _k, n, _v in labels.iter_rows()]
         metadata = {
             "images": len(df),
             "labels": len(labels),
-            "per_label": md_table(["label", "key", "images", "val"], [list(r) for r in labels.iter_rows()]),
+            "per_label": records_table(["label", "key", "images", "val"], [list(r) for r in labels.iter_rows()]),
             "skipped": len(result.skipped),
             "skipped_by_reason": MetadataValue.json(result.skip_counts),
-            "skipped_files": md_table(["file", "reason"], [list(s) for s in result.skipped]) if result.skipped else MetadataValue.text("none"),
+            "skipped_files": records_table(["file", "reason"], [list(s) for s in result.skipped]) if result.skipped else MetadataValue.text("none"),
             "empty_labels": MetadataValue.json(result.empty_labels),
+            # read by the new_labels sensor: not asked for again until these files change
+            "unusable_labels": MetadataValue.json(_fingerprints_of(spec, result.empty_labels)),
             "new_label_partitions": MetadataValue.json(new_keys),
             "data_version": result.data_version,
             "preview": picture(contact_sheet(image_rows(groups[:12])), diffmine.lake.files_dir(name, "pictures", "images_preview.png")),
@@ -71,10 +86,12 @@ def build_ingest_assets(dataset_partitions):
         return Output(df, metadata=metadata, data_version=DataVersion(result.data_version))
 
     @asset(
-        partitions_def=dataset_partitions,
+        key=asset_key(ds, "ground_truth_boxes"),
+        partitions_def=dataset_partitions(ds),
+        code_version=versions["ground_truth_boxes"],
         io_manager_key="lake_io",
         group_name="dataset",
-        ins={"images": AssetIn()},
+        ins={"images": AssetIn(key=asset_key(ds, "images"))},
         output_required=False,
         kinds={"polars", "parquet"},
         description="Known boxes of visual elements (kind, role, owning label), for datasets that have ground truth. "
@@ -92,7 +109,7 @@ def build_ingest_assets(dataset_partitions):
             metadata={
                 "boxes": len(boxes),
                 "images_with_boxes": boxes["image_id"].n_unique(),
-                "per_kind": md_table(["role", "kind", "boxes", "images"], [list(r) for r in per_kind.iter_rows()]),
+                "per_kind": records_table(["role", "kind", "boxes", "images"], [list(r) for r in per_kind.iter_rows()]),
             },
         )
 

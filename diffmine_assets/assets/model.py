@@ -3,16 +3,19 @@
 from typing import Optional
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, AssetOut, Config, Failure, MetadataValue, Output, multi_asset
+from dagster import AssetExecutionContext, AssetIn, AssetOut, Config, DataVersion, Failure, MetadataValue, Output, multi_asset
 from pydantic import Field
 
-from ..mining.checkpoints import fit
+from ..mining.checkpoints import fit, up_to_date
 from ..mining.diagnostics import describe_gain
 from ..mining.datasets.ingest import data_version as compute_data_version
 from ..mining.pictures import line_chart
 from ..mining.training import TrainingDiverged
+from ..partitions import asset_key, dataset_partitions, identifier
+from ..progress import eta as fmt_eta, report
 from ..resources import DiffmineResource
-from .metadata import picture
+from .metadata import picture, records_table
+from .versions import code_versions
 
 TORCH_POOL = "torch"
 
@@ -21,16 +24,21 @@ class TrainingRunConfig(Config):
     """Run-time settings of one training run (not of the dataset)."""
 
     time_budget_s: Optional[float] = Field(None, gt=0, description="seconds the training may take; fewer steps if needed (set by diffmine materialize --budget)")
+    retrain: bool = Field(False, description="train again even when the last checkpoint was trained on the same data with the same options (set by diffmine materialize --force)")
 
 
-def build_model_assets(dataset_partitions):
+def build_model_assets(spec):
+    ds = spec.name
+    versions = code_versions(spec)
+
     @multi_asset(
-        partitions_def=dataset_partitions,
+        name=f"{identifier(ds)}__checkpoint",
+        partitions_def=dataset_partitions(ds),
         outs={
-            "checkpoint": AssetOut(io_manager_key="lake_io", description="The label-conditioned denoiser trained on the dataset: one row naming its safetensors weights, labels, steps, data version and options.", kinds={"pytorch", "parquet"}),
-            "training_log": AssetOut(io_manager_key="lake_io", description="The training curve of the checkpoint: step, loss, held-out loss, images/s.", kinds={"parquet"}),
+            "checkpoint": AssetOut(key=asset_key(ds, "checkpoint"), code_version=versions["checkpoint"], io_manager_key="lake_io", description="The label-conditioned denoiser trained on the dataset: one row naming its safetensors weights, labels, steps, data version and options.", kinds={"pytorch", "parquet"}),
+            "training_log": AssetOut(key=asset_key(ds, "training_log"), code_version=versions["training_log"], io_manager_key="lake_io", description="The training curve of the checkpoint: step, loss, held-out loss, images/s.", kinds={"parquet"}),
         },
-        ins={"images": AssetIn()},
+        ins={"images": AssetIn(key=asset_key(ds, "images"))},
         group_name="model",
         pool=TORCH_POOL,
     )
@@ -48,13 +56,25 @@ def build_model_assets(dataset_partitions):
             if "label_gain" in row:
                 context.log.info(f"step {row['step']}: quick held-out accuracy {row['quick_accuracy']:.2f}; label gain by timestep band " + describe_gain(row["label_gain"]))
                 return
+            report("training", row["step"], row["total_steps"], f"loss {row['loss']:.4f}  {row['images_per_s']:.0f} images/s  ETA {fmt_eta(row['eta_s'])}")
             context.log.info(
                 f"step {row['step']}/{row['total_steps']}  loss {row['loss']:.4f}  val {row['val_loss']:.4f}  "
                 f"{row['images_per_s']:.0f} images/s  ETA {row['eta_s']:.0f} s"
             )
 
         previous_file = diffmine.lake.partition_file("checkpoint", name)
-        previous = pl.read_parquet(previous_file).row(0, named=True) if previous_file.exists() else None
+        previous_table = pl.read_parquet(previous_file) if previous_file.exists() else None
+        previous = previous_table.row(0, named=True) if previous_table is not None else None
+        log_file = diffmine.lake.partition_file("training_log", name)
+        if not config.retrain and log_file.exists() and up_to_date(previous, opts, spec.options.resolution, data_version):
+            # Trained on exactly this data with these options: training again
+            # would cost minutes for an equivalent model under a new id.
+            context.log.info(f"checkpoint {previous['checkpoint_id']} is up to date (same data version, same options): reused; run with retrain: true to train again")
+            version = DataVersion(previous["checkpoint_id"])
+            meta = {"checkpoint_id": previous["checkpoint_id"], "reused": True, "path": MetadataValue.path(previous["path"]), "labels": MetadataValue.json(list(previous["labels"]))}
+            yield Output(previous_table, output_name="checkpoint", data_version=version, metadata=meta)
+            yield Output(pl.read_parquet(log_file), output_name="training_log", data_version=version, metadata={"reused": True})
+            return
         try:
             fitted = fit(name, images, opts, spec.options.resolution, data_version, diffmine.lake.files_dir(name, "checkpoints"), progress, previous=previous)
         except TrainingDiverged as exc:
@@ -75,11 +95,15 @@ def build_model_assets(dataset_partitions):
             {"gain": [((b["t_lo"] + b["t_hi"]) / 2, b["gain"]) for b in gain], "zero": [(0, 0.0), (1000, 0.0)]},
             f"{name}: held-out L(null) - L(own label) by timestep",
         )
+        # the weights' hash: downstream is stale exactly when the weights changed
+        version = DataVersion(fitted.checkpoint_id)
         yield Output(
             fitted.table,
             output_name="checkpoint",
+            data_version=version,
             metadata={
                 "checkpoint_id": fitted.checkpoint_id,
+                "reused": False,
                 "path": MetadataValue.path(str(fitted.path)),
                 "labels": MetadataValue.json(fitted.labels),
                 "steps": fitted.result.steps,
@@ -90,12 +114,12 @@ def build_model_assets(dataset_partitions):
                 "final_loss": row["final_loss"],
                 "data_version_trained_on": data_version,
                 "planned_steps": row["planned_steps"],
-                "label_gain": MetadataValue.md(describe_gain(gain)),
+                "label_gain": records_table(["timesteps", "gain x 1e3", "share of null loss %"], [[f"{b['t_lo']}-{b['t_hi']}", round(b["gain"] * 1e3, 4), round(b["relative"] * 100, 3)] for b in gain]),
                 "loss_curve": picture(chart, fitted.path / "loss_curve.png", "loss curve"),
                 "label_gain_chart": picture(gain_chart, fitted.path / "label_gain.png", "held-out label gain by timestep"),
             },
         )
-        yield Output(fitted.log, output_name="training_log", metadata={"points": len(fitted.log)})
+        yield Output(fitted.log, output_name="training_log", data_version=version, metadata={"points": len(fitted.log)})
 
     return [checkpoint]
 

@@ -7,15 +7,25 @@ from ..mining.report import render_report
 from ..mining.tables import load_array
 from ..mining.visuals import as_png, cluster_grid, heatmaps, patch_strips
 from ..mining.pictures import ImageCache
-from ..partitions import dataset_of_label
+from ..partitions import asset_key, dataset_of_label, dataset_partitions
 from ..resources import DiffmineResource
 from ..storage.lake import LakeError
+from .versions import code_versions
+
+# what the page reads: every label's results, and the dataset's own tables
+LABEL_INPUTS = ("clusters", "cluster_members", "patch_typicality", "image_typicality", "label_matrix")
+DATASET_INPUTS = ("images", "checkpoint", "ground_truth_boxes")
 
 
-def build_report_asset(dataset_partitions):
+def build_report_asset(spec):
+    ds = spec.name
+
     @asset(
-        partitions_def=dataset_partitions,
-        deps=[AssetDep(name, partition_mapping=dataset_of_label) for name in ("clusters", "cluster_members", "patch_typicality", "image_typicality")],
+        key=asset_key(ds, "report"),
+        code_version=code_versions(spec)["report"],
+        partitions_def=dataset_partitions(ds),
+        deps=[AssetDep(asset_key(ds, name), partition_mapping=dataset_of_label) for name in LABEL_INPUTS]
+        + [AssetDep(asset_key(ds, name)) for name in DATASET_INPUTS],
         group_name="report",
         kinds={"html"},
         description="A self-contained HTML page per dataset: per label the cluster grid, patch strips and heatmaps; "

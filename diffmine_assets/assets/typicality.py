@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetIn, AssetOut, Failure, MetadataValue, Output, asset, multi_asset
 
 from ..mining.checkpoints import load_checkpoint
 from ..mining.denoisers.base import UnknownLabelError
@@ -12,10 +12,12 @@ from ..mining.tables import image_typicality_table, label_matrix_table, load_arr
 from ..mining.visuals import heatmaps, patch_strips
 from ..mining.tensors import load_pixels, to_model_range
 from ..mining.typicality import dataset_noise, label_scores, pilot_rows, typicality_maps
-from ..partitions import dataset_of_label, split_partition_key
+from ..partitions import asset_key, dataset_label_partitions, dataset_of_label, identifier, split_partition_key
+from ..progress import eta as fmt_eta, report
 from ..resources import DiffmineResource
-from .metadata import md_table, picture
+from .metadata import picture, records_table
 from .model import TORCH_POOL
+from .versions import code_versions
 
 
 def _label_rows(images: pl.DataFrame, dataset: str, label_key: str) -> pl.DataFrame:
@@ -25,12 +27,15 @@ def _label_rows(images: pl.DataFrame, dataset: str, label_key: str) -> pl.DataFr
     return rows
 
 
-def _tenths(log, what: str):
-    """A progress callback that logs about ten times over a run."""
+def _tenths(log, what: str, stage: str = "typicality"):
+    """A progress callback that logs about ten times over a run (and feeds
+    the terminal's bar every time)."""
     started = time.monotonic()
     state = {"next": 0.1}
 
     def progress(done: int, total: int) -> None:
+        elapsed = time.monotonic() - started
+        report(stage, done, total, f"{done / max(elapsed, 1e-9):.0f} rows/s  ETA {fmt_eta(elapsed / max(done, 1) * (total - done))}")
         if done >= state["next"] * total or done == total:
             elapsed = time.monotonic() - started
             eta = elapsed / max(done, 1) * (total - done)
@@ -40,15 +45,29 @@ def _tenths(log, what: str):
     return progress
 
 
-def build_typicality_assets(label_partitions):
-    @asset(
-        partitions_def=label_partitions,
-        ins={"images": AssetIn(partition_mapping=dataset_of_label), "checkpoint": AssetIn(partition_mapping=dataset_of_label)},
-        io_manager_key="lake_io",
+def build_typicality_assets(spec):
+    ds = spec.name
+    versions = code_versions(spec)
+    per_label = dataset_label_partitions(ds)
+
+    def out(name: str, description: str, **kw) -> AssetOut:
+        return AssetOut(key=asset_key(ds, name), code_version=versions[name], io_manager_key="lake_io", description=description, **kw)
+
+    @multi_asset(
+        name=f"{identifier(ds)}__image_typicality",
+        partitions_def=per_label,
+        ins={"images": AssetIn(key=asset_key(ds, "images"), partition_mapping=dataset_of_label),
+             "checkpoint": AssetIn(key=asset_key(ds, "checkpoint"), partition_mapping=dataset_of_label)},
+        outs={
+            "image_typicality": out("image_typicality", "Typicality of each image of the label: mean of the per-pixel map, its standard error, N; maps kept as arrays in the lake.",
+                                    kinds={"pytorch", "parquet"}),
+            "label_matrix": out("label_matrix", "Typicality of the label's (held-out, or all) images under every label: which label the model "
+                                "finds most typical of each image (the held-out accuracy).", is_required=False, kinds={"parquet"}),
+            "typicality_history": out("typicality_history", "image_typicality of every checkpoint the label was ever scored with (one file per checkpoint), "
+                                      "to compare checkpoints in SQL.", kinds={"parquet"}, metadata={"lake/keep_by": "checkpoint_id"}),
+        },
         group_name="typicality",
         pool=TORCH_POOL,
-        kinds={"pytorch", "parquet"},
-        description="Typicality of each image of the label: mean of the per-pixel map, its standard error, N; maps kept as arrays in the lake.",
     )
     def image_typicality(context: AssetExecutionContext, diffmine: DiffmineResource, images: pl.DataFrame, checkpoint: pl.DataFrame):
         dataset, label_key = split_partition_key(context.partition_key)
@@ -72,18 +91,16 @@ def build_typicality_assets(label_partitions):
         covered = np.arange(len(rows)) if opts.label_matrix == "all" else (rows["split"] == "val").to_numpy().nonzero()[0]
         if opts.label_matrix != "none" and len(model.labels) > 1 and len(covered):
             scores = label_scores(model, x0[covered], result.take(covered), label_key, list(model.labels), opts)
-            diffmine.lake.write_partition("label_matrix", label_matrix_table(rows[covered.tolist()], label_key, scores, ckpt["checkpoint_id"]), dataset, label_key)
+            matrix = label_matrix_table(rows[covered.tolist()], label_key, scores, ckpt["checkpoint_id"])
             own_index = model.labels.index(label_key)
             matrix_figures = {
                 "matrix_seconds": round(scores.seconds, 2),
                 "matrix_evaluations": scores.forward_rows,
                 "predicted_own_label_share": round(float((scores.predicted == own_index).float().mean()), 4),
             }
-        # every checkpoint's scores are kept here, so two checkpoints can be compared in SQL
-        diffmine.lake.write_partition("typicality_history", table.drop("path"), dataset, label_key, ckpt["checkpoint_id"])
-        diffmine.catalog.ensure_views(["label_matrix", "typicality_history"])
-        return Output(
+        yield Output(
             table,
+            output_name="image_typicality",
             metadata={
                 "images": len(table),
                 "mean_typicality": float(table["typicality"].mean()),
@@ -99,10 +116,15 @@ def build_typicality_assets(label_partitions):
                 "heatmaps": picture(heatmaps(table, result.maps[:, 0].numpy()), diffmine.lake.files_dir(dataset, "pictures", label_key, "heatmaps.png"), "typicality maps"),
             },
         )
+        if matrix_figures:
+            yield Output(matrix, output_name="label_matrix", metadata={"images": matrix["image_id"].n_unique(), **matrix_figures})
+        yield Output(table.drop("path"), output_name="typicality_history", metadata={"checkpoint_id": ckpt["checkpoint_id"]})
 
     @asset(
-        partitions_def=label_partitions,
-        ins={"image_typicality": AssetIn()},
+        key=asset_key(ds, "patch_typicality"),
+        code_version=versions["patch_typicality"],
+        partitions_def=per_label,
+        ins={"image_typicality": AssetIn(key=asset_key(ds, "image_typicality"))},
         io_manager_key="lake_io",
         group_name="typicality",
         kinds={"parquet"},
@@ -122,7 +144,7 @@ def build_typicality_assets(label_partitions):
             metadata={
                 "top_patches": len(top),
                 "skipped_small_images": skipped,
-                "best": md_table(["rank", "image", "box", "typicality", "stderr"], [[r["rank_in_label"], r["image_id"], f"{r['x0']},{r['y0']},{r['x1']},{r['y1']}", f"{r['typicality']:.4f}", f"{r['stderr']:.4f}"] for r in top.head(10).iter_rows(named=True)]),
+                "best": records_table(["rank", "image", "box", "typicality", "stderr"], [[r["rank_in_label"], r["image_id"], f"{r['x0']},{r['y0']},{r['x1']},{r['y1']}", round(r["typicality"], 5), round(r["stderr"], 5)] for r in top.head(10).iter_rows(named=True)]),
                 "window_px": opts.window_px,
                 "strips": picture(patch_strips(table), diffmine.lake.files_dir(dataset, "pictures", label_key, "strips.png"), "most typical, random, least typical"),
             },

@@ -71,17 +71,20 @@ def fit(
     train_rows = images.filter(pl.col("split") == "train")
     val_rows = images.filter(pl.col("split") == "val")
     base = continuation_base(previous, options, resolution, data_version)
+    # The saved training state resumes when this identity matches: logging
+    # and saving intervals are left out, so changing them keeps the state.
+    identity = {"dataset": dataset, "data_version": data_version, "resolution": resolution, "options": options.result_options()}
     if base is not None:
         model = load_denoiser(base["path"])
         model.add_labels(labels)
         run_options = options.model_copy(update={"steps": options.continue_steps, "seed": options.seed + int(base["steps"])})
-        meta = {"dataset": dataset, "data_version": data_version, "labels": model.labels, "resolution": resolution,
-                "options": options.model_dump(), "continued_from": base["checkpoint_id"], "previous_steps": int(base["steps"])}
+        meta = {**identity, "labels": model.labels, "continued_from": base["checkpoint_id"], "previous_steps": int(base["steps"])}
     else:
         torch.manual_seed(options.seed)
         model = new_denoiser(options, labels, resolution)
         run_options = options
-        meta = {"dataset": dataset, "data_version": data_version, "labels": labels, "resolution": resolution, "options": options.model_dump()}
+        meta = {**identity, "labels": labels}
+    params = options.model_dump(mode="json")
     options = run_options
     result = train(
         model,
@@ -96,7 +99,23 @@ def fit(
         progress=progress,
         stop_after=stop_after,
     )
-    return publish(dataset, model, result, meta, checkpoints_dir)
+    return publish(dataset, model, result, meta, checkpoints_dir, params)
+
+
+def up_to_date(previous: dict | None, options: TrainingOptions, resolution: int, data_version: str) -> bool:
+    """Whether the last published checkpoint was trained on this data with
+    these options (all that change results): then it is the answer, and a
+    run of the checkpoint asset reuses it instead of training again. A
+    continued checkpoint counts: it was fitted to exactly this data."""
+    if previous is None or previous.get("data_version") != data_version or previous.get("resolution") != resolution:
+        return False
+    if not Path(previous["path"]).exists():
+        return False
+    try:
+        before = TrainingOptions(**json.loads(previous["params"]))
+    except (ValueError, TypeError):  # options of an older diffmine: not comparable
+        return False
+    return before.result_options() == options.result_options()
 
 
 def continuation_base(previous: dict | None, options: TrainingOptions, resolution: int, data_version: str) -> dict | None:
@@ -110,12 +129,12 @@ def continuation_base(previous: dict | None, options: TrainingOptions, resolutio
     return previous
 
 
-def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, checkpoints_dir: Path) -> FittedCheckpoint:
+def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, checkpoints_dir: Path, params: dict) -> FittedCheckpoint:
     staging = checkpoints_dir / f".staging-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
     model.save(staging)
-    (staging / TRAINING_FILE).write_text(json.dumps({**meta, "steps": result.steps, "log": result.log}, indent=2))
+    (staging / TRAINING_FILE).write_text(json.dumps({**meta, "params": params, "steps": result.steps, "log": result.log}, indent=2))
     ckpt_id = _weights_id(staging)
     final = checkpoints_dir / ckpt_id
     if final.exists():  # the same weights again (a re-run of a finished fit)
@@ -145,8 +164,8 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
                 "label_gain": json.dumps(gain),
                 "planned_steps": result.planned_steps,
                 "data_version": meta["data_version"],
-                "seed": meta["options"]["seed"],
-                "params": json.dumps(meta["options"], sort_keys=True),
+                "seed": params["seed"],
+                "params": json.dumps(params, sort_keys=True),
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
         ]
@@ -161,4 +180,26 @@ def load_checkpoint(path: str | Path) -> Denoiser:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} is missing; re-materialize the checkpoint asset")
+    return load_denoiser(path)
+
+
+class CheckpointMismatch(ValueError):
+    """Rows name weights that cannot be loaded: mixed, or no longer on disk."""
+
+
+def checkpoint_of_rows(rows: pl.DataFrame, current: dict, checkpoints_dir: Path) -> Denoiser:
+    """The checkpoint that computed `rows` (their `checkpoint_id`), loaded
+    from the published folder of that id: features of patches must come from
+    the model that found the patches, even after the dataset's current
+    checkpoint moved on."""
+    ids = sorted(set(rows["checkpoint_id"].to_list())) if len(rows) else [current["checkpoint_id"]]
+    if len(ids) != 1:
+        raise CheckpointMismatch(f"the rows come from several checkpoints {ids}; re-materialize them with one")
+    wanted = ids[0]
+    path = Path(current["path"]) if wanted == current["checkpoint_id"] else checkpoints_dir / wanted
+    if not path.exists():
+        raise CheckpointMismatch(
+            f"the rows were computed with checkpoint {wanted}, whose weights are gone from {path} "
+            f"(the current checkpoint is {current['checkpoint_id']}): re-materialize image_typicality and patch_typicality first"
+        )
     return load_denoiser(path)

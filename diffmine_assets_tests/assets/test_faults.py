@@ -108,3 +108,56 @@ def test_a_write_killed_midway_leaves_the_old_partition_whole(tmp_path):
     leftovers = [p.name for p in (tmp_path / "lake" / "t").rglob("*.tmp")]
     # a killed writer may leave its temporary file; no reader ever globs it
     assert all(not name.endswith(".parquet") for name in leftovers)
+
+
+UI_RUN = textwrap.dedent("""
+    import sys
+    from dagster import AssetKey, DagsterInstance
+    from diffmine_assets.definitions import build_definitions
+    defs = build_definitions(sys.argv[1])
+    job = defs.resolve_job_def("builtin__dataset_assets")
+    # a run as the UI's run worker executes it: no command-line tags
+    job.execute_in_process(instance=DagsterInstance.get(), partition_key="builtin",
+                           asset_selection=[AssetKey(["builtin", k]) for k in ("images", "checkpoint", "training_log")])
+""")
+
+
+def test_a_killed_ui_run_gives_its_torch_slot_back(tmp_path):
+    """A run that is not the command line's, killed while training holds the
+    `torch` pool slot, then marked cancelled (the UI's terminate): Dagster's
+    own run monitoring (dagster.yaml) frees the slot, so later runs do not
+    wait on it forever."""
+    import logging
+    from types import SimpleNamespace
+
+    from dagster import DagsterInstance, DagsterRunStatus
+    from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_iteration
+
+    cfg = project(tmp_path, "ui")
+    settings = DagsterInstance.from_config(str(cfg.parent)).run_monitoring_settings
+    wait_s = settings["free_slots_after_run_end_seconds"]
+    assert settings["enabled"] and 0 < wait_s <= 60
+    env = dict(os.environ, DAGSTER_HOME=str(cfg.parent), DIFFMINE_CONFIG=str(cfg))
+    (tmp_path / "ui_run.py").write_text(UI_RUN)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "ui_run.py"), str(cfg)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = cfg.parent / "lake" / "files" / "builtin" / "checkpoints" / "in_progress" / "train_state.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not state.exists():
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    instance = DagsterInstance.from_config(str(cfg.parent))
+    try:
+        held = instance.event_log_storage.get_concurrency_info("torch")
+        assert len(held.claimed_slots) == 1
+        run = instance.get_runs()[0]
+        assert run.status == DagsterRunStatus.STARTED
+        instance.report_run_canceled(run, "terminated from the UI")
+        monitor = SimpleNamespace(instance=instance)
+        list(execute_concurrency_slots_iteration(monitor, logging.getLogger("test")))
+        assert len(instance.event_log_storage.get_concurrency_info("torch").claimed_slots) == 1  # not before the grace period
+        time.sleep(wait_s + 1.5)
+        list(execute_concurrency_slots_iteration(monitor, logging.getLogger("test")))
+        assert len(instance.event_log_storage.get_concurrency_info("torch").claimed_slots) == 0
+    finally:
+        instance.dispose()

@@ -68,14 +68,14 @@ def test_daemon_backfill_under_load(tmp_path):
         max_running = 0
         done = []
         while time.monotonic() < deadline:
-            runs = instance.get_runs(filters=RunsFilter(job_name="label_assets"))
+            runs = instance.get_runs(filters=RunsFilter(job_name="photos__label_assets"))
             running = sum(r.status == DagsterRunStatus.STARTED for r in runs)
             max_running = max(max_running, running)
             done = [r for r in runs if r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)]
             if len(runs) >= len(LABELS) and len(done) == len(runs):
                 break
             time.sleep(0.2)
-        runs = instance.get_runs(filters=RunsFilter(job_name="label_assets"))
+        runs = instance.get_runs(filters=RunsFilter(job_name="photos__label_assets"))
         assert len(runs) == len(LABELS), [r.status for r in runs]
         assert all(r.status == DagsterRunStatus.SUCCESS for r in runs), [(r.tags.get("dagster/partition"), r.status) for r in runs]
         assert max_running >= 2  # the queue let several run at once (limit 3)

@@ -2,6 +2,7 @@
 training with it (old labels kept), then only the new label is mined; the
 old labels' results show stale."""
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -49,7 +50,7 @@ def test_sensor_ingests_continues_training_and_mines_only_the_new_label(photos):
     lake = Lake(root / "lake")
 
     first = tick(defs, instance)
-    assert [(r.job_name, r.partition_key) for r in first] == [("dataset_assets", "photos")]
+    assert [(r.job_name, r.partition_key) for r in first] == [("photos__dataset_assets", "photos")]
     execute(defs, instance, first)
     second = tick(defs, instance)
     assert sorted(str(r.partition_key) for r in second) == ["photos|cats", "photos|dogs"]
@@ -60,7 +61,7 @@ def test_sensor_ingests_continues_training_and_mines_only_the_new_label(photos):
     for i in range(3):
         write_image(root / "photos" / "Wild birds" / f"{i}.png", size=(32, 32), seed=100 + i)
     third = tick(defs, instance)
-    assert [(r.job_name, r.partition_key) for r in third] == [("dataset_assets", "photos")]
+    assert [(r.job_name, r.partition_key) for r in third] == [("photos__dataset_assets", "photos")]
     execute(defs, instance, third)
     new = lake.read_partition("checkpoint", "photos").row(0, named=True)
     assert new["continued_from"] == old["checkpoint_id"]
@@ -75,20 +76,36 @@ def test_sensor_ingests_continues_training_and_mines_only_the_new_label(photos):
     mined = lake.read_partition("image_typicality", "photos", birds[0].partition_key.keys_by_dimension["label"])
     assert len(mined) == 3 and mined["checkpoint_id"][0] == new["checkpoint_id"]
 
+    # features of an old label's patches come from the checkpoint that found them, not the current one
+    feats_before = lake.read_partition("patch_features", "photos", "dogs")
+    features_only = dict(partition_key=multi_key("photos", "dogs"), asset_selection=[AssetKey(["photos", "patch_features"])], raise_on_error=False)
+    assert defs.resolve_job_def("photos__label_assets").execute_in_process(instance=instance, **features_only).success
+    feats_after = lake.read_partition("patch_features", "photos", "dogs")
+    assert feats_after["checkpoint_id"].unique().to_list() == [old["checkpoint_id"]]
+    assert np.allclose(np.stack(feats_after["feature"].to_numpy()), np.stack(feats_before["feature"].to_numpy()), atol=1e-5)
+
     # the documented choice: old labels' results are kept, and show stale
     graph = defs.resolve_asset_graph()
     resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
-    assert resolver.get_status(AssetKey("image_typicality"), multi_key("photos", "cats")) == StaleStatus.STALE
-    assert resolver.get_status(AssetKey("image_typicality"), birds[0].partition_key) == StaleStatus.FRESH
+    assert resolver.get_status(AssetKey(["photos", "image_typicality"]), multi_key("photos", "cats")) == StaleStatus.STALE
+    assert resolver.get_status(AssetKey(["photos", "image_typicality"]), birds[0].partition_key) == StaleStatus.FRESH
     assert lake.read_partition("image_typicality", "photos", "cats")["checkpoint_id"][0] == old["checkpoint_id"]
 
     # re-mining an old label with the new checkpoint keeps both in the history, to compare in SQL
-    execute(defs, instance, [type(birds[0])(job_name="label_assets", partition_key=multi_key("photos", "cats"))])
+    execute(defs, instance, [type(birds[0])(job_name="photos__label_assets", partition_key=multi_key("photos", "cats"))])
     from diffmine_assets_tests.assets.test_typicality_assets import readme_queries, query
     compare = readme_queries()[-1]
     rows = query(root, compare, {"before": old["checkpoint_id"], "after": new["checkpoint_id"]})
     assert [(r[0], r[1]) for r in rows] == [("cats", 4)]
     assert -1.0 <= rows[0][2] <= 1.0 and rows[0][3] != 0
+
+    # an old checkpoint's weights deleted: its rows' features fail clearly instead of using other weights
+    import shutil
+    shutil.rmtree(old["path"])
+    failed = defs.resolve_job_def("photos__label_assets").execute_in_process(instance=instance, **features_only)
+    assert not failed.success
+    message = failed.get_step_failure_events()[0].event_specific_data.error.message
+    assert old["checkpoint_id"] in message and "re-materialize image_typicality" in message
 
 
 def test_retrain_option_starts_from_scratch(photos):
@@ -101,3 +118,41 @@ def test_retrain_option_starts_from_scratch(photos):
     execute(defs, instance, tick(defs, instance))
     row = Lake(root / "lake").read_partition("checkpoint", "photos").row(0, named=True)
     assert row["continued_from"] is None and row["steps"] == 30 and sorted(row["labels"]) == ["birds", "cats", "dogs"]
+
+
+def test_a_label_ingestion_cannot_use_never_blocks_the_others(photos):
+    """A label folder holding only files ingestion drops (a Thumbs.db, a text
+    file, a corrupt image) is asked for once; the dataset's other labels are
+    mined all the same, and the request comes back only when its files change."""
+    root, cfg, instance = photos
+    notes = root / "photos" / "notes"
+    notes.mkdir()
+    (notes / "Thumbs.db").write_bytes(b"\0" * 64)
+    (notes / "readme.txt").write_text("not an image")
+    (notes / "broken.jpg").write_bytes(b"nope")
+    defs = build_definitions(cfg)
+    first = tick(defs, instance)
+    assert [(r.job_name, r.partition_key) for r in first] == [("photos__dataset_assets", "photos")]
+    for r in first:
+        res = defs.resolve_job_def(r.job_name).execute_in_process(instance=instance, partition_key=r.partition_key, tags=r.tags)
+        assert res.success
+    second = tick(defs, instance)
+    assert sorted(str(r.partition_key) for r in second) == ["photos|cats", "photos|dogs"]
+    write_image(notes / "0.png", size=(32, 32), seed=99)
+    third = tick(defs, instance)
+    assert [(r.job_name, r.partition_key) for r in third] == [("photos__dataset_assets", "photos")]
+
+
+def test_the_sensor_polls_with_the_filter_of_ingestion(tmp_path):
+    from diffmine_assets.mining.datasets.spec import load_config
+    from diffmine_assets.mining.datasets.sources import discover_labels
+
+    data = tmp_path / "photos"
+    write_image(data / "cats" / "0.png", size=(32, 32))
+    (data / "system").mkdir(parents=True)
+    (data / "system" / "Thumbs.db").write_bytes(b"x")
+    (data / "system" / "desktop.ini").write_text("x")
+    (data / "hidden" / ".cache").mkdir(parents=True)
+    (data / "hidden" / ".cache" / "0.png").write_bytes(b"x")
+    cfg = write_config(tmp_path, [{"name": "photos", "kind": "folder", "path": "photos"}])
+    assert discover_labels(load_config(cfg).dataset("photos")) == ["cats"]

@@ -50,11 +50,14 @@ def test_the_whole_chain_materializes(pipeline):
     assert ckpt[2] == 30
     assert query(root, "select distinct checkpoint_id from image_typicality") == [(ckpt[0],)]
     assert query(root, "select distinct checkpoint_id from patch_typicality") == [(ckpt[0],)]
-    images_version = instance.get_latest_materialization_event(AssetKey("images")).asset_materialization.tags["dagster/data_version"]
+    images_version = instance.get_latest_materialization_event(AssetKey(["builtin", "images"])).asset_materialization.tags["dagster/data_version"]
     assert ckpt[1] == images_version
-    meta = instance.get_latest_materialization_event(AssetKey("checkpoint")).asset_materialization.metadata
+    meta = instance.get_latest_materialization_event(AssetKey(["builtin", "checkpoint"])).asset_materialization.metadata
     assert "data:image/png;base64," in meta["loss_curve"].value
     assert query(root, "select count(*) from training_log") == [(3,)]
+    # the side tables are materializations of the graph, with lineage
+    for name in ("label_matrix", "typicality_history"):
+        assert instance.get_materialized_partitions(AssetKey(["builtin", name])) == {f"builtin|{lbl}" for lbl in ("amber", "cobalt", "jade", "violet")}
 
 
 def test_the_twenty_most_typical_patches_of_a_label_in_sql(pipeline):
@@ -76,7 +79,7 @@ def test_the_twenty_most_typical_patches_of_a_label_in_sql(pipeline):
 def test_rematerializing_is_deterministic_and_never_duplicates(pipeline):
     root, cfg, instance, _ = pipeline
     before = query(root, "select image_id, typicality from image_typicality where label_key = 'amber' order by image_id")
-    figures = run_dataset(instance, cfg, "builtin", labels=["amber"], select=["image_typicality", "patch_typicality"], log=lambda *_: None)
+    figures = run_dataset(instance, cfg, "builtin", labels=["amber"], select=["image_typicality", "patch_typicality"], log=lambda *_: None, force=True)
     assert figures["failed_runs"] == 0 and figures["runs"] == 1
     after = query(root, "select image_id, typicality from image_typicality where label_key = 'amber' order by image_id")
     assert after == before
@@ -86,7 +89,10 @@ def test_rematerializing_is_deterministic_and_never_duplicates(pipeline):
 def test_checkpoint_rerun_resumes_from_the_finished_state(pipeline):
     root, cfg, instance, _ = pipeline
     ckpt_before = query(root, "select checkpoint_id from checkpoint")[0][0]
-    run_dataset(instance, cfg, "builtin", select=["checkpoint"], log=lambda *_: None)
+    # up to date: not run at all
+    assert run_dataset(instance, cfg, "builtin", select=["checkpoint"], log=lambda *_: None)["runs"] == 0
+    # forced: it trains again, and the saved state says it is finished
+    run_dataset(instance, cfg, "builtin", select=["checkpoint"], log=lambda *_: None, force=True)
     row = query(root, "select checkpoint_id, resumed_from_step, steps from checkpoint")[0]
     assert row == (ckpt_before, 30, 30)  # nothing left to train: same weights, same id
 
@@ -137,10 +143,10 @@ def test_clusters_round_trip_to_patch_boxes_in_sql(pipeline):
 
 def test_pictures_in_the_ui_and_the_report_on_disk(pipeline):
     root, _, instance, figures = pipeline
-    meta = instance.get_latest_materialization_event(AssetKey("clusters")).asset_materialization.metadata
+    meta = instance.get_latest_materialization_event(AssetKey(["builtin", "clusters"])).asset_materialization.metadata
     assert meta["grid"].value.startswith("![cluster grid](data:image/png;base64,")
     for key in ("image_typicality", "patch_typicality"):
-        meta = instance.get_latest_materialization_event(AssetKey(key)).asset_materialization.metadata
+        meta = instance.get_latest_materialization_event(AssetKey(["builtin", key])).asset_materialization.metadata
         assert "data:image/png;base64," in meta["heatmaps" if key == "image_typicality" else "strips"].value
     report = figures["report"]
     assert report and report.endswith("index.html")

@@ -1,7 +1,10 @@
-"""The UI in a real browser: `dagster dev` (webserver and daemon) on
-127.0.0.1, headless Debian Chromium driven by Playwright. A person's path:
-see every asset, launch one dataset x label partition by clicking, wait for
-the run, see the asset's metadata and picture. Screenshots on failure."""
+"""The UI in a real browser: `diffmine ui` (dagster dev: webserver and
+daemon) on 127.0.0.1, headless Debian Chromium driven by Playwright. A
+person's path, with two datasets declared: see every asset, launch one
+dataset x label partition by clicking, wait for the run, see the asset's
+metadata and picture, backfill every missing label of a dataset (no run
+fails: only real pairs are offered), then stop the server with SIGTERM.
+Screenshots on failure."""
 
 import os
 import signal
@@ -15,10 +18,34 @@ import pytest
 
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 from diffmine_assets.runner import run_dataset
-from diffmine_assets_tests.conftest import SMALL_BUILTIN, write_config
+from diffmine_assets_tests.conftest import FAST, SMALL_BUILTIN, write_config, write_image
 
 CHROMIUM = "/usr/bin/chromium"
-ASSETS = ["images", "ground_truth_boxes", "checkpoint", "training_log", "image_typicality", "patch_typicality", "patch_features", "clusters", "cluster_members", "report"]
+ASSETS = ["images", "ground_truth_boxes", "checkpoint", "training_log", "image_typicality", "label_matrix", "typicality_history",
+          "patch_typicality", "patch_features", "clusters", "cluster_members", "report"]
+
+
+def open_materialize(page) -> None:
+    """Materialize..., confirming the multi-asset's other outputs (label_matrix, typicality_history)."""
+    page.get_by_role("button", name="Materialize…").first.click()
+    page.wait_for_timeout(1500)
+    confirm = page.get_by_role("button", name="Confirm")
+    if confirm.count():
+        confirm.first.click()
+
+
+def our_processes(home) -> list[int]:
+    """Processes whose environment names this test's DAGSTER_HOME."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if f"DAGSTER_HOME={home}".encode() in f.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
 
 playwright = pytest.importorskip("playwright.sync_api", reason="install the test extras: pip install -e '.[test]'")
 
@@ -44,14 +71,21 @@ def wait_http(url: str, timeout: float) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_materialize_a_partition_from_the_ui(tmp_path):
-    cfg = write_config(tmp_path, [SMALL_BUILTIN])
+    # a second dataset whose labels are not the built-in's
+    for li, label in enumerate(("cats", "dogs")):
+        for i in range(3):
+            write_image(tmp_path / "photos" / label / f"{i}.png", size=(32, 32), seed=10 * li + i)
+    photos = {"name": "photos", "kind": "folder", "path": "photos", "options": {"resolution": 16, "val_fraction": 0.0}, **FAST}
+    cfg = write_config(tmp_path, [SMALL_BUILTIN, photos])
     env = dict(os.environ, DAGSTER_HOME=str(tmp_path), DIFFMINE_CONFIG=str(cfg), DIFFMINE_SENSOR="stopped")
     os.environ["DAGSTER_HOME"] = str(tmp_path)
     instance = DagsterInstance.get()
-    assert run_dataset(instance, cfg, "builtin", select=["images", "checkpoint"], log=lambda *_: None)["failed_runs"] == 0
+    for ds in ("builtin", "photos"):
+        assert run_dataset(instance, cfg, ds, select=["images", "checkpoint"], log=lambda *_: None)["failed_runs"] == 0
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "diffmine_assets.definitions"],
-                              env=env, cwd=tmp_path, stdout=open(tmp_path / "dev.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    diffmine = os.path.join(os.path.dirname(sys.executable), "diffmine")
+    server = subprocess.Popen([diffmine, "--config", str(cfg), "ui", "--port", str(port)],
+                              env=env, cwd=tmp_path, stdout=open(tmp_path / "dev.log", "w"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     page = None
     try:
@@ -61,7 +95,7 @@ def test_materialize_a_partition_from_the_ui(tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.set_default_timeout(60_000)
             try:
-                page.goto(f"{base}/assets")
+                page.goto(f"{base}/assets/builtin")
                 page.wait_for_timeout(4000)
                 for name in ("Skip", "Dismiss"):  # first-load "Join the Dagster community" dialog
                     btn = page.get_by_role("button", name=name)
@@ -71,8 +105,8 @@ def test_materialize_a_partition_from_the_ui(tmp_path):
                 for asset in ASSETS:
                     assert page.get_by_text(asset, exact=True).count() >= 1, asset
 
-                page.goto(f"{base}/assets/image_typicality")
-                page.get_by_role("button", name="Materialize…").first.click()
+                page.goto(f"{base}/assets/builtin/image_typicality")
+                open_materialize(page)
                 for key in ("builtin", "jade"):
                     page.get_by_role("dialog").first.get_by_text("Select a partition or create one").first.click()
                     page.get_by_placeholder("Filter partitions").fill(key)
@@ -92,7 +126,7 @@ def test_materialize_a_partition_from_the_ui(tmp_path):
                 assert runs[0].status == DagsterRunStatus.SUCCESS, runs[0].status
                 assert runs[0].tags.get("dagster/partition/dataset") == "builtin" and runs[0].tags.get("dagster/partition/label") == "jade"
 
-                page.goto(f"{base}/assets/image_typicality?view=events")
+                page.goto(f"{base}/assets/builtin/image_typicality?view=events")
                 page.wait_for_timeout(3000)
                 body = page.inner_text("body")
                 assert "mean_typicality" in body and "heatmaps" in body, body[:2000]
@@ -102,8 +136,8 @@ def test_materialize_a_partition_from_the_ui(tmp_path):
                 page.keyboard.press("Escape")
 
                 # a backfill of the missing partitions, as a person launches it, run by the backfill daemon
-                page.goto(f"{base}/assets/image_typicality")
-                page.get_by_role("button", name="Materialize…").first.click()
+                page.goto(f"{base}/assets/builtin/image_typicality")
+                open_materialize(page)
                 page.get_by_role("dialog").first.get_by_text("Select a partition or create one").first.click()
                 page.get_by_placeholder("Filter partitions").fill("builtin")
                 page.locator("label").filter(has_text="builtin").last.click()
@@ -119,7 +153,9 @@ def test_materialize_a_partition_from_the_ui(tmp_path):
                         break
                     time.sleep(1)
                 assert backfills and backfills[0].status.value == "COMPLETED_SUCCESS", backfills[0].status if backfills else None
-                done = instance.get_materialized_partitions(AssetKey("image_typicality"))
+                failed = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+                assert failed == [], [r.tags.get("dagster/partition") for r in failed]
+                done = instance.get_materialized_partitions(AssetKey(["builtin", "image_typicality"]))
                 assert done == {"builtin|amber", "builtin|cobalt", "builtin|jade", "builtin|violet"}
                 # the partition made by the single run was missing from nothing: not launched twice
                 assert len(instance.get_runs(filters=RunsFilter(tags={"dagster/partition": "builtin|jade"}))) == 1
@@ -130,9 +166,18 @@ def test_materialize_a_partition_from_the_ui(tmp_path):
             finally:
                 browser.close()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        # stopped as a service manager stops it: SIGTERM to the command, which must take its server along
+        server.send_signal(signal.SIGTERM)
         try:
-            server.wait(timeout=30)
+            rc = server.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+            server.kill()
+            rc = None
+        left = our_processes(tmp_path)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
         instance.dispose()
+    assert rc == 0, (tmp_path / "dev.log").read_text()[-3000:]
+    assert left == []
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more

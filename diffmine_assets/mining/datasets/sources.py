@@ -8,6 +8,7 @@ formats (CarDB, FTT, Places365, ChestX-ray14) plug in here as further kinds.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,20 @@ def discover_builtin(spec: BuiltinDataset, files_dir: Path) -> Discovery:
     return Discovery(candidates=cands)
 
 
+def is_label_folder(entry: Path) -> bool:
+    return entry.is_dir() and not entry.name.startswith(".") and entry.name.lower() not in IGNORED_NAMES
+
+
+def label_files(root: Path, folder: Path) -> list[Path]:
+    """The files of a label folder that ingestion considers: hidden files and
+    folders and system files (Thumbs.db, desktop.ini) left out. The sensor
+    polls with this same filter, so both agree on what a label holds."""
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and p.name.lower() not in IGNORED_NAMES and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
 def discover_folder(spec: FolderDataset, files_dir: Path) -> Discovery:
     root = spec.path
     if not root.exists():
@@ -56,18 +71,13 @@ def discover_folder(spec: FolderDataset, files_dir: Path) -> Discovery:
         rel = entry.relative_to(root).as_posix()
         if entry.name.startswith(".") or entry.name.lower() in IGNORED_NAMES:
             continue
-        if entry.is_file():
+        if not entry.is_dir():
             out.skipped.append((rel, "not in a label folder: files go in <path>/<label>/"))
             continue
-        files = sorted(p for p in entry.rglob("*") if p.is_file())
-        kept = 0
+        files = label_files(root, entry)
         for p in files:
-            prel = p.relative_to(root).as_posix()
-            if any(part.startswith(".") for part in p.relative_to(root).parts) or p.name.lower() in IGNORED_NAMES:
-                continue
-            out.candidates.append(Candidate(p, prel, entry.name))
-            kept += 1
-        if kept == 0:
+            out.candidates.append(Candidate(p, p.relative_to(root).as_posix(), entry.name))
+        if not files:
             out.empty_labels.append(entry.name)
     if not out.candidates and not out.empty_labels:
         raise DatasetError(f"dataset {spec.name!r}: {root} has no label sub-folders")
@@ -158,26 +168,38 @@ def ground_truth_records(spec) -> list[dict] | None:
 def discover_labels(spec) -> list[str]:
     """The labels a dataset holds now, found cheaply (folder names, a manifest's
     label column; no image is opened): what a sensor polls for new labels.
-    Labels whose folders hold no file are left out."""
+    Labels whose folders hold no file that ingestion would consider are left out."""
+    return sorted(label_fingerprints(spec))
+
+
+def label_fingerprints(spec) -> dict[str, str]:
+    """Each label found now, with a cheap fingerprint of its files (names,
+    sizes, modification times; nothing opened) where the kind has files per
+    label: a label ingestion found unusable is asked for again only when its
+    files change."""
     if spec.kind == "builtin":
-        return sorted(builtin.labels(spec.options))
+        return {lbl: "" for lbl in builtin.labels(spec.options)}
     if spec.kind == "folder":
         root = spec.path
         if not root.is_dir():
-            return []
-        found = []
+            return {}
+        found = {}
         for entry in sorted(root.iterdir()):
-            if entry.is_dir() and not entry.name.startswith(".") and any(p.is_file() and not p.name.startswith(".") for p in entry.rglob("*")):
-                found.append(entry.name)
+            if not is_label_folder(entry):
+                continue
+            files = label_files(root, entry)
+            if files:
+                listing = "\n".join(f"{p.relative_to(root).as_posix()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+                found[entry.name] = hashlib.sha1(listing.encode()).hexdigest()[:12]
         return found
     if spec.kind == "manifest":
         if not spec.path.exists():
-            return []
+            return {}
         opts = spec.options
         df = _read_manifest(spec.path)
         col = opts.label_from.column if opts.label_from else opts.label_column
         if col not in df.columns:
-            return []
+            return {}
         rule = opts.label_from or LabelRule(column=col, rule="value")
         labels = set()
         for v in df[col].unique().to_list():
@@ -185,5 +207,6 @@ def discover_labels(spec) -> list[str]:
                 labels.add(derive_label(v, rule))
             except ValueError:
                 continue
-        return sorted(labels)
+        stamp = str(spec.path.stat().st_mtime_ns)
+        return {lbl: stamp for lbl in sorted(labels)}
     raise ValueError(f"unknown dataset kind {spec.kind!r}")

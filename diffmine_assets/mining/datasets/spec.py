@@ -7,10 +7,12 @@ where one is close, the field that was probably meant.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,6 +28,21 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Fields that change how a run goes (logging, saving, batching) but not
+    # what it computes: a change to them keeps results (and a saved training
+    # state) valid.
+    RUN_ONLY: ClassVar[frozenset[str]] = frozenset()
+
+    def result_options(self) -> dict:
+        """The options that change results, as JSON-ready values."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RUN_ONLY}
+
+    def version(self) -> str:
+        """A short hash of the options that change results: the code version
+        of the assets these options drive, so a change shows them stale."""
+        text = json.dumps(self.result_options(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 class IngestOptions(_Strict):
@@ -109,6 +126,10 @@ def parse_duration(value: Any) -> Any:
 class TrainingOptions(_Strict):
     """How the denoiser is trained (the `checkpoint` asset)."""
 
+    # on_new_data and continue_steps act only when the data changes: changing
+    # them leaves the current checkpoint as valid as it was.
+    RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"save_every", "log_every", "diagnostic_every", "on_new_data", "continue_steps"})
+
     backend: Literal["tiny"] = "tiny"
     conditioning: Literal["class", "film", "cross-attention"] = Field(
         "class",
@@ -158,6 +179,9 @@ class TrainingOptions(_Strict):
 class TypicalityOptions(_Strict):
     """How typicality is estimated (METHOD.md section 2)."""
 
+    # the noise draws do not depend on the batch: only rounding does
+    RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+
     n_samples: int = Field(32, ge=2, le=100_000, description="(noise, t) pairs per image")
     t_min: float = Field(0.1, ge=0, lt=1)
     t_max: float = Field(0.5, gt=0, le=1)
@@ -202,6 +226,8 @@ class PatchOptions(_Strict):
 
 class FeatureOptions(_Strict):
     """Diffusion features of patches (METHOD.md section 4)."""
+
+    RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
     block: int = Field(1, ge=0, description="up-sampling block whose activations describe a patch")
     timestep: int = Field(25, ge=0, le=999, description="noise level of the features (the paper: 161 of 1000; see docs/PERFORMANCE.md)")
@@ -273,6 +299,13 @@ class ProjectConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"dataset names must be unique; repeated: {dupes}")
+        # job and op names are identifiers: '-' reads as '_' there
+        by_ident: dict[str, list[str]] = {}
+        for n in names:
+            by_ident.setdefault(n.replace("-", "_"), []).append(n)
+        clashes = [v for v in by_ident.values() if len(v) > 1]
+        if clashes:
+            raise ValueError(f"dataset names that differ only by '-' against '_' cannot be told apart in Dagster's job names: {clashes}")
         return self
 
     def dataset(self, name: str):

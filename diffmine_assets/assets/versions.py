@@ -1,0 +1,44 @@
+"""Code versions of a dataset's assets: what their results depend on besides
+their inputs.
+
+Dagster marks an asset stale when its code version differs from the one its
+latest materialization recorded, and `diffmine materialize` reruns exactly the
+stale or missing ones. Each version is the diffmine release plus a hash of the
+options that change that asset's results (logging, saving and batch sizes are
+left out: see RUN_ONLY in mining/datasets/spec.py). So editing `typicality:`
+in diffmine.yaml shows `image_typicality` and everything below it stale, in
+the UI too, and leaves the checkpoint fresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from .. import __version__
+
+
+def _version(*parts) -> str:
+    text = json.dumps([str(p) for p in parts])
+    return f"{__version__}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def code_versions(spec) -> dict[str, str]:
+    source = _version(spec.kind, getattr(spec, "path", ""), spec.options.version())
+    training = _version(spec.training.version(), spec.options.resolution)
+    typicality = _version(spec.typicality.version())
+    clusters = _version(spec.clusters.version())
+    return {
+        "images": source,
+        "ground_truth_boxes": source,
+        "checkpoint": training,
+        "training_log": training,
+        "image_typicality": typicality,
+        "label_matrix": typicality,
+        "typicality_history": typicality,
+        "patch_typicality": _version(spec.patches.version()),
+        "patch_features": _version(spec.features.version()),
+        "clusters": clusters,
+        "cluster_members": clusters,
+        "report": _version("report"),
+    }
