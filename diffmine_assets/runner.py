@@ -167,7 +167,7 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
     def launch(kind, partition_key, keys, what, config=None):
         job = defs.resolve_job_def(job_name(dataset, kind))
         started = time.monotonic()
-        names = ", ".join(k.path[-1] for k in keys)
+        names = ", ".join(k.path[-1] for k in keys) if len(keys) <= 4 else f"{len(keys)} assets"
         run_config = {**(quiet or {}), **(config or {})} or None
         result = job.execute_in_process(
             instance=instance,
@@ -181,7 +181,7 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
         )
         seconds = time.monotonic() - started
         status = "ok" if result.success else "FAILED"
-        log(f"{status:6s} {what:<32s} {names}  ({seconds:.1f} s, run {result.run_id[:8]})")
+        log(f"{status:6s} {what:<24s} {names}  ({seconds:.1f} s, run {result.run_id[:8]})")
         if not result.success:
             for event in result.all_events:
                 if event.is_step_failure and event.event_specific_data is not None:

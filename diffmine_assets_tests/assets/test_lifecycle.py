@@ -32,10 +32,10 @@ def test_a_second_materialize_trains_nothing_and_scores_nothing(project, instanc
 
     second = run_dataset(instance, project, "builtin", **QUIET)
     assert second["failed_runs"] == 0
-    assert second["ran"] == {"builtin": ["ground_truth_boxes", "images"]}  # the files are read again: that is how new data is seen
-    assert second["skipped"]["checkpoint"] == 1 and second["skipped"]["image_typicality"] == 4 and second["skipped"]["report"] == 1
     assert {n: materializations(instance, n) for n in counts} == counts
     assert Lake(project.parent / "lake").read_partition("checkpoint", "builtin")["checkpoint_id"][0] == ckpt
+    assert second["ran"] == {"builtin": ["ground_truth_boxes", "images"]}  # the files are read again: that is how new data is seen
+    assert second["skipped"]["checkpoint"] == 1 and second["skipped"]["image_typicality"] == 4 and second["skipped"]["report"] == 1
 
     forced = run_dataset(instance, project, "builtin", labels=["amber"], select=["image_typicality"], force=True, **QUIET)
     assert forced["ran"] == {"builtin / amber": ["image_typicality", "label_matrix", "typicality_history"]}
@@ -84,6 +84,7 @@ def test_after_a_label_is_added_the_continued_checkpoint_is_kept(tmp_path, monke
         assert continued["continued_from"] and continued["labels"] == ["cats", "dogs", "birds"]
         # the same data again: the continued checkpoint stays, even when the checkpoint asset is launched
         third = run_dataset(instance, cfg, "photos", select=["images", "checkpoint"], **QUIET)
+        assert lake.read_partition("checkpoint", "photos").row(0, named=True)["checkpoint_id"] == continued["checkpoint_id"]
         assert third["skipped"] == {"checkpoint": 1, "training_log": 1}
         defs = build_definitions(cfg)
         launched = defs.resolve_job_def("photos__dataset_assets").execute_in_process(

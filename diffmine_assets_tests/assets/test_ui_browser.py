@@ -177,7 +177,9 @@ def test_materialize_a_partition_from_the_ui(tmp_path):
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         instance.dispose()
-    assert rc == 0, (tmp_path / "dev.log").read_text()[-3000:]
+    log = (tmp_path / "dev.log").read_text()
+    assert rc == 0, log[-3000:]
+    assert "Dagster services shut down." in log and "did not stop in time" not in log, log[-3000:]  # stopped, not killed
     assert left == []
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
