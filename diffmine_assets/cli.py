@@ -181,10 +181,34 @@ def cmd_catalog(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import evaluate
-
     project = load_config(_config_path(args))
-    figures = evaluate(project, args.dataset, control="none" if args.no_control else args.control)
+    control = "none" if args.no_control else args.control
+    if args.seeds:
+        from .evaluate import evaluate_seeds
+
+        figures = evaluate_seeds(project, args.dataset, args.seeds, control=control)
+        print(f"{'figure':28s} {'mean':>8s} {'sd':>8s}   {'chance':>8s}   {control:>8s}")
+        for k, v in figures["mean"].items():
+            if v is None or k.endswith("_images") or k == "accuracy_chance":
+                continue
+            ch = (figures["chance"].get(k) or {}).get("mean")
+            ct = (figures.get("control", {}).get(k) or {}) if control != "none" else {}
+            fmt = lambda x: f"{x:8.4f}" if isinstance(x, (int, float)) else f"{'':8s}"  # noqa: E731
+            print(f"{k:28s} {fmt(v['mean'])} {fmt(v['sd'])}   {fmt(ch)}   {fmt(ct.get('mean') if isinstance(ct, dict) else None)}")
+        print(f"over {len(figures['seeds'])} runs (data seed, model seed): {figures['seeds']}; sd is the sample standard deviation (n - 1)")
+        _emit({k: v for k, v in figures.items() if k != "runs"})
+        return 0
+    # stored as the dataset's `evaluation` asset (kept per checkpoint), then printed
+    from .partitions import asset_key
+    from .runner import run_dataset
+
+    config_path = _config_path(args)
+    instance = _instance(config_path)
+    run = run_dataset(instance, config_path, args.dataset, select=["evaluation"], force=True, evaluation_control=control, log=lambda line: print(line, file=sys.stderr))
+    if run["failed_runs"]:
+        print(f"diffmine eval: the evaluation run failed (run {run['run_ids'][-1][:8]}; see above, or the UI)", file=sys.stderr)
+        return 1
+    figures = instance.get_latest_materialization_event(asset_key(args.dataset, "evaluation")).asset_materialization.metadata["figures"].value
     for k, v in figures.items():
         if k not in ("goals_met",):
             print(f"{k:28s} {v}")
@@ -304,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--control", choices=["shuffled", "untrained", "none"], default="shuffled",
                    help="the control scored beside the model: trained the same way on shuffled labels (default), never trained, or none")
     e.add_argument("--no-control", action="store_true", help="same as --control none")
+    e.add_argument("--seeds", type=int, help="materialize the dataset again on N seeds (a built-in dataset: new data seeds its defaults were not "
+                   "tuned on, and new model seeds; others: new model seeds), each in a project of its own, and print mean and spread")
     e.set_defaults(fn=cmd_eval)
 
     b = sub.add_parser("bench", help="benchmarks")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
+from .assets.checks import build_checks
 from .assets.elements import build_element_assets
+from .assets.evaluation import build_evaluation_asset
 from .assets.ingest import build_ingest_assets
 from .assets.model import build_model_assets
 from .assets.report import build_report_asset
@@ -24,22 +26,25 @@ from .sensors import build_new_label_sensor
 def build_definitions(config_path: str | Path | None = None) -> Definitions:
     path = Path(config_path).resolve() if config_path else default_config_path()
     project = load_config(path)
-    assets, jobs = [], []
+    assets, jobs, asset_checks = [], [], []
     for spec in project.datasets:
         ds = spec.name
         dataset_assets = [*build_ingest_assets(spec), *build_model_assets(spec)]
         label_assets = [*build_typicality_assets(spec), *build_element_assets(spec)]
         report = build_report_asset(spec)
-        assets += [*dataset_assets, *label_assets, report]
+        evaluation = build_evaluation_asset(spec)
+        assets += [*dataset_assets, *label_assets, report, evaluation]
+        asset_checks += build_checks(spec)
         jobs += [
             define_asset_job(job_name(ds, DATASET_JOB), selection=AssetSelection.assets(*dataset_assets),
                              description=f"{ds}: everything partitioned by dataset alone: images, ground truth, checkpoint."),
             define_asset_job(job_name(ds, LABEL_JOB), selection=AssetSelection.assets(*label_assets),
                              description=f"{ds}: everything partitioned by dataset x label: typicality, patches, features, clusters."),
-            define_asset_job(job_name(ds, REPORT_JOB), selection=AssetSelection.assets(report), description=f"{ds}: the HTML report."),
+            define_asset_job(job_name(ds, REPORT_JOB), selection=AssetSelection.assets(report, evaluation), description=f"{ds}: the HTML report and the evaluation table."),
         ]
     return Definitions(
         assets=assets,
+        asset_checks=asset_checks,
         jobs=jobs,
         sensors=[build_new_label_sensor([j for j in jobs if j.name.endswith(DATASET_JOB) or j.name.endswith(LABEL_JOB)])],
         resources={

@@ -131,7 +131,7 @@ def _never_materialized(instance: DagsterInstance, keys: list[AssetKey]) -> bool
 
 
 def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labels=None, select=None, log=print, budget_s: float | None = None,
-                force: bool = False, verbose: bool = False) -> dict:
+                force: bool = False, verbose: bool = False, evaluation_control: str | None = None) -> dict:
     """Materialize what is missing or stale of one dataset (everything with
     `force`): its per-dataset assets, then each label's partition, then the
     report. Returns figures, with what was skipped as up to date."""
@@ -240,7 +240,10 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
         todo, fresh = _needs(instance, graph, report_keys, dataset, force)
         skip(fresh, dataset)
         if todo:
-            launch(REPORT_JOB, dataset, todo, f"{dataset} (report)")
+            config = None
+            if evaluation_control and any(k.path[-1] == "evaluation" for k in todo):
+                config = {"ops": {f"{identifier(dataset)}__evaluation": {"config": {"control": evaluation_control}}}}
+            launch(REPORT_JOB, dataset, todo, f"{dataset} (report)", config)
     if skipped:
         log("up to date, skipped: " + ", ".join(f"{name}" + (f" ({n} partitions)" if n > 1 else "") for name, n in skipped.items()) + "   (--force reruns them)")
     failed = sum(not r["success"] for r in runs)

@@ -41,4 +41,5 @@ def code_versions(spec) -> dict[str, str]:
         "clusters": clusters,
         "cluster_members": clusters,
         "report": _version("report"),
+        "evaluation": _version("evaluation"),
     }

@@ -15,19 +15,22 @@ def _centre_in(boxes: pl.DataFrame, cx: float, cy: float) -> pl.DataFrame:
     return boxes.filter((pl.col("x0") <= cx) & (cx < pl.col("x1")) & (pl.col("y0") <= cy) & (cy < pl.col("y1")))
 
 
-def top1_hit_rate(patches: pl.DataFrame, boxes: pl.DataFrame) -> tuple[float, int]:
+def top1_hit_rate(patches: pl.DataFrame, boxes: pl.DataFrame, images: pl.DataFrame | None = None) -> tuple[float, int]:
     """Share of images holding an element of their own label whose single most
-    typical window is centred on such an element. Counted over the images
-    whose best window is among the stored top patches (all of them unless
-    the label has more than per_label / per_image images)."""
+    typical window is centred on such an element. Counted over every scored
+    image (`images`, default: every image with a box) that holds one: an
+    image whose best window did not survive the label's `per_label` cut
+    counts as a miss, not as absent."""
     own = boxes.filter(pl.col("role") == "label")
+    if images is not None:
+        own = own.filter(pl.col("image_id").is_in(images["image_id"].implode()))
     best = patches.filter((pl.col("selection") == "top") & (pl.col("rank_in_image") == 1))
     hits, total = 0, 0
     for image_id, group in own.group_by("image_id"):
         row = best.filter(pl.col("image_id") == image_id[0])
+        total += 1
         if row.is_empty():
             continue
-        total += 1
         r = row.row(0, named=True)
         cx, cy = (r["x0"] + r["x1"]) / 2, (r["y0"] + r["y1"]) / 2
         hits += int(not _centre_in(group, cx, cy).is_empty())
@@ -75,7 +78,7 @@ def chance_levels(patches: pl.DataFrame, boxes: pl.DataFrame, images: pl.DataFra
     rand = patches.filter((pl.col("selection") == "random") & (pl.col("rank_in_image") == 1)).with_columns(
         pl.lit("top").alias("selection"), pl.lit(1).alias("rank_in_image")
     )
-    hit, _ = top1_hit_rate(rand, boxes)
+    hit, _ = top1_hit_rate(rand, boxes, images)
     own = boxes.filter(pl.col("role") == "label")
     sizes = images.select("image_id", "width", "height")
     shares = []
@@ -94,7 +97,7 @@ def chance_levels(patches: pl.DataFrame, boxes: pl.DataFrame, images: pl.DataFra
 def typicality_figures(patches: pl.DataFrame, boxes: pl.DataFrame, images: pl.DataFrame, maps_by_label: dict[str, np.ndarray]) -> dict:
     """The three quality figures of a dataset's typicality (maps_by_label:
     label_key -> (B, h, w) mean maps in the order of that label's images)."""
-    hit, n_hit = top1_hit_rate(patches, boxes)
+    hit, n_hit = top1_hit_rate(patches, boxes, images)
     aps, n_ap = [], 0
     for key, maps in maps_by_label.items():
         rows = images.filter(pl.col("label_key") == key)
@@ -159,7 +162,8 @@ def element_under_centre(members: pl.DataFrame, boxes: pl.DataFrame) -> list[str
 
 def cluster_figures(members_by_label: dict[str, pl.DataFrame], boxes: pl.DataFrame, top: int = 3) -> dict:
     """cluster_purity (size-weighted share of members on their cluster's
-    dominant element kind, "none" counting as a kind), label_elements_found
+    dominant element kind; background is no kind: a cluster of background
+    patches is impure, its members count as misses), label_elements_found
     (share of label-specific kinds dominating one of their label's top
     clusters), distractor_top3_share (share of labels whose top clusters
     include one dominated by a distractor)."""
@@ -171,13 +175,17 @@ def cluster_figures(members_by_label: dict[str, pl.DataFrame], boxes: pl.DataFra
     per_label = {}
     for key, members in members_by_label.items():
         m = members.with_columns(pl.Series("element", element_under_centre(members, boxes)))
+        sizes = m.group_by("cluster").len().rename({"len": "size"})
         dom = (
             m.group_by("cluster", "element").len().sort("cluster", "len", descending=[False, True])
             .group_by("cluster", maintain_order=True).first()
         )
-        sizes = m.group_by("cluster").len().rename({"len": "size"})
-        dom = dom.join(sizes, on="cluster").sort("cluster")
-        pure += int(dom["len"].sum())
+        on_element = (
+            m.filter(pl.col("element") != "none").group_by("cluster", "element").len().sort("cluster", "len", descending=[False, True])
+            .group_by("cluster", maintain_order=True).first().select("cluster", pl.col("len").alias("pure"))
+        )
+        dom = dom.join(sizes, on="cluster").join(on_element, on="cluster", how="left").sort("cluster")
+        pure += int(dom["pure"].fill_null(0).sum())
         total += int(dom["size"].sum())
         top_dom = dom.filter(pl.col("cluster") <= top)["element"].to_list()
         mine = own_kinds.get(key, set())

@@ -61,3 +61,11 @@ def test_cluster_figures_on_known_elements():
     assert f["cluster_purity"] == pytest.approx((2 + 1 + 2) / 6, abs=1e-3)  # cluster 1 of l: 2 disks, 1 background
     assert f["label_elements_found"] == 1.0
     assert f["distractor_top3_share"] == 0.5  # label l's cluster 2 is the bar
+
+
+def test_a_cluster_of_background_is_not_pure():
+    boxes = pl.DataFrame({"image_id": ["a"], "kind": ["disk"], "role": ["label"], "label_key": ["l"], "x0": [0], "y0": [0], "x1": [10], "y1": [10]})
+    # cluster 1: three background patches; cluster 2: one disk, one background
+    m = pl.DataFrame({"image_id": ["a"] * 5, "x0": [50, 60, 70, 0, 80], "y0": [0] * 5, "x1": [58, 68, 78, 8, 88], "y1": [8] * 5, "cluster": [1, 1, 1, 2, 2]})
+    f = cluster_figures({"l": m}, boxes)
+    assert f["cluster_purity"] == pytest.approx(1 / 5)  # background counted as a kind, it was (3 + 1) / 5

@@ -1,0 +1,47 @@
+"""The dataset's quality figures as a table: what `diffmine eval` prints,
+kept per checkpoint so runs compare in SQL over time."""
+
+from typing import Literal
+
+from dagster import AssetDep, AssetExecutionContext, Config, MetadataValue, Output, asset
+from pydantic import Field
+
+from ..evaluate import evaluate, evaluation_table
+from ..partitions import asset_key, dataset_of_label, dataset_partitions
+from ..resources import DiffmineResource
+from .model import TORCH_POOL
+from .report import DATASET_INPUTS, LABEL_INPUTS
+from .versions import code_versions
+
+
+class EvaluationRunConfig(Config):
+    control: Literal["none", "shuffled", "untrained"] = Field(
+        "none", description="the control scored beside the model (diffmine eval sets shuffled: trained once on shuffled labels, then kept)")
+
+
+def build_evaluation_asset(spec):
+    ds = spec.name
+
+    @asset(
+        key=asset_key(ds, "evaluation"),
+        code_version=code_versions(spec)["evaluation"],
+        partitions_def=dataset_partitions(ds),
+        deps=[AssetDep(asset_key(ds, name), partition_mapping=dataset_of_label) for name in LABEL_INPUTS]
+        + [AssetDep(asset_key(ds, name)) for name in DATASET_INPUTS],
+        io_manager_key="lake_io",
+        metadata={"lake/keep_by": "checkpoint_id"},
+        group_name="report",
+        pool=TORCH_POOL,  # scoring a control model drives torch
+        kinds={"parquet"},
+        description="Every quality figure of the dataset's results, one row per (label, metric): value, chance level, the "
+        "control's value (when scored), the checkpoint and parameters. Held-out accuracy for every dataset; hit rates, pixel AP "
+        "and cluster figures where the dataset has ground truth. One file per checkpoint, kept.",
+    )
+    def evaluation(context: AssetExecutionContext, config: EvaluationRunConfig, diffmine: DiffmineResource):
+        figures = evaluate(diffmine.project, ds, control=config.control, log=context.log.info)
+        table = evaluation_table(figures, diffmine.dataset(ds))
+        shown = {k: v for k, v in figures.items() if not isinstance(v, dict)}
+        return Output(table, metadata={"figures": MetadataValue.json(figures), "rows": len(table), "control": config.control,
+                                       **{k: v for k, v in shown.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+
+    return evaluation
