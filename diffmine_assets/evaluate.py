@@ -242,7 +242,9 @@ def bench_typicality(project, dataset: str, label: str | None, images_n: int, lo
     size = int(rows["width"].max())
     x0 = model.encode(to_model_range(load_pixels(rows["path"].to_list(), model.resolution)))
     log(f"benchmark: {len(rows)} images of {dataset}/{key}, checkpoint {ckpt['checkpoint_id']}, {torch.get_num_threads()} threads")
-    figures = run_benchmark(model, x0, key, spec.typicality, image_size=size, window=spec.patches.window_px, stride=spec.patches.stride_px, log=log)
+    share = float((images["split"] == "val").mean())
+    figures = run_benchmark(model, x0, key, spec.typicality, image_size=size, window=spec.patches.window_px, stride=spec.patches.stride_px,
+                            held_out_share=share, log=log)
     return {"dataset": dataset, "label_key": key, "checkpoint_id": ckpt["checkpoint_id"], **figures}
 
 

@@ -221,3 +221,54 @@ def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline
     # the untrained control is built like the checkpoint's network (here 2x2 cells, the default)
     untrained = evaluate(load_config(cfg), "builtin", control="untrained", log=lambda *_: None)
     assert untrained["control"]["kind"] == "untrained" and 0 <= untrained["control"]["accuracy_val"] <= 1
+
+
+def test_the_evaluation_table_and_the_asset_checks(pipeline):
+    from dagster import AssetCheckKey
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    root, cfg, instance, _ = pipeline
+    # the figures as data, one row per (label, metric), with chance beside them
+    acc = query(root, "select value, chance from evaluation where label = 'all' and metric = 'accuracy_val'")
+    assert len(acc) == 1 and 0 <= acc[0][0] <= 1 and acc[0][1] == 0.25
+    per_label = query(root, "select label, chance from evaluation where metric = 'accuracy_val' and label <> 'all' order by label")
+    held_out = query(root, "select distinct label from images where split = 'val' order by label")
+    assert [r[0] for r in per_label] == [r[0] for r in held_out] and all(r[1] == 0.25 for r in per_label)
+    pixel = query(root, "select value, chance from evaluation where metric = 'pixel_auc_pr'")[0]
+    assert 0 < pixel[1] < 1
+    # the checks ran with their assets, on every label partition
+    checks = {"image_typicality": ["maps_finite"], "patch_typicality": ["top_patches_do_not_overlap", "label_has_patches"],
+              "cluster_members": ["members_belong_to_label"], "evaluation": ["quality_goals"]}
+    for asset, names in checks.items():
+        for name in names:
+            records = instance.event_log_storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(["builtin", asset]), name), limit=10)
+            assert records, (asset, name)
+            if asset != "evaluation":  # the goals are warnings: a tiny model misses them
+                assert {r.status for r in records} == {AssetCheckExecutionRecordStatus.SUCCEEDED}, (asset, name)
+
+
+def test_an_asset_check_fails_on_a_broken_input(pipeline, tmp_path):
+    from diffmine_assets.assets.checks import build_checks
+    from diffmine_assets.mining.datasets.spec import load_config
+
+    root, cfg, _, _ = pipeline
+    maps_finite = build_checks(load_config(cfg).dataset("builtin"))[0]
+    table = Lake(root / "lake").read_partition("image_typicality", "builtin", "amber")
+    maps = np.load(table["map_path"][0])
+    assert maps_finite(image_typicality=table).passed
+    maps[0, 0, 0, 0] = np.nan  # a diverged model's map
+    broken = tmp_path / "maps.npy"
+    np.save(broken, maps)
+    result = maps_finite(image_typicality=table.with_columns(pl.lit(str(broken)).alias("map_path")))
+    assert not result.passed and "1 of" in result.description
+
+
+def test_diffmine_eval_stores_the_evaluation_and_prints_its_figures(pipeline, capsys):
+    from diffmine_assets.cli import main as cli_main
+
+    root, cfg, instance, _ = pipeline
+    assert cli_main(["--config", str(cfg), "eval", "--dataset", "builtin", "--control", "none"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["chance"]["accuracy_val"] == 0.25 and "top1_hit_rate" in figures and "control" not in figures
+    stored = instance.get_latest_materialization_event(AssetKey(["builtin", "evaluation"])).asset_materialization.metadata["figures"].value
+    assert stored["top1_hit_rate"] == figures["top1_hit_rate"]
