@@ -125,7 +125,9 @@ def evaluation_table(figures: dict, spec) -> pl.DataFrame:
     chance = figures.get("chance") or {}
     rows = []
     for metric, value in figures.items():
-        if isinstance(value, bool) or metric in ("labels", "images", "chance", "control", "goals_met", "checkpoints_used"):
+        if isinstance(value, bool) or metric in ("labels", "images", "chance", "control", "goals_met", "checkpoints_used", "accuracy_chance"):
+            continue
+        if metric.endswith("_images"):  # counts behind a figure, not figures
             continue
         if isinstance(value, (int, float)):
             rows.append(("all", metric, float(value), chance.get(metric), control.get(metric)))

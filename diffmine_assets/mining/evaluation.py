@@ -91,7 +91,15 @@ def chance_levels(patches: pl.DataFrame, boxes: pl.DataFrame, images: pl.DataFra
         for b in group.iter_rows(named=True):
             mask[b["y0"] : b["y1"], b["x0"] : b["x1"]] = True
         shares.append(mask.mean())
-    return {"top1_hit_rate": round(hit, 4), "pixel_auc_pr": round(float(np.mean(shares)), 4) if shares else float("nan")}
+    # the share of windows on a distractor, for windows that know nothing: every stored random one
+    dis = boxes.filter(pl.col("role") == "distractor")
+    randoms = patches.filter(pl.col("selection") == "random")
+    on = sum(
+        int(not _centre_in(dis.filter(pl.col("image_id") == r["image_id"]), (r["x0"] + r["x1"]) / 2, (r["y0"] + r["y1"]) / 2).is_empty())
+        for r in randoms.iter_rows(named=True)
+    ) if len(dis) else 0
+    return {"top1_hit_rate": round(hit, 4), "pixel_auc_pr": round(float(np.mean(shares)), 4) if shares else float("nan"),
+            "distractor_share_top50": round(on / len(randoms), 4) if len(randoms) else float("nan")}
 
 
 def typicality_figures(patches: pl.DataFrame, boxes: pl.DataFrame, images: pl.DataFrame, maps_by_label: dict[str, np.ndarray]) -> dict:

@@ -168,21 +168,22 @@ def readme_queries() -> list[str]:
 def test_every_readme_query_runs_against_the_catalog(pipeline):
     root = pipeline[0]
     queries = readme_queries()
-    assert len(queries) == 5
+    assert len(queries) == 6
     ckpt = query(root, "select checkpoint_id from checkpoint")[0][0]
     relpath = query(root, "select relpath from images order by relpath limit 1")[0][0]
-    values = {"label": "jade", "relpath": relpath, "before": ckpt, "after": ckpt}
+    values = {"label": "jade", "relpath": relpath, "before": ckpt, "after": ckpt, "metric": "accuracy_val"}
     results = []
     for sql in queries:
         params = {k: v for k, v in values.items() if f"${k}" in sql}
         rows = query(root, sql, params)
         assert rows, sql
         results.append(rows)
-    top, distinct, one_image, elements, compare = results
+    top, distinct, one_image, elements, quality, compare = results
     assert len(top) == 10 and top[0][6] >= top[-1][6]
     assert {r[0] for r in distinct} == {"amber", "cobalt", "jade", "violet"}
     assert len(one_image) == 4  # one image under every label
     assert elements[0][0] == 1
+    assert quality[0][0] == ckpt and quality[0][4] == 0.25  # accuracy_val beside its chance
     assert all(r[2] == pytest.approx(1.0) and r[3] == pytest.approx(0.0) for r in compare)
 
 
@@ -190,7 +191,7 @@ def test_hostile_label_values_are_only_ever_parameters(pipeline):
     root, cfg, _, _ = pipeline
     hostile = "x'); drop view images; --"
     for sql in readme_queries():
-        params = {k: hostile for k in ("label", "relpath", "before", "after") if f"${k}" in sql}
+        params = {k: hostile for k in ("label", "relpath", "before", "after", "metric") if f"${k}" in sql}
         assert query(root, sql, params) == [] or "$" not in sql
     assert query(root, "select count(*) from images")[0][0] == 24
     from diffmine_assets.cli import main as cli_main

@@ -34,3 +34,4 @@ def test_chance_of_pixel_ap_is_the_share_of_element_pixels():
     chance = chance_levels(rand, boxes(), images)
     assert chance["pixel_auc_pr"] == pytest.approx(100 / 400)
     assert chance["top1_hit_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert chance["distractor_share_top50"] == 0.0  # no distractor box: no random window can be on one
