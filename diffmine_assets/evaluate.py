@@ -21,11 +21,12 @@ from .storage.lake import Lake
 # Quality goals of the built-in presets (their issues), checked by `diffmine eval`.
 GOALS = {
     "planted": {
+        "accuracy_val": (">=", 0.95),
         "top1_hit_rate": (">=", 0.9),
         "distractor_share_top50": ("<=", 0.05),
         "pixel_auc_pr": (">=", 0.5),
         "cluster_purity": (">=", 0.9),
-        "label_elements_found": (">=", 1.0),
+        "label_elements_found": (">=", 0.95),
         "distractor_top3_share": ("<=", 0.0),
     },
     "photo-shapes": {
