@@ -1,6 +1,7 @@
 """The typicality benchmark on a tiny real model: both sides at one
 precision on one ladder, and the speedup split into its parts."""
 
+import numpy as np
 import torch
 
 from diffmine_assets.mining.bench import published_loop, run_benchmark, window_scores
@@ -33,4 +34,4 @@ def test_the_published_loop_at_bfloat16_agrees_with_float32():
     m16, _, n16 = published_loop(model, x0, "a", 20, opts, precision="bfloat16")
     assert n32 == n16 == 2 * 2 * 20
     s32, s16 = window_scores(m32, 16, 6, 2), window_scores(m16, 16, 6, 2)
-    assert torch.corrcoef(torch.tensor([s32, s16]))[0, 1] > 0.8
+    assert np.corrcoef(s32, s16)[0, 1] > 0.8
