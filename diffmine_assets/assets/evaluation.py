@@ -3,14 +3,14 @@ kept per checkpoint so runs compare in SQL over time."""
 
 from typing import Literal
 
-from dagster import AssetDep, AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from ..evaluate import evaluate, evaluation_table
-from ..partitions import asset_key, dataset_of_label, dataset_partitions
+from ..partitions import asset_key, dataset_partitions
 from ..resources import DiffmineResource
 from .model import TORCH_POOL
-from .report import DATASET_INPUTS, LABEL_INPUTS
+from .report import input_deps
 from .versions import code_versions
 
 
@@ -26,8 +26,7 @@ def build_evaluation_asset(spec):
         key=asset_key(ds, "evaluation"),
         code_version=code_versions(spec)["evaluation"],
         partitions_def=dataset_partitions(ds),
-        deps=[AssetDep(asset_key(ds, name), partition_mapping=dataset_of_label) for name in LABEL_INPUTS]
-        + [AssetDep(asset_key(ds, name)) for name in DATASET_INPUTS],
+        deps=input_deps(ds),
         io_manager_key="lake_io",
         metadata={"lake/keep_by": "checkpoint_id"},
         group_name="report",

@@ -2,7 +2,6 @@
 
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from ..evaluate import evaluate
 from ..mining.report import render_report
 from ..mining.tables import load_array
 from ..mining.visuals import as_png, cluster_grid, heatmaps, patch_strips
@@ -17,6 +16,11 @@ LABEL_INPUTS = ("clusters", "cluster_members", "patch_typicality", "image_typica
 DATASET_INPUTS = ("images", "checkpoint", "ground_truth_boxes")
 
 
+def input_deps(ds: str) -> list[AssetDep]:
+    """Every table a dataset-wide summary reads: its labels' results and its own tables."""
+    return [AssetDep(asset_key(ds, name), partition_mapping=dataset_of_label) for name in LABEL_INPUTS] + [AssetDep(asset_key(ds, name)) for name in DATASET_INPUTS]
+
+
 def build_report_asset(spec):
     ds = spec.name
 
@@ -24,8 +28,8 @@ def build_report_asset(spec):
         key=asset_key(ds, "report"),
         code_version=code_versions(spec)["report"],
         partitions_def=dataset_partitions(ds),
-        deps=[AssetDep(asset_key(ds, name), partition_mapping=dataset_of_label) for name in LABEL_INPUTS]
-        + [AssetDep(asset_key(ds, name)) for name in DATASET_INPUTS],
+        # the figures come from the evaluation asset, computed once
+        deps=[*input_deps(ds), AssetDep(asset_key(ds, "evaluation"))],
         group_name="report",
         kinds={"html"},
         description="A self-contained HTML page per dataset: per label the cluster grid, patch strips and heatmaps; "
@@ -60,7 +64,9 @@ def build_report_asset(spec):
             })
         figures = None
         if lake.partition_file("ground_truth_boxes", dataset).exists() and not missing:
-            figures = evaluate(diffmine.project, dataset, control="none", log=context.log.info)
+            event = context.instance.get_latest_materialization_event(asset_key(ds, "evaluation"))
+            stored = event.asset_materialization.metadata.get("figures") if event and event.asset_materialization else None
+            figures = stored.value if stored is not None and stored.value.get("checkpoint_id") == ckpt["checkpoint_id"] else None
         spec = diffmine.dataset(dataset)
         parameters = {"dataset": dataset, "checkpoint": {k: ckpt[k] for k in ("checkpoint_id", "path", "steps", "data_version", "seed", "params")},
                       **{name: getattr(spec, name).model_dump() for name in ("typicality", "patches", "features", "clusters")},
