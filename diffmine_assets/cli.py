@@ -216,6 +216,39 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_translate(args) -> int:
+    from .mining.checkpoints import load_checkpoint
+    from .mining.translation_tables import find_image, translate_one
+    from .storage.lake import Lake, LakeError
+
+    project = load_config(_config_path(args))
+    spec = project.dataset(args.dataset)
+    lake = Lake(project.lake)
+    try:
+        images = lake.read_partition("images", args.dataset)
+        ckpt = lake.read_partition("checkpoint", args.dataset).row(0, named=True)
+    except LakeError:
+        print(f"diffmine translate: dataset {args.dataset!r} has no checkpoint yet; run diffmine materialize --dataset {args.dataset}", file=sys.stderr)
+        return 1
+    try:
+        row = find_image(images, args.image)
+    except ValueError as exc:
+        print(f"diffmine translate: {exc}", file=sys.stderr)
+        return 2
+    by_name = {**dict(zip(images["label"], images["label_key"])), **{k: k for k in images["label_key"]}}
+    if args.to not in by_name:
+        print(f"diffmine translate: dataset {args.dataset!r} has no label {args.to!r}; labels are {sorted(set(images['label']))}", file=sys.stderr)
+        return 2
+    target = by_name[args.to]
+    model = load_checkpoint(ckpt["path"])
+    out = Path(args.out) if args.out else Path.cwd() / f"{Path(row['relpath']).stem}-to-{target}.png"
+    figures = translate_one(model, row, target, spec.translation, spec.typicality, out, method=args.method)
+    print(f"{row['relpath']} ({row['label']}) -> {args.to}: {out}  (typicality under {args.to} {figures['typicality_target']:+.5f}, "
+          f"under {row['label']} {figures['typicality_source']:+.5f}; {figures['seconds']:.1f} s)", file=sys.stderr)
+    _emit({"checkpoint_id": ckpt["checkpoint_id"], **figures})
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .evaluate import bench_training, bench_typicality
 
@@ -331,6 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--seeds", type=int, help="materialize the dataset again on N seeds (a built-in dataset: new data seeds its defaults were not "
                    "tuned on, and new model seeds; others: new model seeds), each in a project of its own, and print mean and spread")
     e.set_defaults(fn=cmd_eval)
+
+    t = sub.add_parser("translate", help="translate one image into another label (the dataset's checkpoint and translation options)")
+    t.add_argument("--dataset", required=True)
+    t.add_argument("--image", required=True, help="the image's relpath as in the images table (or its image_id)")
+    t.add_argument("--to", required=True, help="target label (text or key)")
+    t.add_argument("--out", help="PNG to write (default: ./<image>-to-<label>.png)")
+    t.add_argument("--method", choices=["pnp", "regenerate"], help="override translation.method: with injection (pnp) or plain regeneration")
+    t.set_defaults(fn=cmd_translate)
 
     b = sub.add_parser("bench", help="benchmarks")
     b.add_argument("what", choices=["typicality", "training"], help="typicality: the engine against the published loop; "

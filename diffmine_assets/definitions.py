@@ -16,6 +16,7 @@ from .assets.evaluation import build_evaluation_asset
 from .assets.ingest import build_ingest_assets
 from .assets.model import build_model_assets
 from .assets.report import build_report_asset
+from .assets.translation import build_translation_assets
 from .assets.typicality import build_typicality_assets
 from .mining.datasets.spec import default_config_path, load_config
 from .partitions import DATASET_JOB, LABEL_JOB, REPORT_JOB, job_name
@@ -30,17 +31,19 @@ def build_definitions(config_path: str | Path | None = None) -> Definitions:
     for spec in project.datasets:
         ds = spec.name
         dataset_assets = [*build_ingest_assets(spec), *build_model_assets(spec)]
-        label_assets = [*build_typicality_assets(spec), *build_element_assets(spec)]
+        translations, parallel = build_translation_assets(spec)
+        label_assets = [*build_typicality_assets(spec), *build_element_assets(spec), *translations]
         report = build_report_asset(spec)
         evaluation = build_evaluation_asset(spec)
-        assets += [*dataset_assets, *label_assets, report, evaluation]
+        assets += [*dataset_assets, *label_assets, *parallel, report, evaluation]
         asset_checks += build_checks(spec)
         jobs += [
             define_asset_job(job_name(ds, DATASET_JOB), selection=AssetSelection.assets(*dataset_assets),
                              description=f"{ds}: everything partitioned by dataset alone: images, ground truth, checkpoint."),
             define_asset_job(job_name(ds, LABEL_JOB), selection=AssetSelection.assets(*label_assets),
-                             description=f"{ds}: everything partitioned by dataset x label: typicality, patches, features, clusters."),
-            define_asset_job(job_name(ds, REPORT_JOB), selection=AssetSelection.assets(report, evaluation), description=f"{ds}: the HTML report and the evaluation table."),
+                             description=f"{ds}: everything partitioned by dataset x label: typicality, patches, features, clusters, translations."),
+            define_asset_job(job_name(ds, REPORT_JOB), selection=AssetSelection.assets(*parallel, report, evaluation),
+                             description=f"{ds}: everything read across labels: parallel mining of the translations, the HTML report, the evaluation table."),
         ]
     return Definitions(
         assets=assets,

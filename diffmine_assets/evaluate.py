@@ -28,6 +28,9 @@ GOALS = {
         "cluster_purity": (">=", 0.9),
         "label_elements_found": (">=", 0.95),
         "distractor_top3_share": ("<=", 0.0),
+        "translation_target_win": (">=", 0.9),
+        "element_swap_rate": (">=", 0.7),
+        "layout_ssim": (">=", 0.7),
     },
     "photo-shapes": {
         "accuracy_val": (">=", 0.9),
@@ -36,6 +39,8 @@ GOALS = {
     },
 }
 CONTROL_RATIO_GOAL = 3.0
+# figures of the translations: their control is plain regeneration, not the shuffled model
+TRANSLATION_METRICS = ("translation_target_win", "element_swap_rate", "element_swap_translations", "layout_ssim", "background_psnr_db")
 
 
 def _met(value: float, op: str, bound: float) -> bool:
@@ -98,6 +103,15 @@ def evaluate(project, dataset: str, control: str = "shuffled", log=print) -> dic
         if members is not None:
             figures.update(cluster_figures({k: members.filter(pl.col("label_key") == k) for k in keys}, boxes))
     figures["chance"] = chance
+    translated = _read_all(lake, "translations", dataset, keys)
+    if translated is not None and len(keys) > 1:
+        with_control = control != "none"
+        log("translations: scoring the stored ones" + (", then plain regeneration (no injection) of the same images, their control ..." if with_control else ""))
+        tf, tc = translation_evaluation(project, dataset, translated, typ_all, images, boxes, ckpt, with_control)
+        chance.update(tf.pop("chance"))
+        figures.update(tf)
+        if tc is not None:
+            figures["translation_control"] = {"kind": "plain regeneration", **{k: v for k, v in tc.items() if k != "chance"}}
     if control != "none":
         ctrl = control_model(project, dataset, control, ckpt, images, log)
         log(f"scoring the {control} control like the model ...")
@@ -111,8 +125,52 @@ def evaluate(project, dataset: str, control: str = "shuffled", log=print) -> dic
     # the ratio goal is against a model that saw the images but could not learn the labels
     if preset and figures.get("pixel_auc_pr_over_shuffled") is not None:
         goals[f"pixel_auc_pr_{CONTROL_RATIO_GOAL:g}x_shuffled"] = figures["pixel_auc_pr_over_shuffled"] >= CONTROL_RATIO_GOAL
+    tc = figures.get("translation_control") or {}
+    if preset and figures.get("layout_ssim") is not None and tc.get("layout_ssim") is not None:
+        goals["layout_ssim_above_regeneration"] = figures["layout_ssim"] > tc["layout_ssim"]
     figures["goals_met"] = goals
     return figures
+
+
+def translation_evaluation(project, dataset: str, translated: pl.DataFrame, typicality: pl.DataFrame, images: pl.DataFrame, boxes, ckpt: dict,
+                           with_control: bool = True) -> tuple[dict, dict | None]:
+    """Figures of the stored translations, and of their control: the same
+    images inverted and regenerated under the same targets without injection."""
+    from PIL import Image
+
+    from .mining.checkpoints import checkpoint_of_rows
+    from .mining.translation_figures import translation_figures
+    from .mining.translation_tables import translate_label
+
+    spec = project.dataset(dataset)
+    lake = Lake(project.lake)
+
+    def pixels(path):
+        return np.asarray(Image.open(path).convert("RGB"))
+
+    def figures_of(rows: pl.DataFrame, maps: np.ndarray) -> dict:
+        sources = {r["image_id"]: pixels(r["source_model_path"]) for r in rows.unique("image_id").iter_rows(named=True)}
+        return translation_figures(rows, maps, sources, [pixels(p) for p in rows["path"]], boxes)
+
+    maps = np.concatenate([load_array(path).astype(np.float32) for path in translated["map_path"].unique(maintain_order=True)])
+    offsets, parts = 0, []
+    for path in translated["map_path"].unique(maintain_order=True):
+        part = translated.filter(pl.col("map_path") == path)
+        parts.append(part.with_columns((pl.col("map_index") + offsets).alias("flat_index")))
+        offsets += int(load_array(path).shape[0])
+    ordered = pl.concat(parts)
+    model_figures = figures_of(ordered, maps[ordered["flat_index"].to_numpy()])
+    if not with_control:
+        return model_figures, None
+    model = checkpoint_of_rows(translated, ckpt, lake.files_dir(dataset, "checkpoints"))
+    tables, cmaps = [], []
+    for key in sorted(translated["label_key"].unique().to_list()):
+        typ = typicality.filter(pl.col("label_key") == key)
+        out_dir = lake.files_dir(dataset, "controls", "regenerate", translated["checkpoint_id"][0], key)
+        t, m = translate_label(model, typ, images, key, spec.translation, spec.typicality, out_dir, translated["checkpoint_id"][0], method="regenerate")
+        tables.append(t)
+        cmaps.append(m)
+    return model_figures, figures_of(pl.concat(tables), np.concatenate(cmaps))
 
 
 def evaluation_table(figures: dict, spec) -> pl.DataFrame:
@@ -123,20 +181,23 @@ def evaluation_table(figures: dict, spec) -> pl.DataFrame:
     import time
 
     control = figures.get("control") or {}
+    translation_control = figures.get("translation_control") or {}
     chance = figures.get("chance") or {}
     rows = []
     for metric, value in figures.items():
-        if isinstance(value, bool) or metric in ("labels", "images", "chance", "control", "goals_met", "checkpoints_used", "accuracy_chance"):
+        if isinstance(value, bool) or metric in ("labels", "images", "chance", "control", "translation_control", "goals_met", "checkpoints_used", "accuracy_chance", "translations"):
             continue
-        if metric.endswith("_images"):  # counts behind a figure, not figures
+        if metric.endswith("_images") or metric.endswith("_translations"):  # counts behind a figure, not figures
             continue
-        if isinstance(value, (int, float)):
-            rows.append(("all", metric, float(value), chance.get(metric), control.get(metric)))
+        if isinstance(value, (int, float)) and metric in TRANSLATION_METRICS:
+            rows.append(("all", metric, float(value), chance.get(metric), translation_control.get(metric), translation_control.get("kind")))
+        elif isinstance(value, (int, float)):
+            rows.append(("all", metric, float(value), chance.get(metric), control.get(metric), control.get("kind")))
         elif isinstance(value, dict) and metric.endswith("_by_label"):
             base = metric[: -len("_by_label")]
             for label, v in value.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    rows.append((label, base, float(v), chance.get(base) if chance.get(base) is not None else figures.get("accuracy_chance"), None))
+                    rows.append((label, base, float(v), chance.get(base) if chance.get(base) is not None else figures.get("accuracy_chance"), None, None))
     params = json.dumps({name: getattr(spec, name).model_dump(mode="json") for name in ("training", "typicality", "patches", "features", "clusters")}, sort_keys=True)
     return pl.DataFrame(
         {
@@ -146,7 +207,7 @@ def evaluation_table(figures: dict, spec) -> pl.DataFrame:
             "value": [r[2] for r in rows],
             "chance": [None if r[3] is None else float(r[3]) for r in rows],
             "control": [None if r[4] is None or isinstance(r[4], bool) else float(r[4]) for r in rows],
-            "control_kind": [control.get("kind")] * len(rows),
+            "control_kind": [r[5] if r[4] is not None else None for r in rows],
             "checkpoint_id": [figures["checkpoint_id"]] * len(rows),
             "params": [params] * len(rows),
             "evaluated_at": [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())] * len(rows),

@@ -3,11 +3,11 @@ kept per checkpoint so runs compare in SQL over time."""
 
 from typing import Literal
 
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import AssetDep, AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from ..evaluate import evaluate, evaluation_table
-from ..partitions import asset_key, dataset_partitions
+from ..partitions import asset_key, dataset_of_label, dataset_partitions
 from ..resources import DiffmineResource
 from .model import TORCH_POOL
 from .report import input_deps
@@ -26,7 +26,7 @@ def build_evaluation_asset(spec):
         key=asset_key(ds, "evaluation"),
         code_version=code_versions(spec)["evaluation"],
         partitions_def=dataset_partitions(ds),
-        deps=input_deps(ds),
+        deps=[*input_deps(ds), AssetDep(asset_key(ds, "translations"), partition_mapping=dataset_of_label)],
         io_manager_key="lake_io",
         metadata={"lake/keep_by": "checkpoint_id"},
         group_name="report",
@@ -34,7 +34,7 @@ def build_evaluation_asset(spec):
         kinds={"parquet"},
         description="Every quality figure of the dataset's results, one row per (label, metric): value, chance level, the "
         "control's value (when scored), the checkpoint and parameters. Held-out accuracy for every dataset; hit rates, pixel AP "
-        "and cluster figures where the dataset has ground truth. One file per checkpoint, kept.",
+        "and cluster figures where the dataset has ground truth, and the translations' figures beside plain regeneration. One file per checkpoint, kept.",
     )
     def evaluation(context: AssetExecutionContext, config: EvaluationRunConfig, diffmine: DiffmineResource):
         figures = evaluate(diffmine.project, ds, control=config.control, log=context.log.info)

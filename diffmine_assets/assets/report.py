@@ -2,6 +2,7 @@
 
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from ..mining.parallel import parallel_grid, translation_grid
 from ..mining.report import render_report
 from ..mining.tables import load_array
 from ..mining.visuals import as_png, cluster_grid, heatmaps, patch_strips
@@ -29,7 +30,8 @@ def build_report_asset(spec):
         code_version=code_versions(spec)["report"],
         partitions_def=dataset_partitions(ds),
         # the figures come from the evaluation asset, computed once
-        deps=[*input_deps(ds), AssetDep(asset_key(ds, "evaluation"))],
+        deps=[*input_deps(ds), AssetDep(asset_key(ds, "evaluation")), AssetDep(asset_key(ds, "translations"), partition_mapping=dataset_of_label),
+              AssetDep(asset_key(ds, "parallel_clusters")), AssetDep(asset_key(ds, "parallel_typicality"))],
         group_name="report",
         kinds={"html"},
         description="A self-contained HTML page per dataset: per label the cluster grid, patch strips and heatmaps; "
@@ -53,6 +55,14 @@ def build_report_asset(spec):
                 missing.append(label)
                 continue
             maps = load_array(typ["map_path"][0]).astype("float32").mean(axis=1)
+            translations = None
+            if lake.partition_file("translations", dataset, key).exists():
+                tr = lake.read_partition("translations", dataset, key)
+                names = dict(zip(images["label_key"], images["label"]))
+                labels_all = sorted(images["label_key"].unique().to_list())
+                if set(tr["target_label_key"]) | {key} == set(labels_all):
+                    translations = as_png(translation_grid(tr.select("image_id", "source_model_path").unique(maintain_order=True).rows(),
+                                                           {(r["image_id"], r["target_label_key"]): r["path"] for r in tr.iter_rows(named=True)}, labels_all, names, key))
             sections.append({
                 "label": label,
                 "images": len(typ),
@@ -61,6 +71,7 @@ def build_report_asset(spec):
                 "grid": as_png(cluster_grid(clusters, members, paths, cache)),
                 "strips": as_png(patch_strips(patches, cache)),
                 "heatmaps": as_png(heatmaps(typ, maps, cache)),
+                "translations": translations,
             })
         figures = None
         if lake.partition_file("ground_truth_boxes", dataset).exists() and not missing:
@@ -71,7 +82,14 @@ def build_report_asset(spec):
         parameters = {"dataset": dataset, "checkpoint": {k: ckpt[k] for k in ("checkpoint_id", "path", "steps", "data_version", "seed", "params")},
                       **{name: getattr(spec, name).model_dump() for name in ("typicality", "patches", "features", "clusters")},
                       "labels_not_mined_yet": missing}
-        page = render_report(dataset, sections, figures, parameters)
+        parallel = None
+        if lake.partition_file("parallel_clusters", dataset).exists():
+            pcl = lake.read_partition("parallel_clusters", dataset)
+            if pcl["checkpoint_id"][0] == ckpt["checkpoint_id"]:
+                ploc = lake.read_partition("parallel_typicality", dataset)
+                pmem = lake.read_partition("parallel_cluster_members", dataset)
+                parallel = as_png(parallel_grid(pcl, pmem, ploc, sorted(ploc["label_key"].unique().to_list()), dict(zip(images["label_key"], images["label"]))))
+        page = render_report(dataset, sections, figures, parameters, parallel)
         path = lake.files_dir(dataset, "report", "index.html")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".html.tmp")

@@ -40,6 +40,10 @@ def code_versions(spec) -> dict[str, str]:
         "patch_features": _version(spec.features.version()),
         "clusters": clusters,
         "cluster_members": clusters,
+        # translation reads the typicality options too (the outputs are scored with them)
+        "translations": _version(spec.translation.version(), spec.typicality.version()),
+        "parallel_typicality": _version(spec.translation.version(), spec.patches.version()),
+        "parallel_clusters": _version(spec.translation.version(), spec.features.version(), spec.clusters.version()),
         "report": _version("report"),
         "evaluation": _version("evaluation"),
     }

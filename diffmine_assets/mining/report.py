@@ -19,9 +19,10 @@ def _table(header: list[str], rows: list[list]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_report(dataset: str, labels: list[dict], figures: dict | None, parameters: dict) -> str:
+def render_report(dataset: str, labels: list[dict], figures: dict | None, parameters: dict, parallel: bytes | None = None) -> str:
     """`labels`: dicts with label, images, grid/strips/heatmaps (PNG bytes),
-    and clusters (rows of rank, size, median typicality)."""
+    clusters (rows of rank, size, median typicality) and, once translated,
+    translations (PNG bytes); `parallel`: the parallel clusters' picture."""
     toc = "".join(f'<li><a href="#label-{i}">{html.escape(lbl["label"])}</a></li>' for i, lbl in enumerate(labels))
     sections = []
     for i, lbl in enumerate(labels):
@@ -30,13 +31,20 @@ def render_report(dataset: str, labels: list[dict], figures: dict | None, parame
                  "<h3>Typical visual elements: clusters, best first</h3>", _img(lbl["grid"], f"clusters of {lbl['label']}"),
                  _table(["rank", "size", "median typicality", "mean typicality"], [[c["rank"], c["size"], f"{c['median_typicality']:.5f}", f"{c['mean_typicality']:.5f}"] for c in lbl["clusters"][:10]]),
                  "<h3>Most typical, random and least typical patches</h3>", _img(lbl["strips"], f"patch strips of {lbl['label']}"),
-                 "<h3>Typicality maps (red: the label helps denoise)</h3>", _img(lbl["heatmaps"], f"heatmaps of {lbl['label']}"),
-                 "</section>"]
+                 "<h3>Typicality maps (red: the label helps denoise)</h3>", _img(lbl["heatmaps"], f"heatmaps of {lbl['label']}")]
+        if lbl.get("translations"):
+            parts += ["<h3>Its most typical images translated into every label (columns)</h3>", _img(lbl["translations"], f"translations of {lbl['label']}")]
+        parts.append("</section>")
         sections.append("\n".join(parts))
     fig_html = ""
     if figures:
         rows = [[k, json.dumps(v) if isinstance(v, (dict, list)) else v] for k, v in figures.items()]
         fig_html = "<h2>Quality against the ground truth</h2>" + _table(["figure", "value"], rows)
+    parallel_html = ""
+    if parallel:
+        parallel_html = ("<h2>The same elements across labels (parallel clusters)</h2><p>Locations of the translated images that are typical of "
+                         "every label in their translated form (median over labels), clustered on their features in all labels; one row per "
+                         "location, one column per label.</p>" + _img(parallel, "parallel clusters"))
     params_html = "<h2>How these results were made</h2><pre>" + html.escape(json.dumps(parameters, indent=2, sort_keys=True, default=str)) + "</pre>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>diffmine: {html.escape(dataset)}</title>
@@ -51,6 +59,7 @@ section {{ border-top: 2px solid #444; margin-top: 2em; }} pre {{ background: #f
 features and clustered; clusters ranked by the median typicality of their members. Made {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.</p>
 <ul>{toc}</ul>
 {fig_html}
+{parallel_html}
 {"".join(sections)}
 {params_html}
 </body></html>

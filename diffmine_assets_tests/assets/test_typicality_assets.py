@@ -168,30 +168,33 @@ def readme_queries() -> list[str]:
 def test_every_readme_query_runs_against_the_catalog(pipeline):
     root = pipeline[0]
     queries = readme_queries()
-    assert len(queries) == 6
+    assert len(queries) == 7
     ckpt = query(root, "select checkpoint_id from checkpoint")[0][0]
     relpath = query(root, "select relpath from images order by relpath limit 1")[0][0]
-    values = {"label": "jade", "relpath": relpath, "before": ckpt, "after": ckpt, "metric": "accuracy_val"}
+    values = {"label": "jade", "relpath": relpath, "before": ckpt, "after": ckpt, "metric": "accuracy_val", "source": "amber", "target": "cobalt", "cluster": 1}
     results = []
     for sql in queries:
         params = {k: v for k, v in values.items() if f"${k}" in sql}
         rows = query(root, sql, params)
         assert rows, sql
         results.append(rows)
-    top, distinct, one_image, elements, quality, compare = results
+    top, distinct, one_image, elements, quality, change, compare = results
     assert len(top) == 10 and top[0][6] >= top[-1][6]
     assert {r[0] for r in distinct} == {"amber", "cobalt", "jade", "violet"}
     assert len(one_image) == 4  # one image under every label
     assert elements[0][0] == 1
     assert quality[0][0] == ckpt and quality[0][4] == 0.25  # accuracy_val beside its chance
     assert all(r[2] == pytest.approx(1.0) and r[3] == pytest.approx(0.0) for r in compare)
+    assert all(r[0] == 1 and r[7] != r[8] for r in change)  # the same location, two versions
 
 
 def test_hostile_label_values_are_only_ever_parameters(pipeline):
     root, cfg, _, _ = pipeline
     hostile = "x'); drop view images; --"
     for sql in readme_queries():
-        params = {k: hostile for k in ("label", "relpath", "before", "after", "metric") if f"${k}" in sql}
+        params = {k: hostile for k in ("label", "relpath", "before", "after", "metric", "source", "target") if f"${k}" in sql}
+        if "$cluster" in sql:
+            params["cluster"] = 1
         assert query(root, sql, params) == [] or "$" not in sql
     assert query(root, "select count(*) from images")[0][0] == 24
     from diffmine_assets.cli import main as cli_main
@@ -273,3 +276,57 @@ def test_diffmine_eval_stores_the_evaluation_and_prints_its_figures(pipeline, ca
     assert figures["chance"]["accuracy_val"] == 0.25 and "top1_hit_rate" in figures and "control" not in figures
     stored = instance.get_latest_materialization_event(AssetKey(["builtin", "evaluation"])).asset_materialization.metadata["figures"].value
     assert stored["top1_hit_rate"] == figures["top1_hit_rate"]
+
+
+def test_translations_and_parallel_clusters_materialize_and_answer_sql(pipeline):
+    root, _, instance, _ = pipeline
+    labels = ["amber", "cobalt", "jade", "violet"]
+    # 2 most typical images per label, each into the 3 other labels
+    assert query(root, "select label, count(*), count(distinct image_id) from translations group by label order by label") == [(lbl, 6, 2) for lbl in labels]
+    assert query(root, "select count(*) from translations where label_key = target_label_key") == [(0,)]
+    paths = [r[0] for r in query(root, "select path from translations")]
+    assert all(Image.open(p).size == (16, 16) for p in paths)
+    # the translated images are the label's most typical ones
+    top = query(root, "select t.label, max(t.typicality) from image_typicality t group by t.label order by t.label")
+    picked = query(root, "select tr.label, max(t.typicality) from translations tr join image_typicality t using (image_id) group by tr.label order by tr.label")
+    assert picked == top
+    meta = instance.get_latest_materialization_event(AssetKey(["builtin", "translations"])).asset_materialization.metadata
+    assert "data:image/png;base64," in meta["grid"].value
+    # parallel typicality: one row per (location, label); the location's score is the median over its labels
+    rows = query(root, "select location, median(typicality), any_value(median_typicality), count(*) from parallel_typicality group by location")
+    assert len(rows) == 12 and all(n == 4 for *_, n in rows)
+    assert all(abs(med - stored) < 1e-9 for _, med, stored, _ in rows)
+    # "how does element X change from label a to label b": the best cluster's locations under amber and under cobalt
+    change = query(root, """
+        select m.cluster, a.version_path, b.version_path, b.typicality - a.typicality
+        from parallel_cluster_members m
+        join parallel_typicality a on a.location = m.location and a.label_key = 'amber'
+        join parallel_typicality b on b.location = m.location and b.label_key = 'cobalt'
+        where m.cluster = 1""")
+    assert change and all(a != b for _, a, b, _ in change)
+    assert query(root, "select sum(size) from parallel_clusters") == [(12,)]
+    meta = instance.get_latest_materialization_event(AssetKey(["builtin", "parallel_clusters"])).asset_materialization.metadata
+    assert "data:image/png;base64," in meta["grid"].value
+    page = (root / "lake" / "files" / "builtin" / "report" / "index.html").read_text()
+    assert "parallel clusters" in page and page.count("translations of ") == 4
+
+
+def test_translate_one_image_from_the_command_line(pipeline, tmp_path, capsys):
+    root, cfg, _, _ = pipeline
+    from diffmine_assets.cli import main as cli_main
+
+    relpath = query(root, "select relpath from images where label = 'amber' order by relpath limit 1")[0][0]
+    out = tmp_path / "one.png"
+    argv = ["--config", str(cfg), "translate", "--dataset", "builtin", "--image", relpath, "--to", "cobalt", "--out", str(out)]
+    assert cli_main(argv) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["source_label_key"] == "amber" and last["target_label_key"] == "cobalt" and last["out"] == str(out)
+    first = np.asarray(Image.open(out))
+    assert first.shape == (16, 16, 3)
+    assert cli_main(argv) == 0  # the same inputs give the same pixels
+    assert np.array_equal(np.asarray(Image.open(out)), first)
+    capsys.readouterr()
+    assert cli_main(["--config", str(cfg), "translate", "--dataset", "builtin", "--image", "no/such.png", "--to", "cobalt"]) == 2
+    assert "no image 'no/such.png'" in capsys.readouterr().err
+    assert cli_main(["--config", str(cfg), "translate", "--dataset", "builtin", "--image", relpath, "--to", "mauve"]) == 2
+    assert "no label 'mauve'" in capsys.readouterr().err

@@ -244,6 +244,32 @@ class ClusterOptions(_Strict):
     n_init: int = Field(10, ge=1)
 
 
+class TranslationOptions(_Strict):
+    """Translation across labels and parallel mining (METHOD.md section 5):
+    DDIM inversion, then regeneration under the target label with
+    classifier-free guidance and Plug-and-Play injection (Tumanyan et al.
+    2023). The PnP paper's defaults (50 steps, guidance 7.5, features
+    injected for 80 % and self-attention for 50 % of the steps) are the
+    starting point; the defaults are what measured better for the small
+    UNet (docs/TRANSLATION.md)."""
+
+    RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+
+    images: int = Field(8, ge=1, description="the source label's most typical images translated into every other label")
+    method: Literal["pnp", "regenerate"] = Field("pnp", description="pnp: with feature and self-attention injection; regenerate: plain inversion and regeneration (the baseline)")
+    steps: int = Field(25, ge=2, le=1000, description="DDIM steps over the whole schedule (the PnP paper: 50)")
+    strength: float = Field(0.8, gt=0, le=1, description="share of the noise schedule inverted and regenerated (1: from pure noise, as the PnP paper)")
+    guidance: float = Field(3.0, ge=1, description="classifier-free guidance scale of the regeneration (the PnP paper: 7.5)")
+    invert_with: Literal["null", "source"] = Field("null", description="condition of the inversion and of the source pass: null (PnP) or the source label")
+    feature_injection: float = Field(0.5, ge=0, le=1, description="share of the regeneration steps (from the noisiest) whose residual features come from the source pass (the PnP paper: 0.8)")
+    attention_injection: float = Field(0.5, ge=0, le=1, description="share of the steps whose decoder self-attention queries and keys come from the source pass")
+    feature_block: int = Field(1, ge=0, description="up-sampling block whose last residual block's output is injected")
+    precision: Literal["auto", "float32", "bfloat16"] = Field("float32", description="network precision (inversion is exact only in float32)")
+    batch_size: int = Field(48, ge=3, description="network evaluations per forward pass")
+    top: int = Field(200, ge=1, description="parallel mining: locations kept (best windows of the translated sets, by median typicality over labels)")
+    k: int = Field(8, ge=1, description="parallel mining: clusters of the concatenated features")
+
+
 class _DatasetBase(_Strict):
     name: str
     description: str = ""
@@ -252,6 +278,7 @@ class _DatasetBase(_Strict):
     patches: PatchOptions = PatchOptions()
     features: FeatureOptions = FeatureOptions()
     clusters: ClusterOptions = ClusterOptions()
+    translation: TranslationOptions = TranslationOptions()
 
     @field_validator("name")
     @classmethod

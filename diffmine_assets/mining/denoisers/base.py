@@ -42,6 +42,15 @@ class Denoiser(ABC):
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [-1, 1], (B, 3, R, R), to the space the network denoises."""
 
+    @abstractmethod
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Model space back to pixels in [-1, 1]."""
+
+    @abstractmethod
+    def schedule_config(self) -> dict:
+        """The diffusers scheduler config of the noise schedule the network was
+        trained with (DDIM sampling and inversion are built from it)."""
+
     @property
     @abstractmethod
     def resolution(self) -> int:
@@ -59,6 +68,29 @@ class Denoiser(ABC):
     def features(self, xt: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, block: int) -> torch.Tensor:
         """Activations (B, C, h, w) of up-sampling block `block` of the network
         on a noisy input: the diffusion features (DIFT) of the image."""
+
+    @property
+    @abstractmethod
+    def unet(self) -> torch.nn.Module:
+        """The diffusers UNet inside (its up_blocks are the decoder)."""
+
+    def injection_points(self, block: int) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
+        """What Plug-and-Play injection replaces: the last residual block of
+        up-sampling block `block` (its output), and the query and key
+        projections of every self-attention layer of the decoder. Found in
+        diffusers' own modules, so any diffusers UNet (the tiny one, Stable
+        Diffusion's) offers them."""
+        from diffusers.models.attention_processor import Attention
+
+        blocks = self.unet.up_blocks
+        if not 0 <= block < len(blocks):
+            raise ValueError(f"feature block {block} out of range: the network has {len(blocks)} up-sampling blocks")
+        resnet = blocks[block].resnets[-1]
+        qk = []
+        for m in blocks.modules():
+            if isinstance(m, Attention) and not m.is_cross_attention:
+                qk += [m.to_q, m.to_k]
+        return resnet, qk
 
     def for_inference(self) -> "Denoiser":
         """Put the network in its fastest layout for evaluation."""

@@ -180,6 +180,12 @@ class TinyDenoiser(Denoiser):
     def encode(self, pixels):
         return pixels
 
+    def decode(self, x):
+        return x
+
+    def schedule_config(self) -> dict:
+        return dict(self.scheduler.config)
+
     def add_noise(self, x0, eps, t):
         ab = self._alphas_cumprod.to(x0.device)[t].view(-1, 1, 1, 1)
         return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
