@@ -77,7 +77,7 @@ def estimate(project, dataset: str) -> RunEstimate:
         labels = sorted({c.label for c in found.candidates})
         n = len(found.candidates)
         held = int(round(n * spec.options.val_fraction))
-    return estimate_run(labels or ["-"], n, held, n - held, spec.options.resolution, spec.training, spec.typicality)
+    return estimate_run(labels or ["-"], n, held, n - held, spec.options.resolution, spec.training, spec.typicality, translation=spec.translation)
 
 
 class _Loading(LoadingContext):

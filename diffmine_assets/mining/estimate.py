@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .datasets.spec import TrainingOptions, TypicalityOptions
+from .datasets.spec import TrainingOptions, TranslationOptions, TypicalityOptions
 from .denoisers import new_denoiser
 from .precision import autocast, resolve_precision
 from .training import planned_steps
@@ -35,10 +35,12 @@ class RunEstimate:
     other_s: float
     seconds_per_step: float
     evaluations_per_s: float
+    translation_evaluations: int = 0
+    translation_s: float = 0.0
 
     @property
     def total_s(self) -> float:
-        return self.training_s + self.typicality_s + self.other_s
+        return self.training_s + self.typicality_s + self.translation_s + self.other_s
 
     def as_dict(self) -> dict:
         return {**asdict(self), "total_s": round(self.total_s, 1)}
@@ -47,7 +49,8 @@ class RunEstimate:
         m = lambda s: f"{s / 60:.1f} min"  # noqa: E731
         return (f"estimate: {m(self.total_s)} in all: training {m(self.training_s)} ({self.training_steps} steps), "
                 f"typicality {m(self.typicality_s)} ({self.typicality_evaluations:,} network evaluations), "
-                f"the rest {m(self.other_s)}")
+                + (f"translation {m(self.translation_s)} ({self.translation_evaluations:,}), " if self.translation_evaluations else "")
+                + f"the rest {m(self.other_s)}")
 
 
 def calibrate(labels: list[str], resolution: int, training: TrainingOptions, typicality: TypicalityOptions, steps: int = 3) -> tuple[float, float]:
@@ -101,8 +104,21 @@ def typicality_evaluations(images: int, held_out: int, labels: int, opts: Typica
     return evaluations
 
 
+def translation_evaluations(labels: int, images: int, opts: TranslationOptions, typicality: TypicalityOptions) -> int:
+    """Network evaluations of the translations: per label, its most typical
+    images inverted once, regenerated into every other label (3 rows a step
+    with injection, 2 without), and each output scored under target and
+    source against the null at N samples."""
+    if labels < 2:
+        return 0
+    per_label = min(opts.images, max(1, images // labels))
+    k = max(1, round(opts.strength * opts.steps))
+    rows = 3 if opts.method == "pnp" else 2
+    return labels * per_label * (k + (labels - 1) * (k * rows + typicality.n_samples * 3))
+
+
 def estimate_run(labels: list[str], images: int, held_out: int, train_images: int, resolution: int, training: TrainingOptions,
-                 typicality: TypicalityOptions, calibration: tuple[float, float] | None = None) -> RunEstimate:
+                 typicality: TypicalityOptions, calibration: tuple[float, float] | None = None, translation: TranslationOptions | None = None) -> RunEstimate:
     per_step, rate = calibration or calibrate(labels, resolution, training, typicality)
     steps = planned_steps(training, train_images)
     train_s = steps * per_step
@@ -112,7 +128,11 @@ def estimate_run(labels: list[str], images: int, held_out: int, train_images: in
     evaluations = typicality_evaluations(images, held_out, len(labels), typicality)
     # features: one pass per image with a kept patch; runs: one per label and three per dataset
     other = images / rate + RUN_OVERHEAD_S * (len(labels) + 3)
-    return RunEstimate(images, len(labels), steps, train_s, evaluations, evaluations / rate, other, per_step, rate)
+    trans = translation_evaluations(len(labels), images, translation, typicality) if translation else 0
+    # translation runs in float32 (exact inversion): bfloat16 is about 1.4x
+    # the rate where typicality uses it (docs/PERFORMANCE.md)
+    slower = 1.4 if translation and translation.precision == "float32" and resolve_precision(typicality.precision) != torch.float32 else 1.0
+    return RunEstimate(images, len(labels), steps, train_s, evaluations, evaluations / rate, other, per_step, rate, trans, trans / rate * slower)
 
 
 def training_budget(total_budget_s: float, estimate: RunEstimate) -> float:

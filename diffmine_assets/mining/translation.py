@@ -18,6 +18,7 @@ checkpoint, image and options give the same pixels.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -34,8 +35,13 @@ def schedulers(model: Denoiser, opts: TranslationOptions) -> tuple[DDIMScheduler
     the predicted image (clipping breaks inversion)."""
     cfg = {k: v for k, v in model.schedule_config().items() if not k.startswith("_")}
     cfg.update(clip_sample=False, timestep_spacing="leading", steps_offset=0)
-    forward = DDIMScheduler.from_config(cfg)
-    inverse = DDIMInverseScheduler.from_config(cfg)
+
+    def accepted(cls) -> dict:  # the training scheduler's config has keys DDIM does not take
+        names = inspect.signature(cls.__init__).parameters
+        return {k: v for k, v in cfg.items() if k in names}
+
+    forward = DDIMScheduler(**accepted(DDIMScheduler))
+    inverse = DDIMInverseScheduler(**accepted(DDIMInverseScheduler))
     forward.set_timesteps(opts.steps)
     inverse.set_timesteps(opts.steps)
     return forward, inverse

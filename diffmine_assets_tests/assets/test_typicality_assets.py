@@ -225,6 +225,15 @@ def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline
     # the untrained control is built like the checkpoint's network (here 2x2 cells, the default)
     untrained = evaluate(load_config(cfg), "builtin", control="untrained", log=lambda *_: None)
     assert untrained["control"]["kind"] == "untrained" and 0 <= untrained["control"]["accuracy_val"] <= 1
+    # the translations' figures, beside their chance level and plain regeneration of the same images
+    for key in ("translation_target_win", "element_swap_rate", "layout_ssim"):
+        assert 0 <= figures[key] <= 1 and figures["chance"][key] is not None, key
+    assert figures["chance"]["translation_target_win"] == 0.5 and figures["translations"] == 24
+    assert figures["chance"]["layout_ssim"] < 1 and figures["background_psnr_db"] > 0
+    regen = figures["translation_control"]
+    assert regen["kind"] == "plain regeneration" and 0 <= regen["layout_ssim"] <= 1 and regen["translations"] == 24
+    regen_pngs = list((root / "lake" / "files" / "builtin" / "controls" / "regenerate").glob("*/*/*.png"))
+    assert len(regen_pngs) == 24 + 8  # every translation, and each source at model resolution
 
 
 def test_the_evaluation_table_and_the_asset_checks(pipeline):
@@ -240,6 +249,8 @@ def test_the_evaluation_table_and_the_asset_checks(pipeline):
     assert [r[0] for r in per_label] == [r[0] for r in held_out] and all(r[1] == 0.25 for r in per_label)
     pixel = query(root, "select value, chance from evaluation where metric = 'pixel_auc_pr'")[0]
     assert 0 < pixel[1] < 1
+    win = query(root, "select value, chance from evaluation where metric = 'translation_target_win'")
+    assert len(win) == 1 and win[0][1] == 0.5 and 0 <= win[0][0] <= 1
     # the checks ran with their assets, on every label partition
     checks = {"image_typicality": ["maps_finite"], "patch_typicality": ["top_patches_do_not_overlap", "label_has_patches"],
               "cluster_members": ["members_belong_to_label"], "evaluation": ["quality_goals"]}
@@ -274,6 +285,7 @@ def test_diffmine_eval_stores_the_evaluation_and_prints_its_figures(pipeline, ca
     assert cli_main(["--config", str(cfg), "eval", "--dataset", "builtin", "--control", "none"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["chance"]["accuracy_val"] == 0.25 and "top1_hit_rate" in figures and "control" not in figures
+    assert "layout_ssim" in figures and "translation_control" not in figures  # no control asked, none run
     stored = instance.get_latest_materialization_event(AssetKey(["builtin", "evaluation"])).asset_materialization.metadata["figures"].value
     assert stored["top1_hit_rate"] == figures["top1_hit_rate"]
 

@@ -1,6 +1,8 @@
 """The run estimate: counts of work and what is left for training."""
 
-from diffmine_assets.mining.datasets.spec import TrainingOptions, TypicalityOptions
+import pytest
+
+from diffmine_assets.mining.datasets.spec import TrainingOptions, TranslationOptions, TypicalityOptions
 from diffmine_assets.mining.estimate import estimate_run, training_budget, typicality_evaluations
 
 
@@ -21,7 +23,11 @@ def test_estimate_and_budget_from_a_calibration():
                        typicality=TypicalityOptions(), calibration=(0.5, 1000.0))
     assert est.training_steps == 200 and est.training_s == 100.0
     assert est.typicality_evaluations == typicality_evaluations(1100, 100, 2, TypicalityOptions())
-    assert est.total_s == est.training_s + est.typicality_s + est.other_s
+    assert est.total_s == est.training_s + est.typicality_s + est.other_s and est.translation_s == 0
+    # translations: per label its 8 most typical images, 20 of 25 steps, into the other label, each output scored
+    tr = estimate_run(["a", "b"], 1100, 100, 1000, 16, training, TypicalityOptions(), calibration=(0.5, 1000.0), translation=TranslationOptions())
+    assert tr.translation_evaluations == 2 * 8 * (20 + 1 * (20 * 3 + 32 * 3))
+    assert tr.total_s == pytest.approx(est.total_s + tr.translation_s) and "translation" in tr.describe()
     assert "min in all" in est.describe()
     # a whole-run budget leaves training what typicality and the rest do not take
     assert training_budget(est.total_s, est) == int(est.training_s)
