@@ -204,7 +204,16 @@ def cmd_eval(args) -> int:
 
     config_path = _config_path(args)
     instance = _instance(config_path)
-    run = run_dataset(instance, config_path, args.dataset, select=["evaluation"], force=True, evaluation_control=control, log=lambda line: print(line, file=sys.stderr))
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    from .storage.lake import Lake
+
+    if Lake(project.lake).partition_file("ground_truth_boxes", args.dataset).exists() and not args.no_baseline:
+        # the correspondence baseline on the same images, so every hit rate is compared (kept while up to date)
+        base = run_dataset(instance, config_path, args.dataset, select=["baseline_patches"], log=log)
+        if base["failed_runs"]:
+            print(f"diffmine eval: the baseline's run failed (run {base['run_ids'][-1][:8]}; see above, or the UI)", file=sys.stderr)
+            return 1
+    run = run_dataset(instance, config_path, args.dataset, select=["evaluation"], force=True, evaluation_control=control, log=log)
     if run["failed_runs"]:
         print(f"diffmine eval: the evaluation run failed (run {run['run_ids'][-1][:8]}; see above, or the UI)", file=sys.stderr)
         return 1
@@ -361,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--control", choices=["shuffled", "untrained", "none"], default="shuffled",
                    help="the control scored beside the model: trained the same way on shuffled labels (default), never trained, or none")
     e.add_argument("--no-control", action="store_true", help="same as --control none")
+    e.add_argument("--no-baseline", action="store_true", help="do not run the correspondence baseline (run by default where the dataset has ground-truth boxes)")
     e.add_argument("--seeds", type=int, help="materialize the dataset again on N seeds (a built-in dataset: new data seeds its defaults were not "
                    "tuned on, and new model seeds; others: new model seeds), each in a project of its own, and print mean and spread")
     e.set_defaults(fn=cmd_eval)

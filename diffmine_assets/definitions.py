@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
+from .assets.baseline import build_baseline_assets
 from .assets.checks import build_checks
 from .assets.elements import build_element_assets
 from .assets.evaluation import build_evaluation_asset
@@ -19,7 +20,7 @@ from .assets.report import build_report_asset
 from .assets.translation import build_translation_assets
 from .assets.typicality import build_typicality_assets
 from .mining.datasets.spec import default_config_path, load_config
-from .partitions import DATASET_JOB, LABEL_JOB, REPORT_JOB, job_name
+from .partitions import BASELINE_JOB, DATASET_JOB, LABEL_JOB, REPORT_JOB, job_name
 from .resources import DiffmineResource, LakeIOManager
 from .sensors import build_new_label_sensor
 
@@ -35,7 +36,8 @@ def build_definitions(config_path: str | Path | None = None) -> Definitions:
         label_assets = [*build_typicality_assets(spec), *build_element_assets(spec), *translations]
         report = build_report_asset(spec)
         evaluation = build_evaluation_asset(spec)
-        assets += [*dataset_assets, *label_assets, *parallel, report, evaluation]
+        baseline = build_baseline_assets(spec)
+        assets += [*dataset_assets, *label_assets, *parallel, report, evaluation, baseline]
         asset_checks += build_checks(spec)
         jobs += [
             define_asset_job(job_name(ds, DATASET_JOB), selection=AssetSelection.assets(*dataset_assets),
@@ -44,6 +46,8 @@ def build_definitions(config_path: str | Path | None = None) -> Definitions:
                              description=f"{ds}: everything partitioned by dataset x label: typicality, patches, features, clusters, translations."),
             define_asset_job(job_name(ds, REPORT_JOB), selection=AssetSelection.assets(*parallel, report, evaluation),
                              description=f"{ds}: everything read across labels: parallel mining of the translations, the HTML report, the evaluation table."),
+            define_asset_job(job_name(ds, BASELINE_JOB), selection=AssetSelection.assets(baseline),
+                             description=f"{ds}: the correspondence baseline's patches, per label (diffmine eval runs it to compare)."),
         ]
     return Definitions(
         assets=assets,

@@ -13,7 +13,7 @@ from .mining.bench import run_benchmark
 from .mining.checkpoints import load_checkpoint
 from .mining.denoisers import new_denoiser
 from .mining.controls import fit_shuffled_control
-from .mining.evaluation import chance_levels, classification_figures, cluster_figures, score_model, typicality_figures
+from .mining.evaluation import chance_levels, classification_figures, cluster_figures, distractor_share, score_model, top1_hit_rate, typicality_figures
 from .mining.tables import load_array
 from .mining.tensors import load_pixels, to_model_range
 from .storage.lake import Lake
@@ -102,6 +102,14 @@ def evaluate(project, dataset: str, control: str = "shuffled", log=print) -> dic
         members = _read_all(lake, "cluster_members", dataset, keys)
         if members is not None:
             figures.update(cluster_figures({k: members.filter(pl.col("label_key") == k) for k in keys}, boxes))
+        baseline = _read_all(lake, "baseline_patches", dataset, keys)
+        if baseline is not None:
+            # the correspondence baseline on the same images and boxes (its windows are its own, so no pixel map)
+            hit, _ = top1_hit_rate(baseline, boxes, ordered)
+            figures["top1_hit_rate_correspondence"] = round(hit, 4)
+            figures["distractor_share_top50_correspondence"] = round(distractor_share(baseline, boxes, 50), 4)
+            chance["top1_hit_rate_correspondence"] = chance.get("top1_hit_rate")
+            chance["distractor_share_top50_correspondence"] = chance.get("distractor_share_top50")
     figures["chance"] = chance
     translated = _read_all(lake, "translations", dataset, keys)
     if translated is not None and len(keys) > 1:

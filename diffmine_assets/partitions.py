@@ -63,6 +63,7 @@ def identifier(dataset: str) -> str:
 DATASET_JOB = "dataset_assets"
 LABEL_JOB = "label_assets"
 REPORT_JOB = "report_assets"
+BASELINE_JOB = "baseline_assets"  # the correspondence baseline: run on request (diffmine eval, the UI)
 
 
 def job_name(dataset: str, kind: str) -> str:

@@ -16,7 +16,7 @@ from dagster._core.loader import LoadingContext
 from .definitions import build_definitions
 from .mining.datasets.sources import DatasetError, discover
 from .mining.estimate import RunEstimate, estimate_run, training_budget
-from .partitions import DATASET_JOB, LABEL_JOB, REPORT_JOB, identifier, job_name, multi_key
+from .partitions import BASELINE_JOB, DATASET_JOB, LABEL_JOB, REPORT_JOB, identifier, job_name, multi_key
 from .storage.lake import Lake
 
 
@@ -144,8 +144,10 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
     dataset_keys = _job_assets(defs, job_name(dataset, DATASET_JOB))
     label_keys = _job_assets(defs, job_name(dataset, LABEL_JOB))
     report_keys = _job_assets(defs, job_name(dataset, REPORT_JOB))
+    baseline_keys: list[AssetKey] = []  # a comparison, run only when asked for by name
     if select:
-        known = {k.path[-1]: k for k in dataset_keys + label_keys + report_keys}
+        every_baseline = _job_assets(defs, job_name(dataset, BASELINE_JOB))
+        known = {k.path[-1]: k for k in dataset_keys + label_keys + report_keys + every_baseline}
         unknown = [s for s in select if s not in known]
         if unknown:
             raise SelectionError(f"unknown assets {unknown}; assets are {sorted(known)}")
@@ -154,6 +156,7 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
         dataset_keys = [k for k in dataset_keys if k in chosen]
         label_keys = [k for k in label_keys if k in chosen]
         report_keys = [k for k in report_keys if k in chosen]
+        baseline_keys = [k for k in every_baseline if k in chosen]
 
     runs: list[dict] = []
     skipped: dict[str, int] = {}
@@ -221,7 +224,7 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
                 run_config = {"ops": {f"{identifier(dataset)}__checkpoint": {"config": ops}}}
         ok = launch(DATASET_JOB, dataset, sorted(set(first) | set(todo), key=lambda k: k.path[-1]), dataset, run_config)
     label_pairs = []
-    if ok and label_keys:
+    if ok and (label_keys or baseline_keys):
         pairs = dataset_labels(Lake(project.lake), dataset)
         if labels:
             by_any = {**{lbl: (lbl, key) for lbl, key in pairs}, **{key: (lbl, key) for lbl, key in pairs}}
@@ -232,10 +235,13 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
         for label, key in pairs:
             label_pairs.append(label)
             partition = multi_key(dataset, key)
-            todo, fresh = _needs(instance, graph, label_keys, partition, force)
-            skip(fresh, label)
-            if todo:
-                ok = launch(LABEL_JOB, partition, todo, f"{dataset} / {label}") and ok
+            for kind, keys in ((LABEL_JOB, label_keys), (BASELINE_JOB, baseline_keys)):
+                if not keys:
+                    continue
+                todo, fresh = _needs(instance, graph, keys, partition, force)
+                skip(fresh, label)
+                if todo:
+                    ok = launch(kind, partition, todo, f"{dataset} / {label}") and ok
     if ok and report_keys:
         todo, fresh = _needs(instance, graph, report_keys, dataset, force)
         skip(fresh, dataset)

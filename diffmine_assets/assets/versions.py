@@ -44,6 +44,7 @@ def code_versions(spec) -> dict[str, str]:
         "translations": _version(spec.translation.version(), spec.typicality.version()),
         "parallel_typicality": _version(spec.translation.version(), spec.patches.version()),
         "parallel_clusters": _version(spec.translation.version(), spec.features.version(), spec.clusters.version()),
+        "baseline_patches": _version(spec.baseline.version(), spec.patches.version()),
         "report": _version("report"),
         "evaluation": _version("evaluation"),
     }

@@ -286,6 +286,11 @@ def test_diffmine_eval_stores_the_evaluation_and_prints_its_figures(pipeline, ca
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["chance"]["accuracy_val"] == 0.25 and "top1_hit_rate" in figures and "control" not in figures
     assert "layout_ssim" in figures and "translation_control" not in figures  # no control asked, none run
+    # the correspondence baseline ran on the same images first, and is compared on the same boxes
+    assert 0 <= figures["top1_hit_rate_correspondence"] <= 1 and figures["chance"]["top1_hit_rate_correspondence"] == figures["chance"]["top1_hit_rate"]
+    assert query(root, "select distinct method from baseline_patches") == [("correspondence",)]
+    assert query(root, "select count(distinct label) from baseline_patches") == [(4,)]
+    assert query(root, "select value, chance from evaluation where metric = 'top1_hit_rate_correspondence'")[0][1] == figures["chance"]["top1_hit_rate"]
     stored = instance.get_latest_materialization_event(AssetKey(["builtin", "evaluation"])).asset_materialization.metadata["figures"].value
     assert stored["top1_hit_rate"] == figures["top1_hit_rate"]
 

@@ -270,6 +270,28 @@ class TranslationOptions(_Strict):
     k: int = Field(8, ge=1, description="parallel mining: clusters of the concatenated features")
 
 
+class CorrespondenceOptions(_Strict):
+    """The correspondence baseline (Doersch et al. 2012; METHOD.md section 7):
+    HOG windows, nearest neighbours, SVM refinement."""
+
+    window_px: list[int] | None = Field(None, description="window sides in original pixels (the scales); default: patches.window_px x 1 and x 1.5")
+    cells: int = Field(4, ge=2, description="HOG cells per window side")
+    cell_px: int = Field(4, ge=2, description="pixels per HOG cell after resizing a window to cells x cell_px")
+    orientations: int = Field(9, ge=2)
+    candidates: int = Field(1000, ge=1, description="random high-contrast windows of the label's images whose neighbours are searched")
+    k: int = Field(20, ge=1, description="nearest neighbours per candidate (one per image at most), and detections per refinement round")
+    detectors: int = Field(30, ge=1, description="candidates refined into SVM detectors")
+    keep: int = Field(10, ge=1, description="purest detectors whose scores make the patches")
+    rounds: int = Field(3, ge=1, description="refinement rounds (alternating halves of the label's images)")
+    negatives: int = Field(2000, ge=1, description="negative windows per SVM (plus hard negatives each round)")
+    C: float = Field(0.1, gt=0, description="SVM regularisation")
+    max_negative_images: int = Field(0, ge=0, description="at most this many images of other labels (0: all)")
+    seed: int = 0
+
+    def for_window(self, window_px: int) -> "CorrespondenceOptions":
+        return self if self.window_px else self.model_copy(update={"window_px": [window_px, round(window_px * 1.5)]})
+
+
 class _DatasetBase(_Strict):
     name: str
     description: str = ""
@@ -279,6 +301,7 @@ class _DatasetBase(_Strict):
     features: FeatureOptions = FeatureOptions()
     clusters: ClusterOptions = ClusterOptions()
     translation: TranslationOptions = TranslationOptions()
+    baseline: CorrespondenceOptions = CorrespondenceOptions()
 
     @field_validator("name")
     @classmethod

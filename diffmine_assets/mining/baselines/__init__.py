@@ -1,0 +1,1 @@
+"""Baselines the typicality method is compared against (METHOD.md section 7)."""
