@@ -258,21 +258,32 @@ def cmd_translate(args) -> int:
     return 0
 
 
+def _overrides(items) -> dict:
+    import yaml
+
+    overrides = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--set wants SECTION.FIELD=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        overrides[k] = yaml.safe_load(v)
+    return overrides
+
+
 def cmd_bench(args) -> int:
     from .evaluate import bench_training, bench_typicality
 
     project = load_config(_config_path(args))
     if args.what == "training":
-        import yaml
-
-        overrides = {}
-        for item in args.set or []:
-            if "=" not in item:
-                raise SystemExit(f"--set wants SECTION.FIELD=VALUE, got {item!r}")
-            k, v = item.split("=", 1)
-            overrides[k] = yaml.safe_load(v)
+        overrides = _overrides(args.set)
         seeds = [int(s) for s in args.seeds.split(",")]
         figures = bench_training(project, args.dataset, overrides, seeds, args.data_seed, None if args.control == "none" else args.control)
+    elif args.what == "scaling":
+        from .evaluate import bench_scaling
+
+        overrides = _overrides(args.set)
+        sizes = [int(s) for s in args.sizes.split(",")]
+        figures = bench_scaling(project, args.dataset, sizes, overrides, log=lambda line: print(line, file=sys.stderr))
     else:
         figures = bench_typicality(project, args.dataset, args.label, args.images)
     _emit(figures)
@@ -384,10 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     t.set_defaults(fn=cmd_translate)
 
     b = sub.add_parser("bench", help="benchmarks")
-    b.add_argument("what", choices=["typicality", "training"], help="typicality: the engine against the published loop; "
-                   "training: how well a training recipe learns the labels (held-out accuracy, label gain, and against boxes)")
+    b.add_argument("what", choices=["typicality", "training", "scaling"], help="typicality: the engine against the published loop; "
+                   "training: how well a training recipe learns the labels (held-out accuracy, label gain, and against boxes); "
+                   "scaling: diffmine against the correspondence baseline at growing numbers of images")
     b.add_argument("--dataset", default="builtin")
-    b.add_argument("--set", action="append", help="training: SECTION.FIELD=VALUE over the dataset's options (YAML value); repeatable")
+    b.add_argument("--set", action="append", help="training, scaling: SECTION.FIELD=VALUE over the dataset's options (YAML value); repeatable")
+    b.add_argument("--sizes", default="100,200,400,800,1600", help="scaling: numbers of images (a built-in dataset, generated at each size)")
     b.add_argument("--seeds", default="0", help="training: comma-separated training seeds (default 0)")
     b.add_argument("--data-seed", type=int, help="training: the built-in dataset's generation seed")
     b.add_argument("--control", choices=["shuffled", "none"], default="none", help="training: also train the shuffled-label control")

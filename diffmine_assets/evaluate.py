@@ -375,3 +375,31 @@ def bench_training(project, dataset: str, overrides: dict, seeds: list[int], dat
     if control:
         out["control"] = {"kind": control, **summarise([r for r in runs if r["kind"] == control])}
     return out
+
+
+def bench_scaling(project, dataset: str, sizes: list[int], overrides: dict, log=print) -> dict:
+    """`diffmine bench scaling`: both methods timed at each size; the
+    figures and a log-log chart of the times are kept under the dataset's
+    files (the report shows the chart)."""
+    import json
+
+    from .mining.pictures import line_chart
+    from .mining.scaling import scaling_run
+
+    spec = project.dataset(dataset)
+    spec = with_overrides(spec, overrides) if overrides else spec
+    lake = Lake(project.lake)
+    work = lake.files_dir(dataset, "bench", "scaling")
+    log(f"bench scaling: {dataset} at {sizes} images, {torch.get_num_threads()} threads")
+    figures = {"dataset": dataset, **scaling_run(spec, work, sizes, log=log), "overrides": overrides, "threads": torch.get_num_threads()}
+    runs = figures["runs"]
+    lg = lambda v: float(np.log10(max(v, 1e-3)))  # noqa: E731
+    chart = line_chart({
+        "diffmine": [(lg(r["images"]), lg(r["diffmine_s"])) for r in runs],
+        "diffmine + training": [(lg(r["images"]), lg(r["diffmine_with_training_s"])) for r in runs],
+        "correspondence": [(lg(r["images"]), lg(r["baseline_s"])) for r in runs],
+    }, "log10 seconds against log10 images")
+    work.mkdir(parents=True, exist_ok=True)
+    chart.save(work / "scaling.png")
+    (work / "scaling.json").write_text(json.dumps(figures, indent=2, default=str))
+    return figures

@@ -89,7 +89,13 @@ def build_report_asset(spec):
                 ploc = lake.read_partition("parallel_typicality", dataset)
                 pmem = lake.read_partition("parallel_cluster_members", dataset)
                 parallel = as_png(parallel_grid(pcl, pmem, ploc, sorted(ploc["label_key"].unique().to_list()), dict(zip(images["label_key"], images["label"]))))
-        page = render_report(dataset, sections, figures, parameters, parallel)
+        scaling = None
+        bench = lake.files_dir(dataset, "bench", "scaling")
+        if (bench / "scaling.json").exists() and (bench / "scaling.png").exists():
+            import json
+
+            scaling = ((bench / "scaling.png").read_bytes(), json.loads((bench / "scaling.json").read_text()))
+        page = render_report(dataset, sections, figures, parameters, parallel, scaling)
         path = lake.files_dir(dataset, "report", "index.html")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".html.tmp")

@@ -19,7 +19,8 @@ def _table(header: list[str], rows: list[list]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_report(dataset: str, labels: list[dict], figures: dict | None, parameters: dict, parallel: bytes | None = None) -> str:
+def render_report(dataset: str, labels: list[dict], figures: dict | None, parameters: dict, parallel: bytes | None = None,
+                  scaling: tuple[bytes, dict] | None = None) -> str:
     """`labels`: dicts with label, images, grid/strips/heatmaps (PNG bytes),
     clusters (rows of rank, size, median typicality) and, once translated,
     translations (PNG bytes); `parallel`: the parallel clusters' picture."""
@@ -45,6 +46,14 @@ def render_report(dataset: str, labels: list[dict], figures: dict | None, parame
         parallel_html = ("<h2>The same elements across labels (parallel clusters)</h2><p>Locations of the translated images that are typical of "
                          "every label in their translated form (median over labels), clustered on their features in all labels; one row per "
                          "location, one column per label.</p>" + _img(parallel, "parallel clusters"))
+    if scaling:
+        png, fig = scaling
+        keys = ("diffmine_slope", "diffmine_with_training_slope", "baseline_slope", "crossover_images")
+        parallel_html += ("<h2>Cost against the number of images (diffmine bench scaling)</h2>" + _img(png, "scaling")
+                          + _table(["figure", "value"], [[k, fig.get(k)] for k in keys])
+                          + _table(["images", "diffmine s", "+ training s", "correspondence s", "top-1 diffmine", "top-1 correspondence"],
+                                   [[r["images"], r["diffmine_s"], r["diffmine_with_training_s"], r["baseline_s"], r["top1_hit_rate"], r["top1_hit_rate_baseline"]]
+                                    for r in fig.get("runs", [])]))
     params_html = "<h2>How these results were made</h2><pre>" + html.escape(json.dumps(parameters, indent=2, sort_keys=True, default=str)) + "</pre>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>diffmine: {html.escape(dataset)}</title>

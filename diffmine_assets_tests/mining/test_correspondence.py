@@ -64,3 +64,41 @@ def test_the_baseline_finds_planted_elements_on_real_images(planted):
     assert n > 0 and hit > 3 * chance, (hit, chance)  # far better than a random window
     again = pl.concat([correspondence_patches(images, key, opts, per_image=3, per_label=100)[0] for key in sorted(images["label_key"].unique().to_list())])
     assert again.equals(patches)  # seeded: the same patches
+
+
+def test_slope_and_crossover():
+    from diffmine_assets.mining.scaling import crossover, slope
+
+    sizes = [100, 200, 400, 800]
+    assert slope(sizes, [1, 2, 4, 8]) == pytest.approx(1.0)
+    assert slope(sizes, [1, 4, 16, 64]) == pytest.approx(2.0)
+    # faster from 400 on; a win at 100 followed by a loss does not count
+    assert crossover(sizes, [5, 9, 10, 12], [4, 10, 16, 64]) == 200
+    assert crossover(sizes, [1, 9, 10, 12], [4, 8, 16, 64]) == 400
+    assert crossover(sizes, [5, 9, 20, 80], [4, 8, 16, 64]) is None
+
+
+def test_bench_scaling_smoke(tmp_path, capsys):
+    """The command end to end at two tiny sizes (the full run is not for CI)."""
+    import json
+
+    from diffmine_assets.cli import main as cli_main
+    from diffmine_assets_tests.conftest import write_config
+
+    cfg = write_config(tmp_path, [{"name": "builtin", "kind": "builtin", "options": {"resolution": 16, "seed": 2}}])
+    argv = ["--config", str(cfg), "bench", "scaling", "--dataset", "builtin", "--sizes", "8,16",
+            "--set", "training.steps=4", "--set", "training.batch_size=8", "--set", "typicality.n_samples=8", "--set", "typicality.groups=2",
+            "--set", "baseline.candidates=40", "--set", "baseline.detectors=3", "--set", "baseline.keep=2", "--set", "baseline.k=3", "--set", "baseline.negatives=100"]
+    assert cli_main(argv) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["sizes"] == [8, 16] and len(figures["runs"]) == 2
+    for key in ("diffmine_slope", "baseline_slope", "crossover_images", "quality_by_size"):
+        assert key in figures
+    assert all(r["diffmine_s"] > 0 and r["baseline_s"] > 0 for r in figures["runs"])
+    assert set(figures["quality_by_size"]) == {"8", "16"}
+    assert (tmp_path / "lake" / "files" / "builtin" / "bench" / "scaling" / "scaling.png").exists()
+    from diffmine_assets.mining.report import render_report
+
+    bench = tmp_path / "lake" / "files" / "builtin" / "bench" / "scaling"
+    page = render_report("builtin", [], None, {}, scaling=((bench / "scaling.png").read_bytes(), json.loads((bench / "scaling.json").read_text())))
+    assert "Cost against the number of images" in page and "baseline_slope" in page
