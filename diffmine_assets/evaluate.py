@@ -112,7 +112,7 @@ def evaluate(project, dataset: str, control: str = "shuffled", log=print) -> dic
             chance["distractor_share_top50_correspondence"] = chance.get("distractor_share_top50")
     figures["chance"] = chance
     translated = _read_all(lake, "translations", dataset, keys)
-    if translated is not None and len(keys) > 1:
+    if translated is not None and not translated.is_empty() and len(keys) > 1:
         with_control = control != "none"
         log("translations: scoring the stored ones" + (", then plain regeneration (no injection) of the same images, their control ..." if with_control else ""))
         tf, tc = translation_evaluation(project, dataset, translated, typ_all, images, boxes, ckpt, with_control)

@@ -77,6 +77,10 @@ class LakeIOManager(ConfigurableIOManager):
             raise ValueError(f"{context.asset_key.to_user_string()}: lake tables are partitioned by dataset")
         table, dataset, label_key = self._address(context, context.partition_key)
         keep_by = (context.definition_metadata or {}).get(KEEP_BY)
+        if keep_by and obj.is_empty():
+            # nothing to keep (a one-label dataset has no figures): the history is left as it is
+            context.add_output_metadata({"dagster/row_count": 0, "table": table})
+            return
         if keep_by:
             # one file per value (a history): earlier values' rows are kept
             values = obj[keep_by].unique().to_list()

@@ -58,9 +58,10 @@ def build_report_asset(spec):
             translations = None
             if lake.partition_file("translations", dataset, key).exists():
                 tr = lake.read_partition("translations", dataset, key)
+                tr = tr if not tr.is_empty() else None
                 names = dict(zip(images["label_key"], images["label"]))
                 labels_all = sorted(images["label_key"].unique().to_list())
-                if set(tr["target_label_key"]) | {key} == set(labels_all):
+                if tr is not None and set(tr["target_label_key"]) | {key} == set(labels_all):
                     translations = as_png(translation_grid(tr.select("image_id", "source_model_path").unique(maintain_order=True).rows(),
                                                            {(r["image_id"], r["target_label_key"]): r["path"] for r in tr.iter_rows(named=True)}, labels_all, names, key))
             sections.append({
@@ -85,7 +86,7 @@ def build_report_asset(spec):
         parallel = None
         if lake.partition_file("parallel_clusters", dataset).exists():
             pcl = lake.read_partition("parallel_clusters", dataset)
-            if pcl["checkpoint_id"][0] == ckpt["checkpoint_id"]:
+            if not pcl.is_empty() and pcl["checkpoint_id"][0] == ckpt["checkpoint_id"]:
                 ploc = lake.read_partition("parallel_typicality", dataset)
                 pmem = lake.read_partition("parallel_cluster_members", dataset)
                 parallel = as_png(parallel_grid(pcl, pmem, ploc, sorted(ploc["label_key"].unique().to_list()), dict(zip(images["label_key"], images["label"]))))

@@ -20,6 +20,15 @@ from .typicality import _tenths
 from .versions import code_versions
 
 
+PARALLEL_SCHEMA = {"location": pl.Int32, "image_id": pl.String, "source_label_key": pl.String, "x0": pl.Int32, "y0": pl.Int32, "x1": pl.Int32, "y1": pl.Int32,
+                   "width": pl.Int32, "height": pl.Int32, "label_key": pl.String, "version_path": pl.String, "typicality": pl.Float64,
+                   "median_typicality": pl.Float64, "dataset": pl.String, "checkpoint_id": pl.String, "params": pl.String}
+CLUSTER_SCHEMA = {"cluster": pl.Int32, "rank": pl.Int32, "size": pl.Int32, "median_typicality": pl.Float64, "mean_typicality": pl.Float64,
+                  "typicality_std": pl.Float64, "spread": pl.Float64, "params": pl.String, "inertia": pl.Float64, "dataset": pl.String, "checkpoint_id": pl.String}
+MEMBER_SCHEMA = {"image_id": pl.String, "x0": pl.Int32, "y0": pl.Int32, "x1": pl.Int32, "y1": pl.Int32, "median_typicality": pl.Float64, "location": pl.Int32,
+                 "cluster": pl.Int32, "distance": pl.Float64, "rank_in_cluster": pl.Int32, "source_label_key": pl.String, "dataset": pl.String, "checkpoint_id": pl.String}
+
+
 def build_translation_assets(spec):
     ds = spec.name
     versions = code_versions(spec)
@@ -58,6 +67,8 @@ def build_translation_assets(spec):
             raise Failure(description=f"{dataset}/{label_key}: {exc}") from None
         map_path = save_array(out_dir / "maps.npy", maps.astype(np.float16))
         table = table.with_columns(pl.lit(str(map_path)).alias("map_path"))
+        if table.is_empty():
+            return Output(table, metadata={"translations": 0, "note": "the checkpoint knows one label: nothing to translate into"})
         labels = sorted(set(model.labels))
         names = dict(zip(images["label_key"], images["label"]))
         sources = table.select("image_id", "source_model_path").unique(maintain_order=True).rows()
@@ -93,8 +104,9 @@ def build_translation_assets(spec):
         labels = sorted(set(translations["label_key"]) | set(translations["target_label_key"]))
         complete = translations.group_by("image_id").agg(pl.col("target_label_key").n_unique().alias("n")).filter(pl.col("n") == len(labels) - 1)
         rows = translations.join(complete.select("image_id"), on="image_id")
-        if rows.is_empty():
-            raise Failure(description=f"{dataset}: no image is translated into every label yet; materialize translations for every label")
+        if rows.is_empty():  # one label, or labels not translated yet: nothing to follow across labels
+            context.log.warning(f"{dataset}: no image is translated into every label; parallel mining has nothing to read")
+            return Output(pl.DataFrame(schema=PARALLEL_SCHEMA), metadata={"locations": 0, "labels": len(labels), "translated_sets": 0})
         sets = translated_sets(rows, image_typicality, load_array)
         table = parallel_locations(sets, labels, spec.patches, spec.translation.top).with_columns(
             pl.lit(dataset).alias("dataset"),
@@ -127,6 +139,10 @@ def build_translation_assets(spec):
             model = checkpoint_of_rows(parallel_typicality, checkpoint.row(0, named=True), diffmine.lake.files_dir(dataset, "checkpoints"))
         except CheckpointMismatch as exc:
             raise Failure(description=f"{dataset}: {exc}") from None
+        if parallel_typicality.is_empty():
+            yield Output(pl.DataFrame(schema=CLUSTER_SCHEMA), output_name="parallel_clusters", metadata={"clusters": 0})
+            yield Output(pl.DataFrame(schema=MEMBER_SCHEMA), output_name="parallel_cluster_members", metadata={"members": 0})
+            return
         labels = sorted(parallel_typicality["label_key"].unique().to_list())
         feats = parallel_features(model, parallel_typicality, labels, spec.features)
         opts = ClusterOptions(k=spec.translation.k, seed=spec.clusters.seed, n_init=spec.clusters.n_init)

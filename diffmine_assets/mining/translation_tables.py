@@ -19,6 +19,14 @@ from .translation import score_translations, to_uint8, translate
 from .typicality import dataset_noise, pilot_rows
 
 
+TRANSLATION_SCHEMA = {
+    "image_id": pl.String, "source_path": pl.String, "source_model_path": pl.String, "width": pl.Int64, "height": pl.Int64,
+    "target_label": pl.String, "target_label_key": pl.String, "path": pl.String, "dataset": pl.String, "label": pl.String, "label_key": pl.String,
+    "typicality_target": pl.Float64, "typicality_source": pl.Float64, "map_index": pl.Int32, "method": pl.String, "checkpoint_id": pl.String,
+    "params": pl.String, "seconds": pl.Float64, "target_win": pl.Boolean,
+}
+
+
 def most_typical(typicality: pl.DataFrame, n: int) -> pl.DataFrame:
     """The label's `n` most typical images (ties by image id, so the choice
     is stable)."""
@@ -35,8 +43,8 @@ def translate_label(model: Denoiser, typicality: pl.DataFrame, images: pl.DataFr
     chosen = most_typical(typicality, opts.images).select("image_id")
     rows = images.join(chosen, on="image_id").sort("image_id")
     targets = [k for k in model.labels if k != label_key]
-    if not targets:
-        raise ValueError(f"label {label_key!r} is the checkpoint's only label: there is nothing to translate it into")
+    if not targets:  # a one-label model: nothing to translate into
+        return pl.DataFrame(schema=TRANSLATION_SCHEMA), np.zeros((0, 2, model.resolution, model.resolution), dtype=np.float32)
     x0 = model.encode(to_model_range(load_pixels(rows["path"].to_list(), model.resolution)))
     outs, result = translate(model, x0, [label_key] * len(rows), [targets] * len(rows), opts, method=method, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)

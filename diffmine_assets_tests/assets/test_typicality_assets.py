@@ -347,3 +347,19 @@ def test_translate_one_image_from_the_command_line(pipeline, tmp_path, capsys):
     assert "no image 'no/such.png'" in capsys.readouterr().err
     assert cli_main(["--config", str(cfg), "translate", "--dataset", "builtin", "--image", relpath, "--to", "mauve"]) == 2
     assert "no label 'mauve'" in capsys.readouterr().err
+
+
+def test_a_one_label_dataset_materializes_with_nothing_to_translate(tmp_path, monkeypatch):
+    for i in range(6):
+        write_image(tmp_path / "photos" / "only" / f"{i}.png", size=(20, 20), seed=i)
+    cfg = write_config(tmp_path, [{"name": "photos", "kind": "folder", "path": "photos", "options": {"resolution": 16, "val_fraction": 0.2}, **FAST}])
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    instance = DagsterInstance.get()
+    try:
+        done = run_dataset(instance, cfg, "photos", log=lambda *_: None)
+    finally:
+        instance.dispose()
+    assert done["failed_runs"] == 0 and "translations" in done["ran"]["photos / only"]
+    assert query(tmp_path, "select count(*) from translations") == [(0,)]
+    assert query(tmp_path, "select count(*) from parallel_typicality") == [(0,)]
+    assert (tmp_path / "lake" / "files" / "photos" / "report" / "index.html").exists()
