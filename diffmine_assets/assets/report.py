@@ -31,7 +31,7 @@ def build_report_asset(spec):
         partitions_def=dataset_partitions(ds),
         # the figures come from the evaluation asset, computed once
         deps=[*input_deps(ds), AssetDep(asset_key(ds, "evaluation")), AssetDep(asset_key(ds, "translations"), partition_mapping=dataset_of_label),
-              AssetDep(asset_key(ds, "parallel_clusters")), AssetDep(asset_key(ds, "parallel_typicality"))],
+              AssetDep(asset_key(ds, "parallel_clusters")), AssetDep(asset_key(ds, "parallel_cluster_members")), AssetDep(asset_key(ds, "parallel_typicality"))],
         group_name="report",
         kinds={"html"},
         description="A self-contained HTML page per dataset: per label the cluster grid, patch strips and heatmaps; "

@@ -33,7 +33,10 @@ def test_definitions_have_dataset_and_label_dimensions(project):
     parents = lambda name: {k.to_user_string() for k in graph.get(AssetKey(["builtin", name])).parent_keys}  # noqa: E731
     assert parents("label_matrix") == parents("typicality_history") == {"builtin/images", "builtin/checkpoint"}
     assert parents("report") == {f"builtin/{n}" for n in ("images", "checkpoint", "ground_truth_boxes", "image_typicality", "label_matrix",
-                                                          "patch_typicality", "clusters", "cluster_members", "evaluation")}
+                                                          "patch_typicality", "clusters", "cluster_members", "evaluation", "translations",
+                                                          "parallel_typicality", "parallel_clusters", "parallel_cluster_members")}
+    assert parents("parallel_typicality") == {"builtin/translations", "builtin/image_typicality"}
+    assert {"builtin/translations", "builtin/baseline_patches"} <= parents("evaluation")
     label_assets = [graph.get(k) for k in graph.get_all_asset_keys() if isinstance(graph.get(k).partitions_def, MultiPartitionsDefinition)]
     for node in label_assets:
         assert {d.name for d in node.partitions_def.partitions_defs} == {"dataset", "label"}
