@@ -184,7 +184,7 @@ def cmd_eval(args) -> int:
     project = load_config(_config_path(args))
     control = "none" if args.no_control else args.control
     if args.seeds:
-        from .evaluate import evaluate_seeds
+        from .evaluate import TRANSLATION_METRICS, evaluate_seeds
 
         figures = evaluate_seeds(project, args.dataset, args.seeds, control=control)
         print(f"{'figure':28s} {'mean':>8s} {'sd':>8s}   {'chance':>8s}   {control:>8s}")
@@ -192,10 +192,12 @@ def cmd_eval(args) -> int:
             if v is None or k.endswith("_images") or k == "accuracy_chance":
                 continue
             ch = (figures["chance"].get(k) or {}).get("mean")
-            ct = (figures.get("control", {}).get(k) or {}) if control != "none" else {}
+            source = "translation_control" if k in TRANSLATION_METRICS else "control"
+            ct = (figures.get(source, {}).get(k) or {}) if control != "none" else {}
             fmt = lambda x: f"{x:8.4f}" if isinstance(x, (int, float)) else f"{'':8s}"  # noqa: E731
             print(f"{k:28s} {fmt(v['mean'])} {fmt(v['sd'])}   {fmt(ch)}   {fmt(ct.get('mean') if isinstance(ct, dict) else None)}")
-        print(f"over {len(figures['seeds'])} runs (data seed, model seed): {figures['seeds']}; sd is the sample standard deviation (n - 1)")
+        print(f"over {len(figures['seeds'])} runs (data seed, model seed): {figures['seeds']}; sd is the sample standard deviation (n - 1); "
+              f"the translations' control column is plain regeneration")
         _emit({k: v for k, v in figures.items() if k != "runs"})
         return 0
     # stored as the dataset's `evaluation` asset (kept per checkpoint), then printed
