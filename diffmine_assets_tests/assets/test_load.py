@@ -64,7 +64,9 @@ def test_daemon_backfill_under_load(tmp_path):
         daemon_bin = os.path.join(os.path.dirname(sys.executable), "dagster-daemon")
         daemon = subprocess.Popen([daemon_bin, "run", "-m", "diffmine_assets.definitions"], env=env, cwd=tmp_path,
                                   stdout=open(tmp_path / "daemon.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 420
+        # 6 label runs, each a process per step on 2 cores: about 7 minutes since
+        # the label job also translates
+        deadline = time.monotonic() + 720
         max_running = 0
         done = []
         while time.monotonic() < deadline:
