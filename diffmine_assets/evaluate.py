@@ -160,14 +160,10 @@ def translation_evaluation(project, dataset: str, translated: pl.DataFrame, typi
         sources = {r["image_id"]: pixels(r["source_model_path"]) for r in rows.unique("image_id").iter_rows(named=True)}
         return translation_figures(rows, maps, sources, [pixels(p) for p in rows["path"]], boxes)
 
-    maps = np.concatenate([load_array(path).astype(np.float32) for path in translated["map_path"].unique(maintain_order=True)])
-    offsets, parts = 0, []
-    for path in translated["map_path"].unique(maintain_order=True):
-        part = translated.filter(pl.col("map_path") == path)
-        parts.append(part.with_columns((pl.col("map_index") + offsets).alias("flat_index")))
-        offsets += int(load_array(path).shape[0])
-    ordered = pl.concat(parts)
-    model_figures = figures_of(ordered, maps[ordered["flat_index"].to_numpy()])
+    # each label's map file read once; rows keep their own order, maps follow them
+    stored = {path: load_array(path).astype(np.float32) for path in translated["map_path"].unique(maintain_order=True)}
+    maps = np.stack([stored[p][i] for p, i in zip(translated["map_path"], translated["map_index"])])
+    model_figures = figures_of(translated, maps)
     if not with_control:
         return model_figures, None
     model = checkpoint_of_rows(translated, ckpt, lake.files_dir(dataset, "checkpoints"))
