@@ -215,7 +215,7 @@ def cmd_eval(args) -> int:
         if base["failed_runs"]:
             print(f"diffmine eval: the baseline's run failed (run {base['run_ids'][-1][:8]}; see above, or the UI)", file=sys.stderr)
             return 1
-    run = run_dataset(instance, config_path, args.dataset, select=["evaluation"], force=True, evaluation_control=control, log=log)
+    run = run_dataset(instance, config_path, args.dataset, select=["evaluation"], force=True, evaluation_control=control, evaluation_curve=args.curve, log=log)
     if run["failed_runs"]:
         print(f"diffmine eval: the evaluation run failed (run {run['run_ids'][-1][:8]}; see above, or the UI)", file=sys.stderr)
         return 1
@@ -286,6 +286,12 @@ def cmd_bench(args) -> int:
         overrides = _overrides(args.set)
         sizes = [int(s) for s in args.sizes.split(",")]
         figures = bench_scaling(project, args.dataset, sizes, overrides, log=lambda line: print(line, file=sys.stderr))
+    elif args.what == "ingest":
+        from .mining.datasets.ingest_bench import bench_ingest
+        from .storage.lake import Lake
+
+        work = Path(args.work) if args.work else Lake(project.lake).files_dir("_bench", "ingest")
+        figures = bench_ingest(work, args.rows, log=lambda line: print(line, file=sys.stderr))
     else:
         figures = bench_typicality(project, args.dataset, args.label, args.images)
     _emit(figures)
@@ -386,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--no-baseline", action="store_true", help="do not run the correspondence baseline (run by default where the dataset has ground-truth boxes)")
     e.add_argument("--seeds", type=int, help="materialize the dataset again on N seeds (a built-in dataset: new data seeds its defaults were not "
                    "tuned on, and new model seeds; others: new model seeds), each in a project of its own, and print mean and spread")
+    e.add_argument("--curve", action="store_true", help="also score localisation (per-label AP of the maps against the boxes) at every snapshot "
+                   "the training kept (training.snapshots, default 5 and the start), for the model and the shuffled control; a table and a chart in the report")
     e.set_defaults(fn=cmd_eval)
 
     t = sub.add_parser("translate", help="translate one image into another label (the dataset's checkpoint and translation options)")
@@ -397,9 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     t.set_defaults(fn=cmd_translate)
 
     b = sub.add_parser("bench", help="benchmarks")
-    b.add_argument("what", choices=["typicality", "training", "scaling"], help="typicality: the engine against the published loop; "
+    b.add_argument("what", choices=["typicality", "training", "scaling", "ingest"], help="typicality: the engine against the published loop; "
                    "training: how well a training recipe learns the labels (held-out accuracy, label gain, and against boxes); "
-                   "scaling: diffmine against the correspondence baseline at growing numbers of images")
+                   "scaling: diffmine against the correspondence baseline at growing numbers of images; ingest: files/s and peak memory of ingesting a generated manifest of --rows tiny images")
     b.add_argument("--dataset", default="builtin")
     b.add_argument("--set", action="append", help="training, scaling: SECTION.FIELD=VALUE over the dataset's options (YAML value); repeatable")
     b.add_argument("--sizes", default="100,200,400,800,1600", help="scaling: numbers of images (a built-in dataset, generated at each size)")
@@ -407,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--data-seed", type=int, help="training: the built-in dataset's generation seed")
     b.add_argument("--control", choices=["shuffled", "none"], default="none", help="training: also train the shuffled-label control")
     b.add_argument("--label", help="label text or key (default: the first)")
+    b.add_argument("--rows", type=int, default=100_000, help="ingest: rows of the generated manifest of tiny images")
+    b.add_argument("--work", help="ingest: folder of the generated images (kept; default: under the lake)")
     b.add_argument("--images", type=int, default=32, help="how many of the label's images")
     b.set_defaults(fn=cmd_bench)
 

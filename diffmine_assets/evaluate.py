@@ -13,6 +13,7 @@ from .mining.bench import run_benchmark
 from .mining.checkpoints import load_checkpoint
 from .mining.denoisers import new_denoiser
 from .mining.controls import fit_shuffled_control
+from .mining.localisation import localisation_by_label, localisation_chance
 from .mining.evaluation import chance_levels, classification_figures, cluster_figures, distractor_share, score_model, top1_hit_rate, typicality_figures
 from .mining.tables import load_array
 from .mining.tensors import load_pixels, to_model_range
@@ -56,23 +57,28 @@ def _read_all(lake: Lake, table: str, dataset: str, keys: list[str]) -> pl.DataF
 def control_model(project, dataset: str, kind: str, ckpt: dict, images: pl.DataFrame, log=print):
     """The control of `kind` for the dataset's checkpoint: `shuffled` (trained
     the same way on permuted labels; trained once and kept) or `untrained`."""
+    return control_checkpoint(project, dataset, kind, ckpt, images, log)[0]
+
+
+def control_checkpoint(project, dataset: str, kind: str, ckpt: dict, images: pl.DataFrame, log=print):
+    """(model, folder of its published checkpoint or None) of the control."""
     spec = project.dataset(dataset)
     if kind == "untrained":
         cfg = load_checkpoint(ckpt["path"]).config()
-        return new_denoiser(spec.training, cfg["labels"], cfg["resolution"])
+        return new_denoiser(spec.training, cfg["labels"], cfg["resolution"]), None
     if kind != "shuffled":
         raise ValueError(f"unknown control {kind!r}; controls are shuffled, untrained, none")
     log("control: the same training on the same images with the labels shuffled across them (trained once, then kept) ...")
     lake = Lake(project.lake)
     fitted = fit_shuffled_control(dataset, images, spec.training, spec.options.resolution, ckpt["data_version"], lake.files_dir(dataset, "controls"),
                                   progress=lambda row: row.get("step", 0) % 100 == 0 and "loss" in row and log(f"  control step {row['step']}/{row['total_steps']}"))
-    return fitted.model
+    return fitted.model, fitted.path
 
 
-def evaluate(project, dataset: str, control: str = "shuffled", log=print) -> dict:
+def evaluate(project, dataset: str, control: str = "shuffled", curve: bool = False, curve_images: int = 32, log=print) -> dict:
     """Every quality figure of a dataset's stored results, beside its chance
     level and, unless `control` is "none", the same figures for a control
-    model scored the same way."""
+    model scored the same way. `curve`: localisation along training too."""
     lake = Lake(project.lake)
     spec = project.dataset(dataset)
     images = lake.read_partition("images", dataset)
@@ -99,6 +105,8 @@ def evaluate(project, dataset: str, control: str = "shuffled", log=print) -> dic
         ordered = pl.concat(ordered)
         figures.update(typicality_figures(patches, boxes, ordered, maps))
         chance.update(chance_levels(patches, boxes, ordered))
+        figures.update(localisation_by_label(maps, ordered, boxes))
+        chance["localisation_ap"] = localisation_chance(ordered, boxes)
         members = _read_all(lake, "cluster_members", dataset, keys)
         if members is not None:
             figures.update(cluster_figures({k: members.filter(pl.col("label_key") == k) for k in keys}, boxes))
@@ -120,14 +128,17 @@ def evaluate(project, dataset: str, control: str = "shuffled", log=print) -> dic
         figures.update(tf)
         if tc is not None:
             figures["translation_control"] = {"kind": "plain regeneration", **{k: v for k, v in tc.items() if k != "chance"}}
+    ctrl_path = None
     if control != "none":
-        ctrl = control_model(project, dataset, control, ckpt, images, log)
+        ctrl, ctrl_path = control_checkpoint(project, dataset, control, ckpt, images, log)
         log(f"scoring the {control} control like the model ...")
         c = score_model(ctrl, images, boxes, spec.typicality, spec.patches)
         figures["control"] = {"kind": control, **c}
-        for key in ("pixel_auc_pr", "accuracy_val"):
+        for key in ("pixel_auc_pr", "localisation_ap", "accuracy_val"):
             if key in figures and c.get(key):
                 figures[f"{key}_over_{control}"] = round(figures[key] / c[key], 3)
+    if curve:
+        figures["localisation_curve"] = localisation_along_training(project, dataset, ckpt, boxes, images, ctrl_path, control, chance, curve_images, log)
     preset = getattr(spec.options, "preset", None) if spec.kind == "builtin" else None
     goals = {k: _met(figures[k], op, bound) for k, (op, bound) in GOALS.get(preset, {}).items() if k in figures}
     # the ratio goal is against a model that saw the images but could not learn the labels
@@ -138,6 +149,35 @@ def evaluate(project, dataset: str, control: str = "shuffled", log=print) -> dic
         goals["layout_ssim_above_regeneration"] = figures["layout_ssim"] > tc["layout_ssim"]
     figures["goals_met"] = goals
     return figures
+
+
+MIN_CURVE_POINTS = 5
+
+
+def localisation_along_training(project, dataset: str, ckpt: dict, boxes, images: pl.DataFrame, control_path, control: str, chance: dict,
+                                per_label: int, log=print) -> dict:
+    """The localisation figure at every snapshot of the checkpoint's training
+    (and of the shuffled control's), on the same boxed images: a table and a
+    chart kept under the dataset's files."""
+    from .mining.checkpoints import snapshots_of
+    from .mining.localisation import boxed_images, curve_picture, localisation_curve
+
+    if boxes is None or boxes.is_empty():
+        raise ValueError(f"dataset {dataset!r} has no ground-truth boxes: a localisation curve needs some (declare a boxes: file)")
+    spec = project.dataset(dataset)
+    snaps = snapshots_of(ckpt["path"])
+    if len(snaps) < MIN_CURVE_POINTS:
+        raise ValueError(f"checkpoint {ckpt['checkpoint_id']} kept {len(snaps)} snapshots along its training; a curve needs {MIN_CURVE_POINTS}: "
+                         f"set training.snapshots (now {spec.training.snapshots}) to 4 or more and re-materialize the checkpoint")
+    rows = boxed_images(images, boxes, per_label)
+    log(f"localisation curve: {len(snaps)} snapshots x {len(rows)} boxed images (at most {per_label} a label) ...")
+    curves = {"model": localisation_curve(snaps, rows, boxes, spec.typicality, log)}
+    if control_path is not None:
+        log(f"localisation curve of the {control} control ...")
+        curves[control] = localisation_curve(snapshots_of(control_path), rows, boxes, spec.typicality, log)
+    path = Lake(project.lake).files_dir(dataset, "evaluation", ckpt["checkpoint_id"], "localisation_curve.png")
+    curve_picture(curves, chance.get("localisation_ap", float("nan")), path, f"{dataset}: localisation AP along training")
+    return {**curves, "chance": chance.get("localisation_ap"), "images": len(rows), "picture": str(path)}
 
 
 def translation_evaluation(project, dataset: str, translated: pl.DataFrame, typicality: pl.DataFrame, images: pl.DataFrame, boxes, ckpt: dict,

@@ -131,7 +131,8 @@ def _never_materialized(instance: DagsterInstance, keys: list[AssetKey]) -> bool
 
 
 def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labels=None, select=None, log=print, budget_s: float | None = None,
-                force: bool = False, verbose: bool = False, evaluation_control: str | None = None) -> dict:
+                force: bool = False, verbose: bool = False, evaluation_control: str | None = None,
+                evaluation_curve: bool = False) -> dict:
     """Materialize what is missing or stale of one dataset (everything with
     `force`): its per-dataset assets, then each label's partition, then the
     report. Returns figures, with what was skipped as up to date."""
@@ -248,7 +249,7 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
         if todo:
             config = None
             if evaluation_control and any(k.path[-1] == "evaluation" for k in todo):
-                config = {"ops": {f"{identifier(dataset)}__evaluation": {"config": {"control": evaluation_control}}}}
+                config = {"ops": {f"{identifier(dataset)}__evaluation": {"config": {"control": evaluation_control, "curve": evaluation_curve}}}}
             launch(REPORT_JOB, dataset, todo, f"{dataset} (report)", config)
     if skipped:
         log("up to date, skipped: " + ", ".join(f"{name}" + (f" ({n} partitions)" if n > 1 else "") for name, n in skipped.items()) + "   (--force reruns them)")

@@ -17,6 +17,8 @@ from .versions import code_versions
 class EvaluationRunConfig(Config):
     control: Literal["none", "shuffled", "untrained"] = Field(
         "none", description="the control scored beside the model (diffmine eval sets shuffled: trained once on shuffled labels, then kept)")
+    curve: bool = Field(False, description="also score localisation along training, from the snapshots the checkpoint (and the control) kept")
+    curve_images: int = Field(32, ge=1, description="boxed images per label scored at each step of the curve")
 
 
 def build_evaluation_asset(spec):
@@ -38,7 +40,7 @@ def build_evaluation_asset(spec):
         "and cluster figures where the dataset has ground truth, and the translations' figures beside plain regeneration. One file per checkpoint, kept.",
     )
     def evaluation(context: AssetExecutionContext, config: EvaluationRunConfig, diffmine: DiffmineResource):
-        figures = evaluate(diffmine.project, ds, control=config.control, log=context.log.info)
+        figures = evaluate(diffmine.project, ds, control=config.control, curve=config.curve, curve_images=config.curve_images, log=context.log.info)
         table = evaluation_table(figures, diffmine.dataset(ds))
         shown = {k: v for k, v in figures.items() if not isinstance(v, dict)}
         return Output(table, metadata={"figures": MetadataValue.json(figures), "rows": len(table), "control": config.control,

@@ -1,6 +1,8 @@
 """The dataset's images (and, where it has them, ground-truth boxes)."""
 
 
+import time
+
 import polars as pl
 from dagster import (
     AssetExecutionContext,
@@ -12,10 +14,11 @@ from dagster import (
     asset,
 )
 
-from ..mining.datasets.ingest import ground_truth_boxes as compute_boxes
+from ..mining.datasets.ingest import ground_truth
 from ..mining.datasets.ingest import ingest
 from ..mining.datasets.sources import DatasetError, label_fingerprints
 from ..mining.pictures import contact_sheet, image_rows
+from ..progress import eta, report
 from ..partitions import asset_key, dataset_partitions, label_partitions_name
 from ..resources import DiffmineResource
 from .metadata import picture, records_table
@@ -29,6 +32,22 @@ def _fingerprints_of(spec, labels: list[str]) -> dict[str, str]:
         return {}
     prints = label_fingerprints(spec)
     return {lbl: prints.get(lbl, "") for lbl in labels}
+
+
+def _progress(context):
+    """Each chunk of checked files: a line in the run's log (at most every
+    10 s, and the last) and the terminal's bar."""
+    last = [0.0]
+
+    def show(done: int, total: int, rate: float) -> None:
+        detail = f"{rate:.0f} files/s, ETA {eta((total - done) / max(rate, 1e-9))}"
+        report("ingest", done, total, detail)
+        now = time.monotonic()
+        if done == total or now - last[0] >= 10:
+            last[0] = now
+            context.log.info(f"checked {done}/{total} files ({detail})")
+
+    return show
 
 
 def build_ingest_assets(spec):
@@ -50,7 +69,7 @@ def build_ingest_assets(spec):
         spec = diffmine.dataset(name)
         files_dir = diffmine.lake.files_dir(name)
         try:
-            result = ingest(name, spec, files_dir, progress=lambda d, n: context.log.info(f"checked {d}/{n} files"))
+            result = ingest(name, spec, files_dir, progress=_progress(context))
         except (DatasetError, ValueError) as exc:
             raise Failure(description=str(exc)) from None
         df = result.images
@@ -99,10 +118,16 @@ def build_ingest_assets(spec):
     )
     def ground_truth_boxes(context: AssetExecutionContext, diffmine: DiffmineResource, images: pl.DataFrame):
         name = context.partition_key
-        boxes = compute_boxes(name, diffmine.dataset(name), images)
-        if boxes is None:
+        try:
+            found = ground_truth(name, diffmine.dataset(name), images)
+        except (DatasetError, ValueError) as exc:
+            raise Failure(description=str(exc)) from None
+        if found is None:
             context.log.info(f"dataset {name!r} has no ground truth; nothing to store")
             return
+        boxes = found.boxes
+        for file, reason in found.problems:
+            context.log.warning(f"box of {file}: {reason}")
         per_kind = boxes.group_by("role", "kind").agg(pl.len().alias("boxes"), pl.col("image_id").n_unique().alias("images")).sort("role", "kind")
         yield Output(
             boxes,
@@ -110,6 +135,10 @@ def build_ingest_assets(spec):
                 "boxes": len(boxes),
                 "images_with_boxes": boxes["image_id"].n_unique(),
                 "per_kind": records_table(["role", "kind", "boxes", "images"], [list(r) for r in per_kind.iter_rows()]),
+                # every box of the file that is not stored (or was clipped), by reason: none is dropped silently
+                "box_problems": len(found.problems),
+                "box_problems_by_reason": MetadataValue.json(found.problem_counts),
+                "box_problem_list": records_table(["file", "reason"], [list(p) for p in found.problems[:500]]) if found.problems else MetadataValue.text("none"),
             },
         )
 

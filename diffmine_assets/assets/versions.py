@@ -23,6 +23,18 @@ def _version(*parts) -> str:
     return f"{__version__}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
+def _boxes_stamp(spec) -> str:
+    """The boxes file's path, size and modification time: an edited file
+    shows ground_truth_boxes stale."""
+    from ..mining.datasets.sources import boxes_source
+
+    found = boxes_source(spec)
+    if found is None or not found[0].exists():
+        return ""
+    st = found[0].stat()
+    return f"{found[0]}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def code_versions(spec) -> dict[str, str]:
     source = _version(spec.kind, getattr(spec, "path", ""), spec.options.version())
     training = _version(spec.training.version(), spec.options.resolution)
@@ -30,7 +42,7 @@ def code_versions(spec) -> dict[str, str]:
     clusters = _version(spec.clusters.version())
     return {
         "images": source,
-        "ground_truth_boxes": source,
+        "ground_truth_boxes": _version(source, _boxes_stamp(spec)),
         "checkpoint": training,
         "training_log": training,
         "image_typicality": typicality,

@@ -27,7 +27,7 @@ from .denoisers import load_denoiser, new_denoiser
 from .denoisers.base import Denoiser
 from .denoisers.tiny import WEIGHTS_FILE
 from .tensors import load_pixels
-from .training import TrainResult, train
+from .training import SNAPSHOTS_DIR, TrainResult, snapshots_dir, train
 
 IN_PROGRESS = "in_progress"
 TRAINING_FILE = "training.json"
@@ -134,6 +134,9 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
     if staging.exists():
         shutil.rmtree(staging)
     model.save(staging)
+    snapshots = snapshots_dir(checkpoints_dir / IN_PROGRESS)
+    if snapshots.is_dir():
+        shutil.copytree(snapshots, staging / SNAPSHOTS_DIR)
     (staging / TRAINING_FILE).write_text(json.dumps({**meta, "params": params, "steps": result.steps, "log": result.log}, indent=2))
     ckpt_id = _weights_id(staging)
     final = checkpoints_dir / ckpt_id
@@ -203,3 +206,12 @@ def checkpoint_of_rows(rows: pl.DataFrame, current: dict, checkpoints_dir: Path)
             f"(the current checkpoint is {current['checkpoint_id']}): re-materialize image_typicality and patch_typicality first"
         )
     return load_denoiser(path)
+
+
+def snapshots_of(checkpoint_path: str | Path) -> list[tuple[int, Path]]:
+    """(step, folder) of the weights a checkpoint kept along its training,
+    in order (see training.snapshots)."""
+    root = Path(checkpoint_path) / SNAPSHOTS_DIR
+    if not root.is_dir():
+        return []
+    return sorted((int(d.name.split("-")[1]), d) for d in root.iterdir() if d.is_dir() and d.name.startswith("step-"))

@@ -151,7 +151,10 @@ def score_model(model, images: pl.DataFrame, boxes: pl.DataFrame | None, typ_opt
             matrices.append(label_matrix_table(rows[held.tolist()], key, scores, "control"))
     figures = classification_figures(pl.concat(matrices), images) if matrices else {}
     if boxes is not None:
+        from .localisation import localisation_by_label
+
         figures.update(typicality_figures(pl.concat(patches), boxes, pl.concat(ordered), maps))
+        figures.update(localisation_by_label(maps, pl.concat(ordered), boxes))
     return figures
 
 
@@ -212,17 +215,27 @@ def cluster_figures(members_by_label: dict[str, pl.DataFrame], boxes: pl.DataFra
 def classification_figures(matrix: pl.DataFrame, images: pl.DataFrame, split: str = "val") -> dict:
     """How often an image is most typical under its own label (the label
     matrix's prediction), over the images of `split`: the one quality figure
-    any dataset has, with or without boxes. Chance is 1 / labels."""
+    any dataset has, with or without boxes. Chance is 1 / labels; an image of
+    several labels (a multi-label dataset) is right under any of them, so its
+    chance is its labels / labels."""
     labels = sorted(matrix["under_label_key"].unique().to_list())
     held = images.filter(pl.col("split") == split).select("image_id")
     pred = matrix.filter(pl.col("predicted")).join(held, on="image_id").select("image_id", "label_key", pl.col("under_label_key").alias("predicted_key"))
     if pred.is_empty():
         return {f"accuracy_{split}": float("nan"), f"accuracy_{split}_images": 0, "accuracy_chance": round(1 / max(len(labels), 1), 4)}
-    pred = pred.with_columns((pl.col("label_key") == pl.col("predicted_key")).alias("correct"))
+    # an image of several labels (a multi-label dataset) is right under any of them
+    if "sha256" in images.columns and images["sha256"].n_unique() < len(images):
+        owned = images.group_by("sha256").agg(pl.col("label_key").alias("owned"))
+        pred = (
+            pred.join(images.select("image_id", "sha256"), on="image_id").join(owned, on="sha256")
+            .with_columns(pl.col("owned").list.contains(pl.col("predicted_key")).alias("correct"), (pl.col("owned").list.len() / len(labels)).alias("chance"))
+        )
+    else:
+        pred = pred.with_columns((pl.col("label_key") == pl.col("predicted_key")).alias("correct"), pl.lit(1 / len(labels)).alias("chance"))
     per_label = pred.group_by("label_key").agg(pl.col("correct").mean().alias("acc"), pl.len().alias("n")).sort("label_key")
     return {
         f"accuracy_{split}": round(float(pred["correct"].mean()), 4),
         f"accuracy_{split}_images": len(pred),
-        "accuracy_chance": round(1 / len(labels), 4),
+        "accuracy_chance": round(float(pred["chance"].mean()), 4),
         f"accuracy_{split}_by_label": {r["label_key"]: round(r["acc"], 4) for r in per_label.iter_rows(named=True)},
     }

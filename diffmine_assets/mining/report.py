@@ -7,6 +7,7 @@ import base64
 import html
 import json
 import time
+from pathlib import Path
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -17,6 +18,33 @@ def _table(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def localisation_html(figures: dict) -> str:
+    """The localisation protocol: per label the mean AP of the maps against
+    the boxes, beside the control and chance; and along training, when
+    `diffmine eval --curve` scored it."""
+    by_label = figures.get("localisation_ap_by_label") or {}
+    if not by_label:
+        return ""
+    control = figures.get("control") or {}
+    c_by = control.get("localisation_ap_by_label") or {}
+    counts = figures.get("localisation_image_counts") or {}
+    chance = (figures.get("chance") or {}).get("localisation_ap")
+    rows = [[k, counts.get(k, ""), v, c_by.get(k, "")] for k, v in sorted(by_label.items())]
+    rows.append(["mean over labels", sum(counts.values()), figures.get("localisation_ap"), control.get("localisation_ap", "")])
+    out = (f"<h2>Localisation: typicality maps against the boxes</h2><p>Per label, the mean over its boxed images of the average precision "
+           f"of the map against the label's boxes; chance (a map that knows nothing) {chance}.</p>"
+           + _table(["label", "boxed images", "model AP", f"{control.get('kind', 'control')} AP"], rows))
+    curve = figures.get("localisation_curve")
+    if curve:
+        runs = [k for k in curve if isinstance(curve[k], list)]
+        steps = sorted({r["step"] for k in runs for r in curve[k]})
+        table = [[s] + [next((r["localisation_ap"] for r in curve[k] if r["step"] == s), "") for k in runs] for s in steps]
+        picture = Path(curve.get("picture", ""))
+        out += "<h3>Along training</h3>" + (_img(picture.read_bytes(), "localisation along training") if picture.is_file() else "")
+        out += _table(["step"] + [f"{k} AP" for k in runs], table)
+    return out
 
 
 def render_report(dataset: str, labels: list[dict], figures: dict | None, parameters: dict, parallel: bytes | None = None,
@@ -39,8 +67,8 @@ def render_report(dataset: str, labels: list[dict], figures: dict | None, parame
         sections.append("\n".join(parts))
     fig_html = ""
     if figures:
-        rows = [[k, json.dumps(v) if isinstance(v, (dict, list)) else v] for k, v in figures.items()]
-        fig_html = "<h2>Quality against the ground truth</h2>" + _table(["figure", "value"], rows)
+        rows = [[k, json.dumps(v) if isinstance(v, (dict, list)) else v] for k, v in figures.items() if k != "localisation_curve"]
+        fig_html = "<h2>Quality against the ground truth</h2>" + _table(["figure", "value"], rows) + localisation_html(figures)
     parallel_html = ""
     if parallel:
         parallel_html = ("<h2>The same elements across labels (parallel clusters)</h2><p>Locations of the translated images that are typical of "

@@ -31,6 +31,23 @@ from .tensors import to_model_range
 STATE_FILE = "train_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 EMA_FILE = "ema.safetensors"
+SNAPSHOTS_DIR = "snapshots"
+
+
+def snapshot_steps(total: int, n: int) -> set[int]:
+    """The untrained start and n evenly spaced steps up to the last."""
+    return {0} | {round(total * i / n) for i in range(1, n + 1)} if n else set()
+
+
+def snapshots_dir(state_dir: Path) -> Path:
+    """Beside the training state (which save_state replaces whole), so the
+    snapshots of a run survive its saves and a resume."""
+    state_dir = Path(state_dir)
+    return state_dir.with_name(f"{state_dir.name}-{SNAPSHOTS_DIR}")
+
+
+def save_snapshot(view: Denoiser, state_dir: Path, step: int) -> None:
+    view.save(snapshots_dir(state_dir) / f"step-{step:07d}")
 
 
 class TrainingDiverged(RuntimeError):
@@ -250,6 +267,10 @@ def train(
         diagnostics.append({"step": done, "bands": [b.as_dict() for b in bands], "quick_accuracy": accuracy})
         model.module.train()
 
+    if start == 0:
+        shutil.rmtree(snapshots_dir(state_dir), ignore_errors=True)  # another run's
+        if cfg.snapshots:
+            save_snapshot(model, state_dir, 0)
     step = start
     while step < min(end, stop_after if stop_after is not None else end):
         if cfg.time_budget and not budgeted and step == start + timed:
@@ -308,6 +329,8 @@ def train(
             diagnose(done)
             if progress and diagnostics and diagnostics[-1]["step"] == done:
                 progress({"step": done, "total_steps": end, "label_gain": diagnostics[-1]["bands"], "quick_accuracy": diagnostics[-1]["quick_accuracy"]})
+        if done in snapshot_steps(end, cfg.snapshots):
+            save_snapshot(_eval_view(model, ema), state_dir, done)
         if done % cfg.save_every == 0 or done == end or done == stop_after:
             extra = {EMA_FILE: ema.shadow} if ema is not None else {}
             save_state(model, opt, state_dir, {"step": done, "total_steps": total, "budgeted": budgeted, "meta": meta, "config": cfg.model_dump(), "log": log, "diagnostics": diagnostics}, extra)

@@ -12,7 +12,7 @@ def test_typo_in_a_field_is_named_with_a_suggestion():
 
 
 def test_unknown_kind_lists_the_kinds():
-    with pytest.raises(ConfigError, match=r"datasets\[0\].kind: unknown dataset kind 'folders'; kinds are \['builtin', 'folder', 'manifest'\]"):
+    with pytest.raises(ConfigError, match=r"datasets\[0\].kind: unknown dataset kind 'folders'; kinds are \['builtin', 'folder', 'manifest', 'cardb', 'ftt', 'g3', 'places365', 'chestxray14'\]"):
         parse_config({"datasets": [{"name": "b", "kind": "folders", "path": "x"}]})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ import polars as pl
 
 from ..labels import check_unique_keys
 from .images import ImageProblem, inspect_image
-from .sources import Discovery, discover, ground_truth_records
+from .boxes_file import GroundTruth, match_boxes, read_boxes_file
+from .sources import Discovery, boxes_source, discover, ground_truth_records
 
 IMAGES_SCHEMA = {
     "dataset": pl.String,
@@ -85,66 +87,84 @@ def _split(sha256: str, val_fraction: float) -> str:
     return "val" if int(sha256[:8], 16) / 2**32 < val_fraction else "train"
 
 
+CHUNK = 1024
+
+
+def membership_id(sha256: str, label: str) -> str:
+    """The image_id of one (image, label) membership in a multi-label
+    dataset: every row of the images table keeps a unique id, so every table
+    keyed by image_id stays one row per membership; `sha256` names the image."""
+    return hashlib.sha256(f"{sha256}\x1f{label}".encode()).hexdigest()[:16]
+
+
 def ingest(
     dataset: str,
     spec,
     files_dir: Path,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> IngestResult:
+    """Open every candidate file once (a pool of threads fed in chunks, so
+    the queue never holds the whole collection) and keep the usable ones.
+    `progress(done, total, files_per_s)` is called after every chunk. No
+    copy of an image is made: the table records where it lies."""
     found: Discovery = discover(spec, files_dir)
     opts = spec.options
     cands = found.candidates
     skipped = list(found.skipped)
 
-    def check(c):
+    def check(path):
         try:
-            return inspect_image(c.path, max_pixels=opts.max_pixels, min_side=opts.min_side), None
+            return inspect_image(Path(path), max_pixels=opts.max_pixels, min_side=opts.min_side), None
         except ImageProblem as exc:
             return None, str(exc)
         except OSError as exc:
             return None, f"unreadable: {exc}"
 
-    infos = []
+    # a multi-label file is a candidate once per label: opened once
+    groups: dict[Path, list] = {}
+    for c in cands:
+        groups.setdefault(c.path, []).append(c)
+    paths = list(groups)
+    seen: dict[str, str] = {}  # sha256 -> relpath of the first file kept with those bytes
+    frames: list[pl.DataFrame] = []
+    t0 = time.monotonic()
+    # each chunk's rows become a columnar frame at once: no per-row Python
+    # objects outlive their chunk, so memory grows by the table alone
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
-        for i, res in enumerate(pool.map(check, cands)):
-            infos.append(res)
-            if progress and (i + 1) % 500 == 0:
-                progress(i + 1, len(cands))
-
-    rows, seen = [], {}
-    for c, (info, problem) in zip(cands, infos):
-        if info is None:
-            skipped.append((c.relpath, problem))
-            continue
-        if info.sha256 in seen:
-            skipped.append((c.relpath, f"duplicate: same bytes as {seen[info.sha256]}"))
-            continue
-        seen[info.sha256] = c.relpath
-        rows.append((c, info))
-
-    keys = check_unique_keys(sorted({c.label for c, _ in rows}))
-    by_label = Counter(c.label for c, _ in rows)
-    empty = sorted(set(found.empty_labels) | ({c.label for c in cands} - set(by_label)))
-    records = []
-    for c, info in rows:
-        records.append(
-            {
-                "dataset": dataset,
-                "label": c.label,
-                "label_key": keys[c.label],
-                "image_id": info.sha256[:16],
-                "path": str(c.path.resolve()),
-                "relpath": c.relpath,
-                "width": info.width,
-                "height": info.height,
-                "mode": info.mode,
-                "format": info.format,
-                "bytes": info.bytes,
-                "sha256": info.sha256,
-                "split": _split(info.sha256, opts.val_fraction),
-            }
-        )
-    images = pl.DataFrame(records, schema=IMAGES_SCHEMA).sort("label_key", "relpath")
+        for start in range(0, len(paths), CHUNK):
+            chunk = paths[start : start + CHUNK]
+            cols: dict[str, list] = {k: [] for k in IMAGES_SCHEMA if k not in ("dataset", "label_key")}
+            for path, (info, problem) in zip(chunk, pool.map(check, chunk)):
+                labels_kept: set[str] = set()
+                for c in groups[path]:
+                    if info is None:
+                        skipped.append((c.relpath, problem))
+                        continue
+                    first = seen.setdefault(info.sha256, c.relpath)
+                    if c.label in labels_kept:
+                        skipped.append((c.relpath, f"duplicate: listed twice under label {c.label!r}"))
+                        continue
+                    # another file with the same bytes; or, where an image has one label, the same file again
+                    if first != c.relpath or (labels_kept and not found.multi_label):
+                        skipped.append((c.relpath, f"duplicate: same bytes as {first}"))
+                        continue
+                    labels_kept.add(c.label)
+                    for k, v in (("label", c.label), ("image_id", membership_id(info.sha256, c.label) if found.multi_label else info.sha256[:16]),
+                                 ("path", os.path.realpath(path)), ("relpath", c.relpath), ("width", info.width), ("height", info.height),
+                                 ("mode", info.mode), ("format", info.format), ("bytes", info.bytes), ("sha256", info.sha256),
+                                 ("split", _split(info.sha256, opts.val_fraction))):
+                        cols[k].append(v)
+            frames.append(pl.DataFrame(cols, schema={k: IMAGES_SCHEMA[k] for k in cols}))
+            if progress:
+                done = start + len(chunk)
+                progress(done, len(paths), done / max(time.monotonic() - t0, 1e-9))
+    del groups, seen
+    kept = pl.concat(frames) if frames else pl.DataFrame(schema={k: IMAGES_SCHEMA[k] for k in IMAGES_SCHEMA if k not in ("dataset", "label_key")})
+    found_labels = sorted(kept["label"].unique().to_list())
+    keys = check_unique_keys(found_labels)
+    empty = sorted(set(found.empty_labels) | ({c.label for c in cands} - set(found_labels)))
+    images = kept.with_columns(pl.lit(dataset).alias("dataset"), pl.col("label").replace_strict(keys, return_dtype=pl.String).alias("label_key")).select(list(IMAGES_SCHEMA))
+    images = images.sort("label_key", "relpath")
     # A label must keep at least one training image, whatever the hash says.
     only_val = images.group_by("label").agg((pl.col("split") == "train").any().alias("has_train")).filter(~pl.col("has_train"))["label"]
     if len(only_val):
@@ -154,17 +174,28 @@ def ingest(
     return IngestResult(images=images, skipped=skipped, empty_labels=empty)
 
 
-def ground_truth_boxes(dataset: str, spec, images: pl.DataFrame) -> pl.DataFrame | None:
-    """The known element boxes of the dataset's kept images, or None when the
-    dataset's kind has no ground truth."""
+def ground_truth(dataset: str, spec, images: pl.DataFrame) -> GroundTruth | None:
+    """The known element boxes of the dataset's kept images with the boxes
+    that could not be used (and why), or None when the dataset has no ground
+    truth: the built-in generator's layout, or a boxes file."""
     records = ground_truth_records(spec)
-    if records is None:
+    if records is not None:
+        raw = pl.DataFrame(records, schema={"relpath": pl.String, "kind": pl.String, "role": pl.String, "element_label": pl.String, "x0": pl.Int32, "y0": pl.Int32, "x1": pl.Int32, "y1": pl.Int32})
+        ids = images.select("relpath", "image_id", "label", "label_key")
+        boxes = (
+            raw.join(ids, on="relpath", how="inner")
+            .with_columns(pl.lit(dataset).alias("dataset"))
+            .select(list(BOXES_SCHEMA))
+            .sort("label_key", "image_id", "x0", "y0")
+        )
+        return GroundTruth(boxes)
+    source = boxes_source(spec)
+    if source is None:
         return None
-    raw = pl.DataFrame(records, schema={"relpath": pl.String, "kind": pl.String, "role": pl.String, "element_label": pl.String, "x0": pl.Int32, "y0": pl.Int32, "x1": pl.Int32, "y1": pl.Int32})
-    ids = images.select("relpath", "image_id", "label", "label_key")
-    return (
-        raw.join(ids, on="relpath", how="inner")
-        .with_columns(pl.lit(dataset).alias("dataset"))
-        .select(list(BOXES_SCHEMA))
-        .sort("label_key", "image_id", "x0", "y0")
-    )
+    path, aliases = source
+    return match_boxes(dataset, read_boxes_file(path), images, path.name, aliases)
+
+
+def ground_truth_boxes(dataset: str, spec, images: pl.DataFrame) -> pl.DataFrame | None:
+    found = ground_truth(dataset, spec, images)
+    return None if found is None else found.boxes

@@ -3,13 +3,14 @@
 A source turns a declared dataset into candidates (file, label) and the
 problems it met before any image was opened. Ingestion (ingest.py) then
 validates every candidate the same way, whatever its kind. The paper's own
-formats (CarDB, FTT, Places365, ChestX-ray14) plug in here as further kinds.
+formats (CarDB, FTT, G^3, Places365, ChestX-ray14) live in collections.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,9 +26,11 @@ class DatasetError(ValueError):
     """The dataset as a whole cannot be read; the message names the path."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
-    path: Path
+    # a str where a source lists many files (a manifest): a Path object per
+    # row costs several times the row's own text at 100k rows
+    path: Path | str
     relpath: str
     label: str
 
@@ -37,6 +40,8 @@ class Discovery:
     candidates: list[Candidate] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
     empty_labels: list[str] = field(default_factory=list)
+    # one file may be a candidate of several labels (ChestX-ray14's findings)
+    multi_label: bool = False
 
 
 def discover_builtin(spec: BuiltinDataset, files_dir: Path) -> Discovery:
@@ -131,37 +136,57 @@ def discover_manifest(spec: ManifestDataset, files_dir: Path) -> Discovery:
         if raw_path is None or str(raw_path).strip() == "":
             out.skipped.append((f"{path.name}:{line}", f"empty path: {line}"))
             continue
-        p = Path(str(raw_path))
-        p = p if p.is_absolute() else base / p
         rel = str(raw_path)
+        p = os.path.join(base, rel)  # an absolute rel wins, as with Path
         try:
             label = derive_label(raw_label, opts.label_from) if opts.label_from else derive_label(raw_label, LabelRule(column=label_col, rule="value"))
         except ValueError as exc:
             out.skipped.append((rel, f"no label: {line}: {exc}"))
             continue
-        if not p.is_file():
+        if not os.path.isfile(p):
             out.skipped.append((rel, f"file not found: {line}: {p}"))
             continue
         out.candidates.append(Candidate(p, rel, label))
     return out
 
 
-SOURCES: dict[str, Callable] = {
-    "builtin": discover_builtin,
-    "folder": discover_folder,
-    "manifest": discover_manifest,
-}
+def _sources() -> dict[str, Callable]:
+    from . import paper_formats as collections
+
+    return {
+        "builtin": discover_builtin,
+        "folder": discover_folder,
+        "manifest": discover_manifest,
+        "cardb": collections.discover_cardb,
+        "ftt": collections.discover_ftt,
+        "g3": collections.discover_g3,
+        "places365": collections.discover_places365,
+        "chestxray14": collections.discover_chestxray14,
+    }
 
 
 def discover(spec, files_dir: Path) -> Discovery:
-    return SOURCES[spec.kind](spec, files_dir)
+    return _sources()[spec.kind](spec, files_dir)
 
 
 def ground_truth_records(spec) -> list[dict] | None:
-    """Element boxes keyed by relative path, for kinds that have them. The
-    built-in layout is recomputed from the seed (no pixels drawn)."""
+    """Element boxes keyed by relative path, for the built-in kind (its
+    layout recomputed from the seed, no pixel drawn)."""
     if spec.kind == "builtin":
         return builtin.boxes(builtin.layout(spec.options))
+    return None
+
+
+def boxes_source(spec) -> tuple[Path, dict[str, str]] | None:
+    """The file of boxes a dataset declares (or ships), with the label
+    aliases of its format; None when it has none."""
+    if getattr(spec, "boxes", None) is not None:
+        return spec.boxes, {}
+    if spec.kind == "chestxray14" and spec.options.boxes_file:
+        from .boxes_file import CHESTXRAY14_LABELS
+
+        path = spec.path / spec.options.boxes_file
+        return (path, CHESTXRAY14_LABELS) if path.exists() else None
     return None
 
 
@@ -209,4 +234,13 @@ def label_fingerprints(spec) -> dict[str, str]:
                 continue
         stamp = str(spec.path.stat().st_mtime_ns)
         return {lbl: stamp for lbl in sorted(labels)}
-    raise ValueError(f"unknown dataset kind {spec.kind!r}")
+    # the paper's collections: their metadata read (no image opened), each
+    # label fingerprinted by the files it lists
+    try:
+        found = discover(spec, Path("."))
+    except DatasetError:
+        return {}
+    listing: dict[str, list[str]] = {}
+    for c in found.candidates:
+        listing.setdefault(c.label, []).append(c.relpath)
+    return {lbl: hashlib.sha1("\n".join(sorted(v)).encode()).hexdigest()[:12] for lbl, v in sorted(listing.items())}

@@ -128,7 +128,7 @@ class TrainingOptions(_Strict):
 
     # on_new_data and continue_steps act only when the data changes: changing
     # them leaves the current checkpoint as valid as it was.
-    RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"save_every", "log_every", "diagnostic_every", "on_new_data", "continue_steps"})
+    RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"save_every", "log_every", "diagnostic_every", "on_new_data", "continue_steps", "snapshots"})
 
     backend: Literal["tiny"] = "tiny"
     conditioning: Literal["class", "film", "cross-attention"] = Field(
@@ -165,6 +165,8 @@ class TrainingOptions(_Strict):
     save_every: int = Field(100, ge=1)
     log_every: int = Field(25, ge=1)
     diagnostic_every: int = Field(0, ge=0, description="steps between held-out label-gain diagnostics (0: at the end only)")
+    snapshots: int = Field(5, ge=0, le=100, description="weights kept along training besides the untrained start (at 1/n, 2/n ... of the steps), "
+                           "for `diffmine eval --curve`; 0: none")
     on_new_data: Literal["continue", "retrain"] = Field(
         "continue", description="when images or labels change: continue from the last checkpoint, or train from scratch"
     )
@@ -322,19 +324,96 @@ class BuiltinDataset(_DatasetBase):
 class FolderDataset(_DatasetBase):
     kind: Literal["folder"]
     path: Path
+    boxes: Path | None = Field(None, description="ground truth: a CSV or Parquet file of boxes (file, label, x, y, w, h in the original image's pixels)")
     options: IngestOptions = IngestOptions()
 
 
 class ManifestDataset(_DatasetBase):
     kind: Literal["manifest"]
     path: Path
+    boxes: Path | None = Field(None, description="ground truth: a CSV or Parquet file of boxes (file, label, x, y, w, h in the original image's pixels)")
     options: ManifestOptions = ManifestOptions()
 
 
+# The paper's collections, each read in its own published format (METHOD.md section 8).
+
+class CarDBOptions(IngestOptions):
+    metadata: str = Field("metadata.json", description="JSON file (relative to path) with a year per image: a list of records or a mapping by file name")
+    rule: Literal["decade", "century"] = Field("decade", description="label = decade (1957 -> 1950s) or century of the year")
+
+
+class CarDBDataset(_DatasetBase):
+    kind: Literal["cardb"]
+    path: Path
+    options: CarDBOptions = CarDBOptions()
+
+
+class FTTDataset(_DatasetBase):
+    kind: Literal["ftt"]
+    path: Path
+    options: IngestOptions = IngestOptions()
+
+
+class G3Options(IngestOptions):
+    label_pattern: str = Field(
+        r"^(?P<label>.*?[^\d_\- .])[_\- .]+\d",
+        description="regular expression over the file name (no extension) whose group 'label' is the country: by default "
+        "everything before the first run of separators followed by a digit (United_Kingdom_51.5_-0.1_0003 -> United Kingdom)",
+    )
+    separators_to_spaces: bool = Field(True, description="write '_' in the label as a space")
+
+    @field_validator("label_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        try:
+            compiled = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"label_pattern is not a regular expression: {exc}") from None
+        if "label" not in compiled.groupindex:
+            raise ValueError("label_pattern needs a named group (?P<label>...)")
+        return v
+
+
+class G3Dataset(_DatasetBase):
+    kind: Literal["g3"]
+    path: Path
+    options: G3Options = G3Options()
+
+
+class Places365Options(IngestOptions):
+    categories_file: str = "categories_places365.txt"
+    split_file: str = Field("places365_val.txt", description="image list with category ids (places365_val.txt, places365_train_standard.txt ...)")
+    images_dir: str | None = Field(None, description="folder of the split's images, relative to path; default: val_256, val_large or path itself")
+    categories: list[str] | None = Field(None, description="keep only these categories (names as in the categories file, with or without /a/)")
+
+
+class Places365Dataset(_DatasetBase):
+    kind: Literal["places365"]
+    path: Path
+    options: Places365Options = Places365Options()
+
+
+class ChestXray14Options(IngestOptions):
+    metadata: str = Field("Data_Entry_2017.csv", description="per-image findings ('Image Index', 'Finding Labels' joined by '|')")
+    boxes_file: str | None = Field("BBox_List_2017.csv", description="the findings' boxes; null: no ground truth (a missing file is no ground truth too)")
+    findings: list[str] | None = Field(None, description="keep only these findings (default: all, 'No Finding' included)")
+
+
+class ChestXray14Dataset(_DatasetBase):
+    kind: Literal["chestxray14"]
+    path: Path
+    options: ChestXray14Options = ChestXray14Options()
+
+
 DatasetSpec = Annotated[
-    Union[BuiltinDataset, FolderDataset, ManifestDataset], Field(discriminator="kind")
+    Union[BuiltinDataset, FolderDataset, ManifestDataset, CarDBDataset, FTTDataset, G3Dataset, Places365Dataset, ChestXray14Dataset],
+    Field(discriminator="kind"),
 ]
-KINDS = ("builtin", "folder", "manifest")
+KIND_MODELS = {
+    "builtin": BuiltinDataset, "folder": FolderDataset, "manifest": ManifestDataset, "cardb": CarDBDataset,
+    "ftt": FTTDataset, "g3": G3Dataset, "places365": Places365Dataset, "chestxray14": ChestXray14Dataset,
+}
+KINDS = tuple(KIND_MODELS)
 
 
 class ProjectConfig(_Strict):
@@ -416,8 +495,8 @@ def _owner_model(loc: tuple, raw: Any) -> type[BaseModel] | None:
             node = node.get("datasets") if isinstance(node, dict) else None
             model = None
             continue
-        if part in ("builtin", "folder", "manifest"):
-            model = {"builtin": BuiltinDataset, "folder": FolderDataset, "manifest": ManifestDataset}[part]
+        if part in KIND_MODELS:
+            model = KIND_MODELS[part]
             continue
         if model is not None and part in model.model_fields:
             ann = model.model_fields[part].annotation
@@ -455,9 +534,13 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
     def absolute(p: Path) -> Path:
         return p if p.is_absolute() else (base / p).resolve()
 
-    datasets = [
-        d.model_copy(update={"path": absolute(d.path)}) if hasattr(d, "path") else d for d in cfg.datasets
-    ]
+    def paths(d):
+        update = {"path": absolute(d.path)} if hasattr(d, "path") else {}
+        if getattr(d, "boxes", None) is not None:
+            update["boxes"] = absolute(d.boxes)
+        return d.model_copy(update=update) if update else d
+
+    datasets = [paths(d) for d in cfg.datasets]
     return cfg.model_copy(
         update={
             "lake": absolute(cfg.lake),
