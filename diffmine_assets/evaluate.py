@@ -171,10 +171,10 @@ def localisation_along_training(project, dataset: str, ckpt: dict, boxes, images
                          f"set training.snapshots (now {spec.training.snapshots}) to 4 or more and re-materialize the checkpoint")
     rows = boxed_images(images, boxes, per_label)
     log(f"localisation curve: {len(snaps)} snapshots x {len(rows)} boxed images (at most {per_label} a label) ...")
-    curves = {"model": localisation_curve(snaps, rows, boxes, spec.typicality, log)}
+    curves = {"model": localisation_curve(snaps, rows, boxes, spec.typicality, log, images)}
     if control_path is not None:
         log(f"localisation curve of the {control} control ...")
-        curves[control] = localisation_curve(snapshots_of(control_path), rows, boxes, spec.typicality, log)
+        curves[control] = localisation_curve(snapshots_of(control_path), rows, boxes, spec.typicality, log, images)
     path = Lake(project.lake).files_dir(dataset, "evaluation", ckpt["checkpoint_id"], "localisation_curve.png")
     curve_picture(curves, chance.get("localisation_ap", float("nan")), path, f"{dataset}: localisation AP along training")
     return {**curves, "chance": chance.get("localisation_ap"), "images": len(rows), "picture": str(path)}

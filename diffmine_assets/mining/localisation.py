@@ -56,13 +56,14 @@ def boxed_images(images: pl.DataFrame, boxes: pl.DataFrame, per_label: int) -> p
     return images.join(own, on="image_id").sort("label_key", "image_id").group_by("label_key", maintain_order=True).head(per_label)
 
 
-def maps_of(model, images: pl.DataFrame, typ_opts) -> dict[str, np.ndarray]:
+def maps_of(model, images: pl.DataFrame, typ_opts, dataset_images: pl.DataFrame | None = None) -> dict[str, np.ndarray]:
     """Own-label typicality maps (mean over replicates) of `images` under
-    `model`, with the graph's estimator and its dataset-wide noise."""
+    `model`, with the graph's estimator and its dataset-wide noise (drawn
+    from the pilot of `dataset_images`, default `images`, as the graph does)."""
     from .tensors import load_pixels, to_model_range
     from .typicality import dataset_noise, pilot_rows, typicality_maps
 
-    pilot = pilot_rows(images)
+    pilot = pilot_rows(dataset_images if dataset_images is not None else images)
     noise = dataset_noise(model, model.encode(to_model_range(load_pixels(pilot["path"].to_list(), model.resolution))), pilot["label_key"].to_list(), typ_opts)
     out = {}
     for key in sorted(images["label_key"].unique().to_list()):
@@ -73,7 +74,7 @@ def maps_of(model, images: pl.DataFrame, typ_opts) -> dict[str, np.ndarray]:
 
 
 def localisation_curve(snapshots: list[tuple[int, Path]], images: pl.DataFrame, boxes: pl.DataFrame, typ_opts,
-                       log: Callable[[str], None] = print) -> list[dict]:
+                       log: Callable[[str], None] = print, dataset_images: pl.DataFrame | None = None) -> list[dict]:
     """The localisation figure at every kept step of a training run (the
     same images and noise at each), one row per step."""
     from .denoisers import load_denoiser
@@ -82,7 +83,7 @@ def localisation_curve(snapshots: list[tuple[int, Path]], images: pl.DataFrame, 
     for step, folder in snapshots:
         t0 = time.monotonic()
         model = load_denoiser(folder)
-        figs = localisation_by_label(maps_of(model, images, typ_opts), images, boxes)
+        figs = localisation_by_label(maps_of(model, images, typ_opts, dataset_images), images, boxes)
         rows.append({"step": step, "localisation_ap": figs["localisation_ap"], "by_label": figs["localisation_ap_by_label"]})
         log(f"  step {step}: localisation AP {figs['localisation_ap']:.4f} ({time.monotonic() - t0:.1f} s)")
     return rows
