@@ -1,6 +1,8 @@
 """The paper's collections in their own formats, and ground truth from a
 boxes file: labels, memberships, skips and box problems, each counted."""
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -145,3 +147,19 @@ def test_a_boxes_file_gives_ground_truth_to_folder_and_manifest_datasets(tmp_pat
     csv.write_text("file,x,y,w,h\na.png,1,2,3,4\n")
     with pytest.raises(DatasetError, match="no column for 'label'"):
         read_boxes_file(csv)
+
+
+def test_images_are_read_where_they_lie_unless_a_copy_is_asked(tmp_path):
+    root = tmp_path / "photos"
+    for i in range(2):
+        write_image(root / "cats" / f"c{i}.png", seed=i)
+    write_image(root / "dogs" / "d0.PNG", seed=9)
+    plain = ingest("d", spec_of("folder", root), tmp_path / "_f")
+    assert all(p.startswith(str(root)) for p in plain.images["path"]) and not (tmp_path / "_f" / "images").exists()
+    copied = ingest("d", spec_of("folder", root, options={"copy_images": True}), tmp_path / "_f")
+    store = tmp_path / "_f" / "images"
+    for r in copied.images.iter_rows(named=True):
+        assert r["path"] == str(store / r["sha256"][:2] / (r["sha256"] + Path(r["relpath"]).suffix.lower()))
+        assert Path(r["path"]).read_bytes() == (root / r["relpath"]).read_bytes()
+    again = ingest("d", spec_of("folder", root, options={"copy_images": True}), tmp_path / "_f")
+    assert again.images["path"].to_list() == copied.images["path"].to_list() and len(list(store.rglob("*.*"))) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -90,6 +91,18 @@ def _split(sha256: str, val_fraction: float) -> str:
 CHUNK = 1024
 
 
+def copy_into(store: Path, path: str, sha256: str) -> str:
+    """A copy of the image in the lake, named by its content (kept when
+    already there: a re-ingestion copies only new images)."""
+    target = store / sha256[:2] / f"{sha256}{Path(path).suffix.lower()}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+    return str(target)
+
+
 def membership_id(sha256: str, label: str) -> str:
     """The image_id of one (image, label) membership in a multi-label
     dataset: every row of the images table keeps a unique id, so every table
@@ -164,6 +177,8 @@ def ingest(
     keys = check_unique_keys(found_labels)
     empty = sorted(set(found.empty_labels) | ({c.label for c in cands} - set(found_labels)))
     images = kept.with_columns(pl.lit(dataset).alias("dataset"), pl.col("label").replace_strict(keys, return_dtype=pl.String).alias("label_key")).select(list(IMAGES_SCHEMA))
+    if opts.copy_images and spec.kind != "builtin":
+        images = images.with_columns(pl.Series("path", [copy_into(files_dir / "images", p, h) for p, h in zip(images["path"], images["sha256"])], dtype=pl.String))
     images = images.sort("label_key", "relpath")
     # A label must keep at least one training image, whatever the hash says.
     only_val = images.group_by("label").agg((pl.col("split") == "train").any().alias("has_train")).filter(~pl.col("has_train"))["label"]

@@ -56,6 +56,8 @@ class IngestOptions(_Strict):
         0.1, ge=0.0, lt=1.0, description="share of each label held out as split='val'"
     )
     resolution: int = Field(32, ge=8, le=1024, description="side, in pixels, the model sees")
+    copy_images: bool = Field(False, description="copy each kept image into the lake (by content hash) and read it from there: "
+                              "for collections on a disk that will not stay mounted; by default images are read where they lie")
 
 
 # What each built-in preset changes from the fields' defaults, when the
