@@ -25,7 +25,7 @@ import torch
 from .datasets.spec import TrainingOptions
 from .denoisers import load_denoiser, new_denoiser
 from .denoisers.base import Denoiser
-from .denoisers.tiny import WEIGHTS_FILE
+from .denoisers.base import weights_digest
 from .tensors import load_pixels
 from .training import SNAPSHOTS_DIR, TrainResult, snapshots_dir, train
 
@@ -45,8 +45,7 @@ class FittedCheckpoint:
 
 
 def _weights_id(directory: Path) -> str:
-    h = hashlib.sha256((directory / WEIGHTS_FILE).read_bytes())
-    return h.hexdigest()[:12]
+    return weights_digest(directory)
 
 
 def fit(

@@ -38,3 +38,36 @@ def test_every_variant_trains_reloads_and_uses_its_label(tmp_path, conditioning,
 def test_a_resolution_that_is_not_a_multiple_of_the_cell_is_refused():
     with pytest.raises(ValueError, match="multiple of the patch size"):
         TinyDenoiser(LABELS, 15, patch=2)
+
+
+@pytest.mark.parametrize("conditioning", ["class", "cross-attention"])
+def test_checkpoints_are_in_the_diffusers_layout_and_old_ones_still_load(tmp_path, conditioning):
+    import json
+
+    from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
+    from safetensors.torch import save_file
+
+    m = TinyDenoiser(["a", "b"], 16, conditioning=conditioning, channels=(16, 16), seed=3)
+    m.add_labels(["c"])  # a grown condition table must be rebuilt at its new size
+    m.save(tmp_path / "new")
+    xt, t = torch.randn(3, 3, 16, 16), torch.tensor([10, 500, 900])
+    cond = m.condition_ids(["a", None, "c"])
+    with torch.no_grad():
+        want = m.predict(xt, t, cond)
+        # diffusers' own tooling loads what diffmine trained
+        if conditioning == "class":
+            unet = UNet2DModel.from_pretrained(tmp_path / "new" / "unet")
+            assert torch.allclose(unet(xt, t, class_labels=cond).sample, want, atol=1e-5)
+        else:
+            unet = UNet2DConditionModel.from_pretrained(tmp_path / "new" / "unet")
+            assert torch.allclose(unet(xt, t, encoder_hidden_states=m.net.tokens(cond)).sample, want, atol=1e-5)
+        assert DDPMScheduler.from_pretrained(tmp_path / "new" / "scheduler").config.num_train_timesteps == 1000
+        assert torch.allclose(load_denoiser(tmp_path / "new").predict(xt, t, cond), want, atol=1e-5)
+        # the layout before: one safetensors file of the whole network beside denoiser.json
+        old = tmp_path / "old"
+        old.mkdir()
+        save_file({k: v.contiguous() for k, v in m.net.state_dict().items()}, old / "model.safetensors")
+        cfg = m.config()
+        cfg.pop("layout")
+        (old / "denoiser.json").write_text(json.dumps(cfg))
+        assert torch.allclose(load_denoiser(old).predict(xt, t, cond), want, atol=1e-5)

@@ -56,7 +56,7 @@ def test_saved_state_is_safetensors_and_reloads(tmp_path):
     # without EMA the state's weights are the published ones (with it, see test_ema_is_what_gets_published)
     train(m, pixels, keys, names, OPTS.model_copy(update={"ema_decay": 0.0}), tmp_path, meta={})
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["denoiser.json", "model.safetensors", "optimizer.safetensors", "train_state.json"]
+    assert files == ["denoiser.json", "optimizer.safetensors", "scheduler", "train_state.json", "unet"]
     again = load_denoiser(tmp_path)
     assert again.labels == LABELS
     for k, v in weights(m).items():

@@ -112,6 +112,21 @@ class Denoiser(ABC):
         ...
 
 
+def weights_digest(directory: str | Path) -> str:
+    """A short hash of a saved denoiser's weights (every safetensors file of
+    the folder and of its component folders, snapshots left out): the
+    checkpoint id."""
+    import hashlib
+
+    directory = Path(directory)
+    files = sorted(p for p in directory.rglob("*.safetensors") if "snapshots" not in p.relative_to(directory).parts)
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(directory).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def new_denoiser(options, labels: list[str], resolution: int, seed: int | None = None) -> Denoiser:
     """A fresh network as the training options (a `TrainingOptions`) describe it."""
     from . import BACKENDS

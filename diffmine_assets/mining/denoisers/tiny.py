@@ -26,7 +26,10 @@ from safetensors.torch import load_file, save_file
 
 from .base import CONFIG_FILE, Denoiser
 
-WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_FILE = "model.safetensors"  # the layout before the diffusers one: still read
+UNET_DIR = "unet"
+SCHEDULER_DIR = "scheduler"
+TOKENS_FILE = "label_tokens.safetensors"
 SHARED_TOKENS = 2  # the "generic prompt", the same for every condition
 CONDITION_TOKENS = 2  # each condition's own tokens (the null condition's too)
 
@@ -168,6 +171,7 @@ class TinyDenoiser(Denoiser):
             self.net.tokens.own = grown
         else:
             self.net.class_embedding = grown
+            self.net.register_to_config(num_class_embeds=grown.num_embeddings)  # so from_pretrained rebuilds it this size
         self.labels += added
         self._index = {k: i + 1 for i, k in enumerate(self.labels)}
         return added
@@ -231,6 +235,7 @@ class TinyDenoiser(Denoiser):
     def config(self) -> dict:
         return {
             "backend": self.backend,
+            "layout": "diffusers",
             "conditioning": self.conditioning,
             "labels": self.labels,
             "resolution": self._resolution,
@@ -242,9 +247,17 @@ class TinyDenoiser(Denoiser):
         }
 
     def save(self, directory: Path) -> None:
+        """The diffusers layout: `unet/` and `scheduler/` by save_pretrained
+        (so `UNet2DModel.from_pretrained(dir / "unet")` loads the network),
+        the cross-attention label tokens beside them, and denoiser.json."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, directory / WEIGHTS_FILE)
+        # safetensors wants contiguous tensors; for_inference made them channels_last
+        self.net.to(memory_format=torch.contiguous_format)
+        self.unet.save_pretrained(directory / UNET_DIR, safe_serialization=True)
+        if isinstance(self.net, CrossAttentionNet):
+            save_file({k: v.contiguous() for k, v in self.net.tokens.state_dict().items()}, directory / TOKENS_FILE)
+        self.scheduler.save_pretrained(directory / SCHEDULER_DIR)
         (directory / CONFIG_FILE).write_text(json.dumps(self.config(), indent=2, default=str))
 
     @classmethod
@@ -252,5 +265,15 @@ class TinyDenoiser(Denoiser):
         directory = Path(directory)
         cfg = json.loads((directory / CONFIG_FILE).read_text())
         model = cls(cfg["labels"], cfg["resolution"], cfg["architecture"], cfg["num_train_timesteps"], conditioning=cfg.get("conditioning", "class"), patch=cfg.get("patch", 1))
-        model.net.load_state_dict(load_file(directory / WEIGHTS_FILE))
+        if (directory / UNET_DIR / "config.json").exists():
+            unet_cls = UNet2DConditionModel if isinstance(model.net, CrossAttentionNet) else UNet2DModel
+            unet = unet_cls.from_pretrained(directory / UNET_DIR)
+            if isinstance(model.net, CrossAttentionNet):
+                model.net.unet = unet
+                model.net.tokens.load_state_dict(load_file(directory / TOKENS_FILE))
+            else:
+                model.net = unet
+            _plain_attention(model.net)
+        else:  # a checkpoint of diffmine before 0.x: one safetensors file of the whole network
+            model.net.load_state_dict(load_file(directory / WEIGHTS_FILE))
         return model
