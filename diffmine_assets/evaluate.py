@@ -65,6 +65,10 @@ def control_checkpoint(project, dataset: str, kind: str, ckpt: dict, images: pl.
     spec = project.dataset(dataset)
     if kind == "untrained":
         cfg = load_checkpoint(ckpt["path"]).config()
+        if cfg["backend"] == "stable-diffusion":  # not finetuned: the pretrained model with the same prompts
+            from .mining.denoisers.stable_diffusion import StableDiffusionDenoiser
+
+            return StableDiffusionDenoiser.pretrained_like(ckpt["path"]), None
         return new_denoiser(spec.training, cfg["labels"], cfg["resolution"]), None
     if kind != "shuffled":
         raise ValueError(f"unknown control {kind!r}; controls are shuffled, untrained, none")
@@ -415,7 +419,7 @@ def bench_training(project, dataset: str, overrides: dict, seeds: list[int], dat
     model_runs = [r for r in runs if r["kind"] == "model"]
     out = {"dataset": dataset, "seeds": seeds, "data_seed": getattr(spec.options, "seed", None), "overrides": overrides,
            "model": summarise(model_runs), "chance": model_runs[0]["chance"] if model_runs else {}, "runs": runs,
-           "training": spec.training.model_dump(), "typicality": spec.typicality.model_dump()}
+           "training": spec.training.model_dump(mode="json"), "typicality": spec.typicality.model_dump(mode="json")}
     if control:
         out["control"] = {"kind": control, **summarise([r for r in runs if r["kind"] == control])}
     return out

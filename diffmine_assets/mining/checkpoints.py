@@ -26,7 +26,7 @@ from .datasets.spec import TrainingOptions
 from .denoisers import load_denoiser, new_denoiser
 from .denoisers.base import Denoiser
 from .denoisers.base import weights_digest
-from .tensors import load_pixels
+from .tensors import load_pixels, to_model_range
 from .training import SNAPSHOTS_DIR, TrainResult, snapshots_dir, train
 
 IN_PROGRESS = "in_progress"
@@ -67,6 +67,7 @@ def fit(
     labels = sorted(images["label_key"].unique().to_list())
     if not labels:
         raise ValueError(f"dataset {dataset!r} has no image to train on")
+    texts = dict(zip(images["label_key"].to_list(), images["label"].to_list()))
     train_rows = images.filter(pl.col("split") == "train")
     val_rows = images.filter(pl.col("split") == "val")
     base = continuation_base(previous, options, resolution, data_version)
@@ -75,30 +76,38 @@ def fit(
     identity = {"dataset": dataset, "data_version": data_version, "resolution": resolution, "options": options.result_options()}
     if base is not None:
         model = load_denoiser(base["path"])
-        model.add_labels(labels)
+        model.add_labels(labels, label_texts=texts, template=options.prompt_template)
         run_options = options.model_copy(update={"steps": options.continue_steps, "seed": options.seed + int(base["steps"])})
         meta = {**identity, "labels": model.labels, "continued_from": base["checkpoint_id"], "previous_steps": int(base["steps"])}
     else:
         torch.manual_seed(options.seed)
-        model = new_denoiser(options, labels, resolution)
+        model = new_denoiser(options, labels, resolution, label_texts=texts)
         run_options = options
         meta = {**identity, "labels": labels}
     params = options.model_dump(mode="json")
     options = run_options
     result = train(
         model,
-        load_pixels(train_rows["path"].to_list(), resolution),
+        model_space(model, train_rows["path"].to_list(), resolution),
         train_rows["label_key"].to_list(),
         train_rows["path"].to_list(),
         options,
         checkpoints_dir / IN_PROGRESS,
         meta=meta,
-        val_pixels=load_pixels(val_rows["path"].to_list(), resolution),
+        val_pixels=model_space(model, val_rows["path"].to_list(), resolution),
         val_label_keys=val_rows["label_key"].to_list(),
         progress=progress,
         stop_after=stop_after,
+        in_model_space=True,
     )
     return publish(dataset, model, result, meta, checkpoints_dir, params)
+
+
+def model_space(model: Denoiser, paths: list[str], resolution: int, chunk: int = 256) -> torch.Tensor:
+    """The images in the space the model denoises, loaded and encoded a
+    chunk at a time: a latent backend never holds every image's pixels."""
+    parts = [model.encode(to_model_range(load_pixels(paths[i : i + chunk], resolution))) for i in range(0, len(paths), chunk)]
+    return torch.cat(parts) if parts else model.encode(to_model_range(load_pixels([], resolution)))
 
 
 def up_to_date(previous: dict | None, options: TrainingOptions, resolution: int, data_version: str) -> bool:

@@ -59,7 +59,9 @@ def calibrate(labels: list[str], resolution: int, training: TrainingOptions, typ
     model = new_denoiser(training, labels, resolution, seed=0)
     opt = torch.optim.AdamW(model.module.parameters(), lr=1e-6)
     b = training.batch_size
-    x = torch.randn(b, 3, resolution, resolution)
+    # in the space the network denoises (a latent backend's VAE output)
+    shape = model.encode(torch.rand(1, 3, resolution, resolution) * 2 - 1).shape[1:]
+    x = torch.randn(b, *shape)
     t = torch.randint(0, model.num_train_timesteps, (b,))
     c = torch.randint(0, len(labels) + 1, (b,))
     dtype = resolve_precision(training.precision)

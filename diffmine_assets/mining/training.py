@@ -213,13 +213,15 @@ def train(
     val_label_keys: list[str] | None = None,
     progress: Callable[[dict], None] | None = None,
     stop_after: int | None = None,
+    in_model_space: bool = False,
 ) -> TrainResult:
     """Train `model` for `planned_steps(cfg)` steps (fewer if `cfg.time_budget`
     would be exceeded: the number is fixed after the first steps are timed and
     recorded, so a resume continues the same run), saving every
     `cfg.save_every` steps to `state_dir` (with `meta`, which must match for a
     resume). `names` names each training image in errors. `stop_after` ends
-    early (tests of resume)."""
+    early (tests of resume). `pixels` are uint8 images, or already in model
+    space with `in_model_space`."""
     if len(pixels) == 0:
         raise ValueError("no training image")
     opt = _optimizer(model, cfg)
@@ -246,8 +248,11 @@ def train(
     sched = _schedule(opt, cfg, total, start)
     dtype = resolve_precision(cfg.precision)
     cond_all = model.condition_ids(label_keys)
-    x_all = to_model_range(pixels)
-    val_x = to_model_range(val_pixels) if val_pixels is not None and len(val_pixels) else None
+    # in_model_space: the caller encoded the images (a latent backend's VAE, once per image)
+    x_all = pixels if in_model_space else model.encode(to_model_range(pixels))
+    val_x = None
+    if val_pixels is not None and len(val_pixels):
+        val_x = val_pixels if in_model_space else model.encode(to_model_range(val_pixels))
     val_c = model.condition_ids(val_label_keys) if val_x is not None else None
     model.module.train()
     t0 = time.monotonic()
@@ -333,7 +338,7 @@ def train(
             save_snapshot(_eval_view(model, ema), state_dir, done)
         if done % cfg.save_every == 0 or done == end or done == stop_after:
             extra = {EMA_FILE: ema.shadow} if ema is not None else {}
-            save_state(model, opt, state_dir, {"step": done, "total_steps": total, "budgeted": budgeted, "meta": meta, "config": cfg.model_dump(), "log": log, "diagnostics": diagnostics}, extra)
+            save_state(model, opt, state_dir, {"step": done, "total_steps": total, "budgeted": budgeted, "meta": meta, "config": cfg.model_dump(mode="json"), "log": log, "diagnostics": diagnostics}, extra)
     if ema is not None:
         ema.copy_to(model.module)
     model.module.eval()

@@ -132,7 +132,14 @@ class TrainingOptions(_Strict):
     # them leaves the current checkpoint as valid as it was.
     RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"save_every", "log_every", "diagnostic_every", "on_new_data", "continue_steps", "snapshots"})
 
-    backend: Literal["tiny"] = "tiny"
+    backend: Literal["tiny", "stable-diffusion"] = Field(
+        "tiny", description="tiny: a small UNet trained from scratch in pixel space (CPU); stable-diffusion: a local Stable Diffusion 1.x folder "
+        "finetuned in latent space (a GPU; docs/STABLE_DIFFUSION.md)")
+    model_path: Path | None = Field(None, description="stable-diffusion: the Stable Diffusion 1.x folder in the diffusers layout (never downloaded)")
+    prompt_template: str | None = Field(None, description="stable-diffusion: the label's prompt, with {label}; default: the dataset kind's (METHOD.md section 1)")
+    null_prompt: str | None = Field(None, description="stable-diffusion: the generic prompt of the null condition; default: the dataset kind's")
+    lora_rank: int = Field(0, ge=0, le=1024, description="stable-diffusion: train LoRA adapters of this rank on the attention projections (0: the whole UNet)")
+    gradient_checkpointing: bool = Field(True, description="stable-diffusion on a GPU: recompute activations in the backward pass (less memory, slower steps)")
     conditioning: Literal["class", "film", "cross-attention"] = Field(
         "class",
         description="how the label enters the network: a class embedding added to the time embedding (class), "
@@ -178,6 +185,14 @@ class TrainingOptions(_Strict):
     @classmethod
     def _duration(cls, v: Any) -> Any:
         return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> "TrainingOptions":
+        if self.backend == "stable-diffusion" and self.model_path is None:
+            raise ValueError("backend stable-diffusion needs model_path: a local Stable Diffusion 1.x folder in the diffusers layout")
+        if self.prompt_template is not None and "{label}" not in self.prompt_template:
+            raise ValueError(f"prompt_template {self.prompt_template!r} has no {{label}}")
+        return self
 
 
 class TypicalityOptions(_Strict):
@@ -296,6 +311,18 @@ class CorrespondenceOptions(_Strict):
         return self if self.window_px else self.model_copy(update={"window_px": [window_px, round(window_px * 1.5)]})
 
 
+# The paper's prompts (METHOD.md section 1): the label's prompt and the generic
+# one of the null condition, by dataset kind.
+PROMPTS = {
+    "cardb": ("A car from the {label}.", "A car."),
+    "ftt": ("Portrait at the {label}.", "Portrait."),
+    "g3": ("A street view photo in {label}.", "A street view photo."),
+    "places365": ("Image of {label}.", "Image."),
+    "chestxray14": ("Chest X-Ray with {label}.", "Chest X-Ray."),
+}
+DEFAULT_PROMPTS = ("An image of {label}.", "An image.")
+
+
 class _DatasetBase(_Strict):
     name: str
     description: str = ""
@@ -306,6 +333,15 @@ class _DatasetBase(_Strict):
     clusters: ClusterOptions = ClusterOptions()
     translation: TranslationOptions = TranslationOptions()
     baseline: CorrespondenceOptions = CorrespondenceOptions()
+
+    @model_validator(mode="after")
+    def _prompts(self) -> "_DatasetBase":
+        t = self.training
+        if t.backend == "stable-diffusion" and (t.prompt_template is None or t.null_prompt is None):
+            template, null = PROMPTS.get(getattr(self, "kind", ""), DEFAULT_PROMPTS)
+            filled = t.model_copy(update={"prompt_template": t.prompt_template or template, "null_prompt": t.null_prompt or null})
+            object.__setattr__(self, "training", filled)  # frozen: the defaults are filled once, at validation
+        return self
 
     @field_validator("name")
     @classmethod
@@ -540,6 +576,8 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
         update = {"path": absolute(d.path)} if hasattr(d, "path") else {}
         if getattr(d, "boxes", None) is not None:
             update["boxes"] = absolute(d.boxes)
+        if d.training.model_path is not None:
+            update["training"] = d.training.model_copy(update={"model_path": absolute(d.training.model_path)})
         return d.model_copy(update=update) if update else d
 
     datasets = [paths(d) for d in cfg.datasets]

@@ -127,8 +127,14 @@ def weights_digest(directory: str | Path) -> str:
     return h.hexdigest()[:12]
 
 
-def new_denoiser(options, labels: list[str], resolution: int, seed: int | None = None) -> Denoiser:
-    """A fresh network as the training options (a `TrainingOptions`) describe it."""
+def new_denoiser(options, labels: list[str], resolution: int, seed: int | None = None, label_texts: dict[str, str] | None = None) -> Denoiser:
+    """A fresh network as the training options (a `TrainingOptions`) describe
+    it; `label_texts` (key -> label text) words the prompts of a text-conditioned backend."""
+    if options.backend == "stable-diffusion":
+        from .stable_diffusion import StableDiffusionDenoiser
+
+        torch.manual_seed(options.seed if seed is None else seed)
+        return StableDiffusionDenoiser.from_options(options, labels, resolution, label_texts or {})
     from . import BACKENDS
 
     return BACKENDS[options.backend](labels, resolution, seed=options.seed if seed is None else seed, conditioning=options.conditioning,
@@ -141,6 +147,10 @@ def load_denoiser(directory: str | Path) -> Denoiser:
     directory = Path(directory)
     cfg = json.loads((directory / CONFIG_FILE).read_text())
     backend = cfg.get("backend")
+    if backend == "stable-diffusion":
+        from .stable_diffusion import StableDiffusionDenoiser
+
+        return StableDiffusionDenoiser.load(directory)
     if backend not in BACKENDS:
-        raise ValueError(f"{directory}: unknown denoiser backend {backend!r}; known: {sorted(BACKENDS)}")
+        raise ValueError(f"{directory}: unknown denoiser backend {backend!r}; known: {sorted(BACKENDS) + ['stable-diffusion']}")
     return BACKENDS[backend].load(directory)

@@ -154,7 +154,7 @@ class TinyDenoiser(Denoiser):
     def _condition_table(self) -> torch.nn.Embedding:
         return self.net.tokens.own if isinstance(self.net, CrossAttentionNet) else self.net.class_embedding
 
-    def add_labels(self, new_labels: list[str]) -> list[str]:
+    def add_labels(self, new_labels: list[str], label_texts: dict[str, str] | None = None, template: str | None = None) -> list[str]:
         """Grow the condition table for labels the model has not seen; the
         rows of the null condition and of known labels are kept as they are."""
         added = [k for k in new_labels if k not in self._index]
