@@ -286,6 +286,13 @@ def cmd_bench(args) -> int:
         overrides = _overrides(args.set)
         sizes = [int(s) for s in args.sizes.split(",")]
         figures = bench_scaling(project, args.dataset, sizes, overrides, log=lambda line: print(line, file=sys.stderr))
+    elif args.what == "sd":
+        from .mining.sd_bench import sd_benchmark
+        from .storage.lake import Lake
+
+        work = Path(args.work) if args.work else Lake(project.lake).files_dir("_bench", "sd")
+        figures = sd_benchmark(work, args.shape, args.resolution, tuple(args.precisions.split(",")), images=args.images, lora_rank=args.lora_rank,
+                               log=lambda line: print(line, file=sys.stderr))
     elif args.what == "ingest":
         from .mining.datasets.ingest_bench import bench_ingest
         from .storage.lake import Lake
@@ -405,9 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     t.set_defaults(fn=cmd_translate)
 
     b = sub.add_parser("bench", help="benchmarks")
-    b.add_argument("what", choices=["typicality", "training", "scaling", "ingest"], help="typicality: the engine against the published loop; "
+    b.add_argument("what", choices=["typicality", "training", "scaling", "ingest", "sd"], help="typicality: the engine against the published loop; "
                    "training: how well a training recipe learns the labels (held-out accuracy, label gain, and against boxes); "
-                   "scaling: diffmine against the correspondence baseline at growing numbers of images; ingest: files/s and peak memory of ingesting a generated manifest of --rows tiny images")
+                   "scaling: diffmine against the correspondence baseline at growing numbers of images; ingest: files/s and peak memory of ingesting a generated manifest of --rows tiny images; "
+                   "sd: the stable-diffusion backend's finetuning steps/s and typicality images/s, engine against the published loop")
     b.add_argument("--dataset", default="builtin")
     b.add_argument("--set", action="append", help="training, scaling: SECTION.FIELD=VALUE over the dataset's options (YAML value); repeatable")
     b.add_argument("--sizes", default="100,200,400,800,1600", help="scaling: numbers of images (a built-in dataset, generated at each size)")
@@ -416,7 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--control", choices=["shuffled", "none"], default="none", help="training: also train the shuffled-label control")
     b.add_argument("--label", help="label text or key (default: the first)")
     b.add_argument("--rows", type=int, default=100_000, help="ingest: rows of the generated manifest of tiny images")
-    b.add_argument("--work", help="ingest: folder of the generated images (kept; default: under the lake)")
+    b.add_argument("--work", help="ingest, sd: folder of the generated images or pipeline (kept; default: under the lake)")
+    b.add_argument("--shape", choices=["sd15", "tiny"], default="sd15", help="sd: a random pipeline of Stable Diffusion 1.5's shapes, or a tiny one")
+    b.add_argument("--resolution", type=int, default=512, help="sd: image side")
+    b.add_argument("--precisions", default="float16,bfloat16", help="sd: comma-separated (float16 needs a GPU)")
+    b.add_argument("--lora-rank", type=int, default=0, help="sd: finetune LoRA adapters of this rank instead of the whole UNet")
     b.add_argument("--images", type=int, default=32, help="how many of the label's images")
     b.set_defaults(fn=cmd_bench)
 

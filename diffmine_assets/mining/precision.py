@@ -16,7 +16,7 @@ def resolve_precision(precision: str) -> torch.dtype:
     if precision == "auto":
         native = torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
         return torch.bfloat16 if native else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[precision]
 
 
 def autocast(module: torch.nn.Module, dtype: torch.dtype):

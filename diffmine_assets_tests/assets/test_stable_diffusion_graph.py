@@ -91,3 +91,13 @@ def test_a_missing_or_incomplete_pipeline_folder_is_named_with_what_is_missing(t
 
     with pytest.raises(ConfigError, match="needs model_path"):
         parse_config({"datasets": [{"name": "x", "kind": "folder", "path": ".", "training": {"backend": "stable-diffusion"}}]})
+
+
+def test_bench_sd_smoke_on_the_tiny_shape(tmp_path):
+    from diffmine_assets.mining.sd_bench import sd_benchmark
+
+    out = sd_benchmark(tmp_path, "tiny", 32, ("float32",), images=2, n_samples=8, steps=2, batch=2, log=lambda _: None)
+    (run,) = out["runs"]
+    assert out["latent"] == [4, 16, 16] and out["device"].startswith("cpu")
+    assert run["finetune_steps_per_s"] > 0 and run["typicality_images_per_s"] > 0 and run["published_loop_images_per_s"] > 0
+    assert run["engine_over_published"] == round(run["typicality_images_per_s"] / run["published_loop_images_per_s"], 2)

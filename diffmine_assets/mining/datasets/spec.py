@@ -206,8 +206,8 @@ class TypicalityOptions(_Strict):
     t_max: float = Field(0.5, gt=0, le=1)
     seed: int = 0
     sampling: Literal["importance-antithetic", "stratified-antithetic", "stratified", "iid"] = "importance-antithetic"
-    precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="network precision; auto = bfloat16 where the CPU/GPU runs it natively, else float32"
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="network precision; auto = bfloat16 where the CPU/GPU runs it natively, else float32; float16: a GPU's half precision (the paper's)"
     )
     groups: int = Field(8, ge=2, le=1024, description="independent replicates, for the standard error")
     batch_size: int = Field(32, ge=2, le=4096, description="network evaluations per forward pass (label and null each count)")
