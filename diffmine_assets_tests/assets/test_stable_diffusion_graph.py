@@ -29,13 +29,12 @@ def query(root, sql):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lora_rank", [0, 4])
-def test_the_whole_graph_runs_on_a_tiny_stable_diffusion_pipeline(tmp_path, monkeypatch, capsys, lora_rank):
+def test_the_whole_graph_runs_on_a_tiny_stable_diffusion_pipeline(tmp_path, monkeypatch, capsys):
     from diffusers import UNet2DConditionModel
 
     pipe = write_random_pipeline(tmp_path / "sd")
     write_chestxray14(tmp_path / "cx", per_finding=2)
-    training = {**FAST["training"], "backend": "stable-diffusion", "model_path": str(pipe), "lora_rank": lora_rank, "snapshots": 2}
+    training = {**FAST["training"], "backend": "stable-diffusion", "model_path": str(pipe), "snapshots": 2}
     cfg = write_config(tmp_path, [{"name": "xray", "kind": "chestxray14", "path": str(tmp_path / "cx"), "options": {"resolution": 32},
                                    **FAST, "training": training, "patches": {**FAST["patches"], "window_px": 16}}])
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
@@ -48,19 +47,13 @@ def test_the_whole_graph_runs_on_a_tiny_stable_diffusion_pipeline(tmp_path, monk
     model = load_denoiser(ckpt_path)
     assert model.prompts == {k: f"Chest X-Ray with {t}." for k, t in query(tmp_path, "select distinct label_key, label from images")}
     assert model.null_prompt == "Chest X-Ray."
-    if lora_rank:
-        # only the adapters are trained and saved; they load over the base
-        assert Path(ckpt_path, "unet_lora", "pytorch_lora_weights.safetensors").is_file() and not Path(ckpt_path, "unet").exists()
-        cfgd = model.config()
-        assert 0 < cfgd["trainable_parameters"] < cfgd["parameters"] / 10
-    else:
-        # diffusers' own tooling loads the finetuned UNet
-        unet = UNet2DConditionModel.from_pretrained(f"{ckpt_path}/unet")
-        z = torch.randn(1, 4, 16, 16)
-        t = torch.tensor([300])
-        cond = model.condition_ids([model.labels[0]])
-        with torch.no_grad():
-            assert torch.allclose(unet(z, t, encoder_hidden_states=model._embeds[cond]).sample, model.predict(z, t, cond), atol=1e-5)
+    # diffusers' own tooling loads the finetuned UNet
+    unet = UNet2DConditionModel.from_pretrained(f"{ckpt_path}/unet")
+    z = torch.randn(1, 4, 16, 16)
+    t = torch.tensor([300])
+    cond = model.condition_ids([model.labels[0]])
+    with torch.no_grad():
+        assert torch.allclose(unet(z, t, encoder_hidden_states=model._embeds[cond]).sample, model.predict(z, t, cond), atol=1e-5)
     labels = len(query(tmp_path, "select distinct label_key from images"))
     # maps are on the latent grid (16 x 16 for 32 px through a VAE that halves), patches in image pixels
     assert query(tmp_path, "select count(distinct label_key) from image_typicality") == [(labels,)]
@@ -73,6 +66,33 @@ def test_the_whole_graph_runs_on_a_tiny_stable_diffusion_pipeline(tmp_path, monk
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["control"]["kind"] == "untrained" and 0 <= figures["localisation_ap"] <= 1
     instance.dispose()
+
+
+def test_lora_trains_and_saves_only_the_adapters_which_load_over_the_base(tmp_path):
+    from diffmine_assets.mining.checkpoints import fit
+    from diffmine_assets.mining.datasets.ingest import ingest
+    from diffmine_assets.mining.datasets.spec import parse_config
+
+    pipe = write_random_pipeline(tmp_path / "sd")
+    write_chestxray14(tmp_path / "cx", per_finding=2)
+    spec = parse_config({"datasets": [{"name": "x", "kind": "chestxray14", "path": str(tmp_path / "cx"), "options": {"resolution": 32},
+                                       "training": {"backend": "stable-diffusion", "model_path": str(pipe), "lora_rank": 4, "steps": 4, "batch_size": 4,
+                                                    "warmup_steps": 0, "learning_rate": 0.01, "ema_decay": 0, "snapshots": 0}}]}).datasets[0]
+    images = ingest("x", spec, tmp_path / "_f").images
+    fitted = fit("x", images, spec.training, 32, "v", tmp_path / "ck")
+    saved = sorted(p.name for p in fitted.path.iterdir())
+    assert saved == ["denoiser.json", "training.json", "unet_lora"] and (fitted.path / "unet_lora" / "pytorch_lora_weights.safetensors").is_file()
+    cfg = fitted.model.config()
+    assert 0 < cfg["trainable_parameters"] < cfg["parameters"] / 10
+    base = {n: p for n, p in fitted.model.net.named_parameters() if "lora_" not in n}
+    fresh = load_denoiser(fitted.path)
+    assert all(torch.equal(p, base[n]) for n, p in fresh.net.named_parameters() if "lora_" not in n)  # the base is untouched
+    z, t = torch.randn(2, 4, 16, 16), torch.tensor([100, 700])
+    cond = fresh.condition_ids([fresh.labels[0], None])
+    with torch.no_grad():
+        assert torch.allclose(fresh.predict(z, t, cond), fitted.model.predict(z, t, cond), atol=1e-5)
+        pretrained = type(fresh).pretrained_like(fitted.path)
+        assert not torch.allclose(pretrained.predict(z, t, cond), fresh.predict(z, t, cond), atol=1e-4)  # the adapters changed something
 
 
 def test_a_missing_or_incomplete_pipeline_folder_is_named_with_what_is_missing(tmp_path):

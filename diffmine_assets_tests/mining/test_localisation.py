@@ -20,7 +20,7 @@ def test_trained_maps_localise_findings_above_the_control_and_rise_along_trainin
     write_chestxray14(tmp_path / "cx", per_finding=12)
     spec = parse_config({"datasets": [{
         "name": "cx", "kind": "chestxray14", "path": str(tmp_path / "cx"), "options": {"resolution": 32},
-        "training": {"steps": 200, "batch_size": 32, "learning_rate": 0.002, "save_every": 1000, "log_every": 1000, "snapshots": 4},
+        "training": {"steps": 200, "batch_size": 16, "learning_rate": 0.002, "save_every": 1000, "log_every": 1000, "snapshots": 4},
         "typicality": {"n_samples": 16, "groups": 4, "batch_size": 64}}]}).datasets[0]
     images = ingest("cx", spec, tmp_path / "_f").images
     boxes = ground_truth("cx", spec, images).boxes

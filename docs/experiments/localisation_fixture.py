@@ -4,7 +4,7 @@ shuffled-label control, chance, and the curve along training.
 
     .venv/bin/python docs/experiments/localisation_fixture.py WORKDIR SEED [SEED ...]
 
-The recipe (200 steps, batch 32, learning rate 2e-3, 32 px) was chosen on
+The recipe (200 steps, batch 16, learning rate 2e-3, 32 px) was chosen on
 fixture seed 0, the test's; report the other seeds. One JSON line per seed,
 then the mean and sample sd.
 """
@@ -31,7 +31,7 @@ def run(work: Path, seed: int) -> dict:
         write_chestxray14(root, per_finding=12, seed=seed)
     spec = parse_config({"datasets": [{
         "name": "cx", "kind": "chestxray14", "path": str(root), "options": {"resolution": 32},
-        "training": {"steps": 200, "batch_size": 32, "learning_rate": 0.002, "save_every": 1000, "log_every": 1000, "snapshots": 4},
+        "training": {"steps": 200, "batch_size": 16, "learning_rate": 0.002, "save_every": 1000, "log_every": 1000, "snapshots": 4},
         "typicality": {"n_samples": 16, "groups": 4, "batch_size": 64}}]}).datasets[0]
     images = ingest("cx", spec, work / f"_f{seed}").images
     boxes = ground_truth("cx", spec, images).boxes
