@@ -48,3 +48,19 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("datasets: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_the_stable_diffusion_backend_takes_the_papers_finetuning_where_the_config_is_silent(tmp_path):
+    def training(kind, **extra):
+        raw = {"datasets": [{"name": "x", "kind": kind, "path": ".", "training": {"backend": "stable-diffusion", "model_path": "sd", **extra}}]}
+        return parse_config(raw).datasets[0].training
+
+    t = training("chestxray14", learning_rate=2e-5)
+    assert (t.learning_rate, t.label_dropout, t.epochs, t.timesteps, t.loss_weighting, t.snapshots) == (2e-5, 0.05, 100.0, "uniform", "none", 0)
+    assert (t.prompt_template, t.null_prompt) == ("Chest X-Ray with {label}.", "Chest X-Ray.")
+    assert training("folder", lora_rank=8).snapshots == 5 and training("folder").prompt_template == "An image of {label}."
+    assert training("cardb", prompt_template="A {label} car.").prompt_template == "A {label} car."
+    with pytest.raises(ConfigError, match="has no {label}"):
+        training("cardb", prompt_template="A car.")
+    tiny = parse_config({"datasets": [{"name": "x", "kind": "folder", "path": "."}]}).datasets[0].training
+    assert (tiny.learning_rate, tiny.label_dropout, tiny.prompt_template) == (1e-3, 0.1, None)

@@ -125,6 +125,13 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
+# What the stable-diffusion backend changes from the fields' defaults (which
+# are the CPU model's, measured in docs/QUALITY.md) when the config does not
+# set the field: the paper's finetuning.
+SD_DEFAULTS: dict[str, Any] = {"epochs": 100.0, "learning_rate": 1e-5, "label_dropout": 0.05, "timesteps": "uniform", "loss_weighting": "none",
+                               "batch_size": 32, "warmup_steps": 500}
+
+
 class TrainingOptions(_Strict):
     """How the denoiser is trained (the `checkpoint` asset)."""
 
@@ -185,6 +192,14 @@ class TrainingOptions(_Strict):
     @classmethod
     def _duration(cls, v: Any) -> Any:
         return parse_duration(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("backend") == "stable-diffusion":
+            # the paper's finetuning (METHOD.md section 1) where the config is silent; a whole-UNet snapshot is 3.4 GB, an adapter's a few MB
+            return {**SD_DEFAULTS, "snapshots": 5 if data.get("lora_rank") else 0, **data}
+        return data
 
     @model_validator(mode="after")
     def _backend_fields(self) -> "TrainingOptions":
