@@ -67,7 +67,8 @@ def fit(
     labels = sorted(images["label_key"].unique().to_list())
     if not labels:
         raise ValueError(f"dataset {dataset!r} has no image to train on")
-    texts = dict(zip(images["label_key"].to_list(), images["label"].to_list()))
+    # the label text words a text-conditioned backend's prompts (a frame of keys alone: the keys)
+    texts = dict(zip(images["label_key"].to_list(), (images["label"] if "label" in images.columns else images["label_key"]).to_list()))
     train_rows = images.filter(pl.col("split") == "train")
     val_rows = images.filter(pl.col("split") == "val")
     base = continuation_base(previous, options, resolution, data_version)
