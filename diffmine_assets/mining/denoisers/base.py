@@ -56,18 +56,36 @@ class Denoiser(ABC):
     def resolution(self) -> int:
         """Side, in pixels, of the images the model takes."""
 
+    @property
     @abstractmethod
+    def alphas_cumprod(self) -> torch.Tensor:
+        """The training schedule's cumulative alphas (float32, CPU)."""
+
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        ...
+        ab = self.alphas_cumprod.to(x0.device)[t].view(-1, 1, 1, 1)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
     @abstractmethod
     def predict(self, xt: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Predicted noise, same shape as xt."""
 
-    @abstractmethod
     def features(self, xt: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, block: int) -> torch.Tensor:
         """Activations (B, C, h, w) of up-sampling block `block` of the network
-        on a noisy input: the diffusion features (DIFT) of the image."""
+        on a noisy input: the diffusion features (DIFT) of the image, on the CPU."""
+        blocks = self.unet.up_blocks
+        if not 0 <= block < len(blocks):
+            raise ValueError(f"feature block {block} out of range: the network has {len(blocks)} up-sampling blocks")
+        captured = {}
+
+        def hook(_module, _inputs, output):
+            captured["out"] = output[0] if isinstance(output, tuple) else output
+
+        handle = blocks[block].register_forward_hook(hook)
+        try:
+            self.predict(xt, t, cond)
+        finally:
+            handle.remove()
+        return captured["out"].float().cpu().contiguous()
 
     @property
     @abstractmethod

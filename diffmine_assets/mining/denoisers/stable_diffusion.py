@@ -160,30 +160,10 @@ class StableDiffusionDenoiser(Denoiser):
     def schedule_config(self) -> dict:
         return dict(self.scheduler.config)
 
-    def add_noise(self, x0, eps, t):
-        ab = self._alphas_cumprod.to(x0.device)[t].view(-1, 1, 1, 1)
-        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
-
     def predict(self, xt, t, cond):
         states = self._embeds[cond.to(self.device)]
         out = self.net(xt.to(self.device), t.to(self.device), encoder_hidden_states=states).sample
         return out.to(xt.device)
-
-    def features(self, xt, t, cond, block):
-        blocks = self.net.up_blocks
-        if not 0 <= block < len(blocks):
-            raise ValueError(f"feature block {block} out of range: the network has {len(blocks)} up-sampling blocks")
-        captured = {}
-
-        def hook(_module, _inputs, output):
-            captured["out"] = output[0] if isinstance(output, tuple) else output
-
-        handle = blocks[block].register_forward_hook(hook)
-        try:
-            self.predict(xt, t, cond)
-        finally:
-            handle.remove()
-        return captured["out"].float().cpu().contiguous()
 
     @property
     def unet(self):

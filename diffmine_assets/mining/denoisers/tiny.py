@@ -190,10 +190,6 @@ class TinyDenoiser(Denoiser):
     def schedule_config(self) -> dict:
         return dict(self.scheduler.config)
 
-    def add_noise(self, x0, eps, t):
-        ab = self._alphas_cumprod.to(x0.device)[t].view(-1, 1, 1, 1)
-        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
-
     def predict(self, xt, t, cond):
         # patch > 1: the network sees each patch x patch block of pixels as
         # one cell of 3 * patch^2 channels (space-to-depth, lossless), and
@@ -203,22 +199,6 @@ class TinyDenoiser(Denoiser):
         xt = xt.contiguous(memory_format=torch.channels_last)
         out = self.net(xt, t, cond) if isinstance(self.net, CrossAttentionNet) else self.net(xt, t, class_labels=cond).sample
         return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
-
-    def features(self, xt, t, cond, block):
-        blocks = self.unet.up_blocks
-        if not 0 <= block < len(blocks):
-            raise ValueError(f"feature block {block} out of range: the network has {len(blocks)} up-sampling blocks")
-        captured = {}
-
-        def hook(_module, _inputs, output):
-            captured["out"] = output[0] if isinstance(output, tuple) else output
-
-        handle = blocks[block].register_forward_hook(hook)
-        try:
-            self.predict(xt, t, cond)
-        finally:
-            handle.remove()
-        return captured["out"].float().contiguous()
 
     def for_inference(self) -> "TinyDenoiser":
         # channels_last lets oneDNN pick its fast convolution kernels: about
