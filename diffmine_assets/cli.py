@@ -209,7 +209,7 @@ def cmd_eval(args) -> int:
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     from .storage.lake import Lake
 
-    if Lake(project.lake).partition_file("ground_truth_boxes", args.dataset).exists() and not args.no_baseline:
+    if Lake(project.lake).has_partition("ground_truth_boxes", args.dataset) and not args.no_baseline:
         # the correspondence baseline on the same images, so every hit rate is compared (kept while up to date)
         base = run_dataset(instance, config_path, args.dataset, select=["baseline_patches"], log=log)
         if base["failed_runs"]:

@@ -49,7 +49,7 @@ def _met(value: float, op: str, bound: float) -> bool:
 
 
 def _read_all(lake: Lake, table: str, dataset: str, keys: list[str]) -> pl.DataFrame | None:
-    if not all(lake.partition_file(table, dataset, k).exists() for k in keys):
+    if not all(lake.has_partition(table, dataset, k) for k in keys):
         return None
     return pl.concat([lake.read_partition(table, dataset, k) for k in keys], how="diagonal_relaxed")
 
@@ -97,8 +97,7 @@ def evaluate(project, dataset: str, control: str = "shuffled", curve: bool = Fal
     if matrix is not None and "predicted" in matrix.columns:
         figures.update(classification_figures(matrix, images))
     chance: dict = {"accuracy_val": figures.get("accuracy_chance")}
-    boxes_file = lake.partition_file("ground_truth_boxes", dataset)
-    boxes = pl.read_parquet(boxes_file) if boxes_file.exists() else None
+    boxes = lake.read_partition("ground_truth_boxes", dataset) if lake.has_partition("ground_truth_boxes", dataset) else None
     if boxes is not None:
         patches = _read_all(lake, "patch_typicality", dataset, keys)
         maps, ordered = {}, []

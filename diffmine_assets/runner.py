@@ -68,7 +68,7 @@ def estimate(project, dataset: str) -> RunEstimate:
     the images table when it exists, else from the dataset's files."""
     spec = project.dataset(dataset)
     lake = Lake(project.lake)
-    if lake.partition_file("images", dataset).exists():
+    if lake.has_partition("images", dataset):
         images = lake.read_partition("images", dataset)
         labels = sorted(images["label_key"].unique().to_list())
         n, held = len(images), int((images["split"] == "val").sum())

@@ -24,7 +24,6 @@ much as the whole dataset.
 import hashlib
 import os
 
-import polars as pl
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from .mining.datasets.sources import DatasetError, label_fingerprints
@@ -61,8 +60,7 @@ def build_new_label_sensor(jobs, interval_s: int = 30):
             except (DatasetError, OSError) as exc:
                 notes.append(f"{name}: cannot list labels: {exc}")
                 continue
-            images_file = lake.partition_file("images", name)
-            have = set(pl.read_parquet(images_file, columns=["label_key"])["label_key"].unique().to_list()) if images_file.exists() else set()
+            have = set(lake.read_partition("images", name, columns=["label_key"])["label_key"].unique().to_list()) if lake.has_partition("images", name) else set()
             unusable = _unusable_labels(context, name)
             # a label ingestion could not use is new again only once its files change
             new = sorted(k for k in set(found) - have if unusable.get(found[k][0]) != found[k][1])
@@ -73,10 +71,9 @@ def build_new_label_sensor(jobs, interval_s: int = 30):
                 requests.append(RunRequest(job_name=job_name(name, DATASET_JOB), partition_key=name, run_key=run_key, tags={"diffmine/reason": "new labels"}))
                 # the checkpoint is about to change: mine with the new one
                 continue
-            ckpt_file = lake.partition_file("checkpoint", name)
-            if not ckpt_file.exists():
+            if not lake.has_partition("checkpoint", name):
                 continue
-            ckpt = pl.read_parquet(ckpt_file).row(0, named=True)
+            ckpt = lake.read_partition("checkpoint", name).row(0, named=True)
             mined = context.instance.get_materialized_partitions(asset_key(name, "clusters"))
             for key in sorted(have & set(ckpt["labels"])):
                 partition = multi_key(name, key)

@@ -18,6 +18,13 @@ from .metadata import picture, records_table
 from .versions import code_versions
 
 TORCH_POOL = "torch"
+# Where a torch step runs beyond one machine: the `gpu` Celery queue, or a
+# Kubernetes pod that asks for one GPU (deploy/). Other steps go to the
+# executor's default queue, `cpu`. The local executor ignores both.
+GPU_STEP_TAGS = {
+    "dagster-celery/queue": "gpu",
+    "dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}},
+}
 
 
 class TrainingRunConfig(Config):
@@ -40,7 +47,7 @@ def build_model_assets(spec):
         },
         ins={"images": AssetIn(key=asset_key(ds, "images"))},
         group_name="model",
-        pool=TORCH_POOL,
+        pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
     )
     def checkpoint(context: AssetExecutionContext, config: TrainingRunConfig, diffmine: DiffmineResource, images: pl.DataFrame):
         name = context.partition_key
@@ -62,18 +69,17 @@ def build_model_assets(spec):
                 f"{row['images_per_s']:.0f} images/s  ETA {row['eta_s']:.0f} s"
             )
 
-        previous_file = diffmine.lake.partition_file("checkpoint", name)
-        previous_table = pl.read_parquet(previous_file) if previous_file.exists() else None
+        lake = diffmine.lake
+        previous_table = lake.read_partition("checkpoint", name) if lake.has_partition("checkpoint", name) else None
         previous = previous_table.row(0, named=True) if previous_table is not None else None
-        log_file = diffmine.lake.partition_file("training_log", name)
-        if not config.retrain and log_file.exists() and up_to_date(previous, opts, spec.options.resolution, data_version):
+        if not config.retrain and lake.has_partition("training_log", name) and up_to_date(previous, opts, spec.options.resolution, data_version):
             # Trained on exactly this data with these options: training again
             # would cost minutes for an equivalent model under a new id.
             context.log.info(f"checkpoint {previous['checkpoint_id']} is up to date (same data version, same options): reused; run with retrain: true to train again")
             version = DataVersion(previous["checkpoint_id"])
             meta = {"checkpoint_id": previous["checkpoint_id"], "reused": True, "path": MetadataValue.path(previous["path"]), "labels": MetadataValue.json(list(previous["labels"]))}
             yield Output(previous_table, output_name="checkpoint", data_version=version, metadata=meta)
-            yield Output(pl.read_parquet(log_file), output_name="training_log", data_version=version, metadata={"reused": True})
+            yield Output(lake.read_partition("training_log", name), output_name="training_log", data_version=version, metadata={"reused": True})
             return
         try:
             fitted = fit(name, images, opts, spec.options.resolution, data_version, diffmine.lake.files_dir(name, "checkpoints"), progress, previous=previous)

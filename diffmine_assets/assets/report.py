@@ -56,7 +56,7 @@ def build_report_asset(spec):
                 continue
             maps = load_array(typ["map_path"][0]).astype("float32").mean(axis=1)
             translations = None
-            if lake.partition_file("translations", dataset, key).exists():
+            if lake.has_partition("translations", dataset, key):
                 tr = lake.read_partition("translations", dataset, key)
                 tr = tr if not tr.is_empty() else None
                 names = dict(zip(images["label_key"], images["label"]))
@@ -75,7 +75,7 @@ def build_report_asset(spec):
                 "translations": translations,
             })
         figures = None
-        if lake.partition_file("ground_truth_boxes", dataset).exists() and not missing:
+        if lake.has_partition("ground_truth_boxes", dataset) and not missing:
             event = context.instance.get_latest_materialization_event(asset_key(ds, "evaluation"))
             stored = event.asset_materialization.metadata.get("figures") if event and event.asset_materialization else None
             figures = stored.value if stored is not None and stored.value.get("checkpoint_id") == ckpt["checkpoint_id"] else None
@@ -84,7 +84,7 @@ def build_report_asset(spec):
                       **{name: getattr(spec, name).model_dump() for name in ("typicality", "patches", "features", "clusters")},
                       "labels_not_mined_yet": missing}
         parallel = None
-        if lake.partition_file("parallel_clusters", dataset).exists():
+        if lake.has_partition("parallel_clusters", dataset):
             pcl = lake.read_partition("parallel_clusters", dataset)
             if not pcl.is_empty() and pcl["checkpoint_id"][0] == ckpt["checkpoint_id"]:
                 ploc = lake.read_partition("parallel_typicality", dataset)

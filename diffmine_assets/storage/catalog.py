@@ -8,6 +8,11 @@ the old one; writers take turns through a lock file. Nobody opens the catalog
 itself for writing, so a reader that keeps it open (a notebook) can never make
 a run wait or fail: it goes on seeing the views it opened with, and sees the
 new view when it reconnects. Readers open it read-only.
+
+A lake on object storage has no shared writable file at all: each reader
+opens an in-memory DuckDB, registers the lake's fsspec filesystem with it and
+creates the views at connect time (`Catalog.reader`), so `diffmine sql` reads
+the store's objects directly and any number of machines query at once.
 """
 
 from __future__ import annotations
@@ -60,12 +65,24 @@ def view_sql(lake: Lake, table: str) -> str:
     return f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet('{glob}', union_by_name = true, hive_partitioning = false)"
 
 
+def _remote_reader(lake: Lake) -> duckdb.DuckDBPyConnection:
+    # No extension is fetched (there may be no network): the objects are read
+    # through the registered fsspec filesystem, not DuckDB's httpfs.
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con.register_filesystem(lake.fs)
+    for t in lake.tables():
+        con.execute(view_sql(lake, t))
+    return con
+
+
 class Catalog:
-    def __init__(self, path: str | Path, lake: Lake):
-        self.path = Path(path)
+    def __init__(self, path: str | Path | None, lake: Lake):
+        self.path = Path(path) if path is not None else None
         self.lake = lake
 
     def views(self) -> set[str]:
+        if self.lake.remote:
+            return set(self.lake.tables())
         if not self.path.exists():
             return set()
         with self.reader() as con:
@@ -73,7 +90,10 @@ class Catalog:
 
     def ensure_views(self, tables: list[str] | None = None) -> list[str]:
         """Give the catalog a view of each of the given (default: all) lake
-        tables it lacks. Returns the tables whose view was created."""
+        tables it lacks. Returns the tables whose view was created (none for
+        a lake on object storage: its views are made at connect time)."""
+        if self.lake.remote:
+            return []
         wanted = [t for t in (tables if tables is not None else self.lake.tables()) if self.lake.has_table(t)]
         if not [t for t in wanted if t not in self.views()]:
             return []
@@ -130,6 +150,13 @@ class Catalog:
 
     @contextmanager
     def reader(self):
+        if self.lake.remote:
+            con = _remote_reader(self.lake)
+            try:
+                yield con
+            finally:
+                con.close()
+            return
         if not self.path.exists():
             raise FileNotFoundError(f"no catalog at {self.path}: materialize a dataset first (diffmine demo)")
         con = _connect(self.path, read_only=True)

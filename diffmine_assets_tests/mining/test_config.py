@@ -30,12 +30,20 @@ def test_manifest_takes_one_label_source():
         parse_config({"datasets": [{"name": "m", "kind": "manifest", "path": "m.csv", "options": {"label_column": "x", "label_from": {"column": "year", "rule": "decade"}}}]})
 
 
+def test_the_lake_is_a_folder_or_a_url_and_a_deployment_may_override_it(tmp_path, monkeypatch):
+    p = tmp_path / "conf.yaml"
+    p.write_text(yaml.safe_dump({"lake": "s3://bucket/lab/lake", "datasets": [{"name": "f", "kind": "folder", "path": "imgs"}]}))
+    assert load_config(p).lake == "s3://bucket/lab/lake"
+    monkeypatch.setenv("DIFFMINE_LAKE_URL", "s3://other/lake")
+    assert load_config(p).lake == "s3://other/lake"
+
+
 def test_relative_paths_resolve_against_the_file(tmp_path):
     (tmp_path / "sub").mkdir()
     p = tmp_path / "sub" / "conf.yaml"
     p.write_text(yaml.safe_dump({"lake": "L", "datasets": [{"name": "f", "kind": "folder", "path": "../imgs"}]}))
     cfg = load_config(p)
-    assert cfg.lake == (tmp_path / "sub" / "L").resolve()
+    assert cfg.lake == str((tmp_path / "sub" / "L").resolve())
     assert cfg.dataset("f").path == (tmp_path / "imgs").resolve()
     with pytest.raises(ConfigError, match=r"no dataset named 'g'.*declared: \['f'\]"):
         cfg.dataset("g")

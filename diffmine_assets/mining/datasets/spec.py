@@ -470,7 +470,8 @@ KINDS = tuple(KIND_MODELS)
 
 
 class ProjectConfig(_Strict):
-    lake: Path = Path("data/lake")
+    # a folder (relative to this file) or an object-store URL (s3://bucket/prefix)
+    lake: str = "data/lake"
     catalog: Path = Path("data/catalog.duckdb")
     datasets: list[DatasetSpec] = Field(min_length=1)
     config_path: Path | None = Field(None, exclude=True)
@@ -501,6 +502,14 @@ class ProjectConfig(_Strict):
     @property
     def dataset_names(self) -> list[str]:
         return [d.name for d in self.datasets]
+
+
+def _lake_location(lake: str, absolute) -> str:
+    """The lake this process uses: $DIFFMINE_LAKE_URL when a deployment sets
+    it (every machine of a cluster shares one), else diffmine.yaml's, with a
+    relative folder taken from the file's own folder."""
+    lake = os.environ.get("DIFFMINE_LAKE_URL") or str(lake)
+    return lake if "://" in lake else str(absolute(Path(lake)))
 
 
 def default_config_path() -> Path:
@@ -598,7 +607,7 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
     datasets = [paths(d) for d in cfg.datasets]
     return cfg.model_copy(
         update={
-            "lake": absolute(cfg.lake),
+            "lake": _lake_location(cfg.lake, absolute),
             "catalog": absolute(cfg.catalog),
             "datasets": datasets,
             "config_path": path,
