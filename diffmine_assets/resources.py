@@ -3,6 +3,8 @@ table in the lake and keeps the DuckDB catalog's views in step."""
 
 from __future__ import annotations
 
+import os
+import socket
 from functools import cached_property
 
 import polars as pl
@@ -38,6 +40,13 @@ class DiffmineResource(ConfigurableResource):
     def lake(self) -> Lake:
         return Lake(self.project.lake)
 
+    def setup_for_execution(self, context) -> None:
+        # a step on another machine reads the arrays and checkpoints that
+        # earlier steps published to the object store (no-op locally)
+        fetched = self.lake.fetch_files()
+        if fetched and context.log is not None:
+            context.log.info(f"fetched {fetched} files from the lake {self.project.lake}")
+
     @property
     def catalog(self) -> Catalog:
         return Catalog(self.project.catalog, self.lake)
@@ -54,10 +63,12 @@ def _schema(df: pl.DataFrame) -> TableSchema:
 
 class LakeIOManager(ConfigurableIOManager):
     """Writes polars frames as one Parquet file per partition (atomically) and
-    reads them back; the table is named by the asset key's last part."""
+    reads them back; the table is named by the asset key's last part. On a
+    lake in object storage `catalog_path` is empty: readers build their
+    views at connect time (storage/catalog.py)."""
 
     lake_root: str
-    catalog_path: str
+    catalog_path: str = ""
 
     @property
     def _lake(self) -> Lake:
@@ -89,9 +100,11 @@ class LakeIOManager(ConfigurableIOManager):
             path = self._lake.write_partition(table, obj, dataset, label_key, values[0])
         else:
             path = self._lake.write_partition(table, obj, dataset, label_key)
-        Catalog(self.catalog_path, self._lake).ensure_views([table])
+        Catalog(self.catalog_path or None, self._lake).ensure_views([table])
         context.add_output_metadata(
             {
+                # which process wrote it: on a cluster, which worker ran the step
+                "worker": f"{socket.gethostname()}:{os.getpid()}",
                 "dagster/row_count": len(obj),
                 "dagster/uri": MetadataValue.path(str(path)),
                 "dagster/column_schema": _schema(obj),

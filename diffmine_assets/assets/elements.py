@@ -13,7 +13,7 @@ from ..mining.visuals import cluster_grid
 from ..partitions import asset_key, dataset_label_partitions, dataset_of_label, identifier, split_partition_key
 from ..resources import DiffmineResource
 from .metadata import picture, records_table
-from .model import TORCH_POOL
+from .model import GPU_STEP_TAGS, TORCH_POOL
 from .versions import code_versions
 
 
@@ -33,7 +33,7 @@ def build_element_assets(spec):
         },
         io_manager_key="lake_io",
         group_name="elements",
-        pool=TORCH_POOL,
+        pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
         kinds={"pytorch", "parquet"},
         description="Diffusion features (DIFT) of the label's top patches: an up-sampling block's activations at a small "
         "timestep with the label's condition, averaged over the patch, L2-normalised; a fixed-size float array column.",

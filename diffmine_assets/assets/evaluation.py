@@ -9,7 +9,7 @@ from pydantic import Field
 from ..evaluate import evaluate, evaluation_table
 from ..partitions import asset_key, dataset_of_label, dataset_partitions
 from ..resources import DiffmineResource
-from .model import TORCH_POOL
+from .model import GPU_STEP_TAGS, TORCH_POOL
 from .report import input_deps
 from .versions import code_versions
 
@@ -33,7 +33,7 @@ def build_evaluation_asset(spec):
         io_manager_key="lake_io",
         metadata={"lake/keep_by": "checkpoint_id"},
         group_name="report",
-        pool=TORCH_POOL,  # scoring a control model drives torch
+        pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,  # scoring a control model drives torch
         kinds={"parquet"},
         description="Every quality figure of the dataset's results, one row per (label, metric): value, chance level, the "
         "control's value (when scored), the checkpoint and parameters. Held-out accuracy for every dataset; hit rates, pixel AP "

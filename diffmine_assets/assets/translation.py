@@ -15,7 +15,7 @@ from ..mining.translation_tables import translate_label, translated_sets
 from ..partitions import asset_key, dataset_label_partitions, dataset_of_label, dataset_partitions, identifier, split_partition_key
 from ..resources import DiffmineResource
 from .metadata import picture, records_table
-from .model import TORCH_POOL
+from .model import GPU_STEP_TAGS, TORCH_POOL
 from .typicality import _tenths
 from .versions import code_versions
 
@@ -45,7 +45,7 @@ def build_translation_assets(spec):
         },
         io_manager_key="lake_io",
         group_name="translation",
-        pool=TORCH_POOL,
+        pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
         kinds={"pytorch", "parquet"},
         description="The label's most typical images translated into every other label (DDIM inversion, then regeneration under the "
         "target with guidance and Plug-and-Play injection): one row per (image, target label) with the output's path, its typicality "
@@ -130,7 +130,7 @@ def build_translation_assets(spec):
                                                  kinds={"parquet"}, description="Each clustered location: its cluster, distance to the centre, source image and window."),
         },
         group_name="translation",
-        pool=TORCH_POOL,
+        pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
     )
     def parallel_clusters(context: AssetExecutionContext, diffmine: DiffmineResource, parallel_typicality: pl.DataFrame, checkpoint: pl.DataFrame, images: pl.DataFrame):
         dataset = context.partition_key

@@ -16,7 +16,7 @@ from ..partitions import asset_key, dataset_label_partitions, dataset_of_label, 
 from ..progress import eta as fmt_eta, report
 from ..resources import DiffmineResource
 from .metadata import picture, records_table
-from .model import TORCH_POOL
+from .model import GPU_STEP_TAGS, TORCH_POOL
 from .versions import code_versions
 
 
@@ -67,7 +67,7 @@ def build_typicality_assets(spec):
                                       "to compare checkpoints in SQL.", kinds={"parquet"}, metadata={"lake/keep_by": "checkpoint_id"}),
         },
         group_name="typicality",
-        pool=TORCH_POOL,
+        pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
     )
     def image_typicality(context: AssetExecutionContext, diffmine: DiffmineResource, images: pl.DataFrame, checkpoint: pl.DataFrame):
         dataset, label_key = split_partition_key(context.partition_key)
