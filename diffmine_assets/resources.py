@@ -42,7 +42,10 @@ class DiffmineResource(ConfigurableResource):
 
     def setup_for_execution(self, context) -> None:
         # a step on another machine reads the arrays and checkpoints that
-        # earlier steps published to the object store (no-op locally)
+        # earlier steps published to the object store (no-op locally); a
+        # sensor's tick (no run) reads tables only and fetches nothing
+        if getattr(context, "dagster_run", None) is None:
+            return
         fetched = self.lake.fetch_files()
         if fetched and context.log is not None:
             context.log.info(f"fetched {fetched} files from the lake {self.project.lake}")
