@@ -3,11 +3,14 @@
 
 import os
 
+import pytest
 import yaml
 
 from dagster._config import process_config, validate_config
 from dagster._core.instance.config import dagster_instance_config
 from diffmine_assets_tests.conftest import REPO
+
+pytestmark = pytest.mark.cluster
 
 DEPLOY = REPO / "deploy"
 ENV = {"DAGSTER_POSTGRES_URL": "postgresql+psycopg2://u:p@db:5432/dagster", "DIFFMINE_CELERY_BROKER": "redis://r:6379/0",
