@@ -44,7 +44,7 @@ class DiffmineResource(ConfigurableResource):
         # a step on another machine reads the arrays and checkpoints that
         # earlier steps published to the object store (no-op locally); a
         # sensor's tick (no run) reads tables only and fetches nothing
-        if getattr(context, "dagster_run", None) is None:
+        if getattr(context, "run", None) is None:
             return
         fetched = self.lake.fetch_files()
         if fetched and context.log is not None:
