@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 
+from .mining.datasets.spec import LAKE_ENV
+
 DEPLOYMENT_ENV = "DIFFMINE_DEPLOYMENT"
-LAKE_ENV = "DIFFMINE_LAKE_URL"
 BROKER_ENV = "DIFFMINE_CELERY_BROKER"
 BACKEND_ENV = "DIFFMINE_CELERY_BACKEND"
 POSTGRES_ENV = "DAGSTER_POSTGRES_URL"
@@ -41,12 +42,6 @@ def deployment_name() -> str:
     if missing:
         raise DeploymentError(f"the {name} deployment needs {', '.join(missing)} in the environment (docs/DEPLOY.md)")
     return name
-
-
-def lake_override() -> str | None:
-    """The lake every process of a remote deployment shares; None keeps
-    diffmine.yaml's `lake:`."""
-    return os.environ.get(LAKE_ENV) or None
 
 
 def executor_for(name: str):

@@ -97,7 +97,7 @@ def evaluate(project, dataset: str, control: str = "shuffled", curve: bool = Fal
     if matrix is not None and "predicted" in matrix.columns:
         figures.update(classification_figures(matrix, images))
     chance: dict = {"accuracy_val": figures.get("accuracy_chance")}
-    boxes = lake.read_partition("ground_truth_boxes", dataset) if lake.has_partition("ground_truth_boxes", dataset) else None
+    boxes = lake.read_partition_or_none("ground_truth_boxes", dataset)
     if boxes is not None:
         patches = _read_all(lake, "patch_typicality", dataset, keys)
         maps, ordered = {}, []

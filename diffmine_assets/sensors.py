@@ -60,7 +60,8 @@ def build_new_label_sensor(jobs, interval_s: int = 30):
             except (DatasetError, OSError) as exc:
                 notes.append(f"{name}: cannot list labels: {exc}")
                 continue
-            have = set(lake.read_partition("images", name, columns=["label_key"])["label_key"].unique().to_list()) if lake.has_partition("images", name) else set()
+            images = lake.read_partition_or_none("images", name, columns=["label_key"])
+            have = set(images["label_key"].unique().to_list()) if images is not None else set()
             unusable = _unusable_labels(context, name)
             # a label ingestion could not use is new again only once its files change
             new = sorted(k for k in set(found) - have if unusable.get(found[k][0]) != found[k][1])
@@ -71,9 +72,10 @@ def build_new_label_sensor(jobs, interval_s: int = 30):
                 requests.append(RunRequest(job_name=job_name(name, DATASET_JOB), partition_key=name, run_key=run_key, tags={"diffmine/reason": "new labels"}))
                 # the checkpoint is about to change: mine with the new one
                 continue
-            if not lake.has_partition("checkpoint", name):
+            ckpt_table = lake.read_partition_or_none("checkpoint", name)
+            if ckpt_table is None:
                 continue
-            ckpt = lake.read_partition("checkpoint", name).row(0, named=True)
+            ckpt = ckpt_table.row(0, named=True)
             mined = context.instance.get_materialized_partitions(asset_key(name, "clusters"))
             for key in sorted(have & set(ckpt["labels"])):
                 partition = multi_key(name, key)

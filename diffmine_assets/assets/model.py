@@ -70,7 +70,7 @@ def build_model_assets(spec):
             )
 
         lake = diffmine.lake
-        previous_table = lake.read_partition("checkpoint", name) if lake.has_partition("checkpoint", name) else None
+        previous_table = lake.read_partition_or_none("checkpoint", name)
         previous = previous_table.row(0, named=True) if previous_table is not None else None
         if not config.retrain and lake.has_partition("training_log", name) and up_to_date(previous, opts, spec.options.resolution, data_version):
             # Trained on exactly this data with these options: training again

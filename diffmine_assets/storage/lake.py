@@ -111,7 +111,7 @@ class Lake:
         target = self.partition_file(table, dataset, label_key, checkpoint)
         if self.remote:
             # the files a row names are in the store before the row is
-            self.publish_files()
+            self.mirror.publish(dataset)
             buf = io.BytesIO()
             df.write_parquet(buf, compression="zstd", statistics=True)
             self.fs.pipe_file(self._key(target), buf.getvalue())
@@ -131,17 +131,22 @@ class Lake:
         return target
 
     def read_partition(self, table: str, dataset: str, label_key: str | None = None, columns: list[str] | None = None) -> pl.DataFrame:
+        df = self.read_partition_or_none(table, dataset, label_key, columns)
+        if df is None:
+            raise LakeError(f"table {table!r} has no partition dataset={dataset}" + (f", label={label_key}" if label_key else "")
+                            + f" (expected {self.partition_file(table, dataset, label_key)}); materialize it first")
+        return df
+
+    def read_partition_or_none(self, table: str, dataset: str, label_key: str | None = None, columns: list[str] | None = None) -> pl.DataFrame | None:
+        """The partition, or None when it was never written (one request on a store)."""
         path = self.partition_file(table, dataset, label_key)
-        missing = LakeError(f"table {table!r} has no partition dataset={dataset}" + (f", label={label_key}" if label_key else "") + f" (expected {path}); materialize it first")
         if self.remote:
             try:
                 data = self.fs.cat_file(self._key(path))
             except FileNotFoundError:
-                raise missing from None
+                return None
             return pl.read_parquet(io.BytesIO(data), columns=columns)
-        if not path.exists():
-            raise missing
-        return pl.read_parquet(path, columns=columns)
+        return pl.read_parquet(path, columns=columns) if path.exists() else None
 
     def has_table(self, table: str) -> bool:
         if self.remote:
@@ -151,9 +156,12 @@ class Lake:
 
     def tables(self) -> list[str]:
         if self.remote:
-            parts = self.fs.glob(f"{self._base}/*/**/{PART_FILE}")
-            names = {p[len(self._base) + 1:].split("/", 1)[0] for p in parts}
-            return sorted(n for n in names if n != FILES)
+            # one listing per table folder: files/ (arrays, images) is never listed
+            try:
+                names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self._base, detail=False)]
+            except FileNotFoundError:
+                return []
+            return sorted(n for n in names if n != FILES and _SEGMENT.match(n) and self.has_table(n))
         if not self.root.exists():
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name != FILES and self.has_table(p.name))

@@ -69,12 +69,16 @@ class Mirror:
     def _etag(info: dict) -> str:
         return str(info.get("ETag") or info.get("etag") or info.get("md5") or info.get("size"))
 
-    def publish(self) -> int:
-        if not self.local_files.exists():
+    def publish(self, dataset: str | None = None) -> int:
+        """Put what changed under files/ (under files/<dataset> when given:
+        the only files a table of that dataset can name)."""
+        top = self.local_files / dataset if dataset else self.local_files
+        if not top.exists():
             return 0
+        scope = f"{dataset}/" if dataset else ""
         sent = 0
         with self._turn() as manifest:
-            for dirpath, _dirs, names in os.walk(self.local_files):
+            for dirpath, _dirs, names in os.walk(top):
                 for name in names:
                     if name.endswith(".tmp") or name.startswith(".nfs"):
                         continue  # still being written by its owner
@@ -93,7 +97,7 @@ class Mirror:
                     sent += 1
             # deleted here (a run's old snapshots): deleted in the store, or a
             # later fetch would bring them back
-            for rel in [r for r in manifest if not (self.local_files / r).exists()]:
+            for rel in [r for r in manifest if r.startswith(scope) and not (self.local_files / r).exists()]:
                 self.fs.rm_file(f"{self.prefix}/{rel}")
                 del manifest[rel]
                 sent += 1

@@ -1,7 +1,6 @@
 """The deployments' configuration, checked against Dagster's own schemas
 (no cluster runs here: the Kubernetes pieces are validated, not started)."""
 
-import os
 
 import pytest
 import yaml
@@ -123,5 +122,3 @@ def test_definitions_load_per_deployment(monkeypatch, tmp_path):
         keys[name] = sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())
     assert defs.resolve_job_def("builtin__baseline_assets").tags["dagster-celery/queue"] == "cpu"
     assert keys["local"] == keys["cluster"] == keys["kubernetes"]
-    monkeypatch.setenv("DIFFMINE_DEPLOYMENT", "local")
-    assert os.environ["DIFFMINE_DEPLOYMENT"] == "local"

@@ -504,11 +504,15 @@ class ProjectConfig(_Strict):
         return [d.name for d in self.datasets]
 
 
+# the lake every process of a remote deployment shares (deployment.py)
+LAKE_ENV = "DIFFMINE_LAKE_URL"
+
+
 def _lake_location(lake: str, absolute) -> str:
     """The lake this process uses: $DIFFMINE_LAKE_URL when a deployment sets
     it (every machine of a cluster shares one), else diffmine.yaml's, with a
     relative folder taken from the file's own folder."""
-    lake = os.environ.get("DIFFMINE_LAKE_URL") or str(lake)
+    lake = os.environ.get(LAKE_ENV) or str(lake)
     return lake if "://" in lake else str(absolute(Path(lake)))
 
 
