@@ -16,7 +16,17 @@ import sys
 import time
 from pathlib import Path
 
-from .mining.datasets.spec import ConfigError, default_config_path, load_config
+import duckdb
+
+from .bench import commands as bench
+from .mining.config.options import parse_duration
+from .mining.config.project import ConfigError, default_config_path, load_config
+from .progress import terminal_progress
+from .storage.catalog import Catalog
+from .storage.lake import Lake, LakeError
+
+# Dagster, the runner and torch are imported inside the commands that use
+# them: `diffmine sql` and `diffmine --help` start in a fraction of the time.
 
 
 def _project_home(config_path: Path) -> Path:
@@ -27,7 +37,7 @@ def _project_home(config_path: Path) -> Path:
 
 
 def _instance(config_path: Path):
-    from dagster import DagsterInstance
+    from dagster import DagsterInstance  # see the note on imports above
 
     home = _project_home(config_path)
     os.environ["DAGSTER_HOME"] = str(home)
@@ -51,8 +61,7 @@ def materialize(config_path: Path, dataset: str, labels: list[str] | None = None
     """Materialize what is missing or stale of the selected assets (default:
     all) of one dataset, its per-dataset assets first, then each label's
     partition; everything with `force`. Returns figures."""
-    from .progress import terminal_progress
-    from .runner import run_dataset
+    from .runner import run_dataset  # see the note on imports above
 
     instance = _instance(config_path)
     with terminal_progress(enabled=not verbose):
@@ -60,8 +69,6 @@ def materialize(config_path: Path, dataset: str, labels: list[str] | None = None
 
 
 def cmd_materialize(args) -> int:
-    from .mining.datasets.spec import parse_duration
-
     try:
         budget = parse_duration(args.budget) if args.budget else None
     except ValueError as exc:
@@ -78,9 +85,6 @@ def cmd_demo(args) -> int:
     dataset = args.dataset or project.dataset_names[0]
     t0 = time.monotonic()
     figures = materialize(config_path, dataset, force=args.force, verbose=args.verbose)
-    from .storage.catalog import Catalog
-    from .storage.lake import Lake
-
     catalog = Catalog(project.catalog, Lake(project.lake))
     tables = catalog.views()
     with catalog.reader() as con:
@@ -126,9 +130,6 @@ def _format_table(columns: list[str], rows: list[tuple]) -> str:
 
 
 def run_sql(config_path: Path, query: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
-    from .storage.catalog import Catalog
-    from .storage.lake import Lake
-
     project = load_config(config_path)
     return Catalog(project.catalog, Lake(project.lake)).query(query, params)
 
@@ -144,8 +145,6 @@ def _parse_params(items: list[str] | None) -> dict:
 
 
 def cmd_sql(args) -> int:
-    import duckdb
-
     t0 = time.monotonic()
     try:
         columns, rows = run_sql(_config_path(args), args.query, _parse_params(args.param))
@@ -167,9 +166,6 @@ def cmd_sql(args) -> int:
 
 
 def cmd_catalog(args) -> int:
-    from .storage.catalog import Catalog
-    from .storage.lake import Lake
-
     project = load_config(_config_path(args))
     catalog = Catalog(project.catalog, Lake(project.lake))
     created = catalog.ensure_views()
@@ -184,7 +180,8 @@ def cmd_eval(args) -> int:
     project = load_config(_config_path(args))
     control = "none" if args.no_control else args.control
     if args.seeds:
-        from .evaluate import TRANSLATION_METRICS, evaluate_seeds
+        from .bench.seeds import evaluate_seeds  # see the note on imports above
+        from .mining.evaluation.goals import TRANSLATION_METRICS
 
         figures = evaluate_seeds(project, args.dataset, args.seeds, control=control)
         print(f"{'figure':28s} {'mean':>8s} {'sd':>8s}   {'chance':>8s}   {control:>8s}")
@@ -201,14 +198,12 @@ def cmd_eval(args) -> int:
         _emit({k: v for k, v in figures.items() if k != "runs"})
         return 0
     # stored as the dataset's `evaluation` asset (kept per checkpoint), then printed
-    from .partitions import asset_key
+    from .partitions import asset_key  # see the note on imports above
     from .runner import run_dataset
 
     config_path = _config_path(args)
     instance = _instance(config_path)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    from .storage.lake import Lake
-
     if Lake(project.lake).has_partition("ground_truth_boxes", args.dataset) and not args.no_baseline:
         # the correspondence baseline on the same images, so every hit rate is compared (kept while up to date)
         base = run_dataset(instance, config_path, args.dataset, select=["baseline_patches"], log=log)
@@ -228,9 +223,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_translate(args) -> int:
-    from .mining.checkpoints import load_checkpoint
-    from .mining.translation_tables import find_image, translate_one
-    from .storage.lake import Lake, LakeError
+    from .mining.training.checkpoints import load_checkpoint  # see the note on imports above
+    from .mining.translation.tables import find_image, translate_one
 
     project = load_config(_config_path(args))
     spec = project.dataset(args.dataset)
@@ -260,103 +254,16 @@ def cmd_translate(args) -> int:
     return 0
 
 
-def _overrides(items) -> dict:
-    import yaml
-
-    overrides = {}
-    for item in items or []:
-        if "=" not in item:
-            raise SystemExit(f"--set wants SECTION.FIELD=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        overrides[k] = yaml.safe_load(v)
-    return overrides
-
-
 def cmd_bench(args) -> int:
-    from .evaluate import bench_training, bench_typicality
-
-    project = load_config(_config_path(args))
-    if args.what == "training":
-        overrides = _overrides(args.set)
-        seeds = [int(s) for s in args.seeds.split(",")]
-        figures = bench_training(project, args.dataset, overrides, seeds, args.data_seed, None if args.control == "none" else args.control)
-    elif args.what == "scaling":
-        from .evaluate import bench_scaling
-
-        overrides = _overrides(args.set)
-        sizes = [int(s) for s in args.sizes.split(",")]
-        figures = bench_scaling(project, args.dataset, sizes, overrides, log=lambda line: print(line, file=sys.stderr))
-    elif args.what == "sd":
-        from .mining.sd_bench import sd_benchmark
-        from .storage.lake import Lake
-
-        work = Path(args.work) if args.work else Lake(project.lake).files_dir("_bench", "sd")
-        figures = sd_benchmark(work, args.shape, args.resolution, tuple(args.precisions.split(",")), images=args.images, lora_rank=args.lora_rank,
-                               log=lambda line: print(line, file=sys.stderr))
-    elif args.what == "ingest":
-        from .mining.datasets.ingest_bench import bench_ingest
-        from .storage.lake import Lake
-
-        work = Path(args.work) if args.work else Lake(project.lake).files_dir("_bench", "ingest")
-        figures = bench_ingest(work, args.rows, log=lambda line: print(line, file=sys.stderr))
-    else:
-        figures = bench_typicality(project, args.dataset, args.label, args.images)
-    _emit(figures)
+    _emit(bench.run(load_config(_config_path(args)), args, log=lambda line: print(line, file=sys.stderr)))
     return 0
 
 
 def cmd_ui(args) -> int:
-    """`dagster dev` on 127.0.0.1, stopped cleanly by Ctrl-C or SIGTERM.
-
-    A service manager, a container runtime or a test stops a process with
-    SIGTERM, which dagster dev does not act on (and a SIGINT is lost when it
-    was started in the background, where SIGINT is ignored). So the server
-    runs in its own session and either signal becomes dagster dev's own
-    shutdown message on its --shutdown-pipe (the way `dg dev` stops it): it
-    stops its webserver and daemon, and is killed after a grace period if
-    it does not."""
-    import signal
-    import subprocess
-
-    from dagster_shared.ipc import get_ipc_shutdown_pipe, send_ipc_shutdown_message
+    from .ui import serve  # the server's modules load only for this command
 
     config_path = _config_path(args)
-    home = _project_home(config_path)
-    env = dict(os.environ, DAGSTER_HOME=str(home), DIFFMINE_CONFIG=str(config_path))
-    read_fd, write_fd = get_ipc_shutdown_pipe()
-    cmd = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port), "-m", "diffmine_assets.definitions"]
-    print(" ".join(cmd), flush=True)
-    # dagster dev turns the message into a KeyboardInterrupt, which Python
-    # only raises where SIGINT is not ignored (as it is under `cmd &`)
-    server = subprocess.Popen([*cmd, "--shutdown-pipe", str(read_fd)], env=env, pass_fds=[read_fd], start_new_session=True,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    os.close(read_fd)
-    stopping = {"since": None}
-
-    def stop(signum, _frame):
-        if stopping["since"] is None:
-            stopping["since"] = time.monotonic()
-            print(f"diffmine ui: {signal.Signals(signum).name}: stopping the server", file=sys.stderr, flush=True)
-            try:
-                send_ipc_shutdown_message(write_fd)
-            except OSError:  # it is gone already
-                pass
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while True:
-        try:
-            rc = server.wait(timeout=1)
-            break
-        except subprocess.TimeoutExpired:
-            if stopping["since"] is not None and time.monotonic() - stopping["since"] > args.grace:
-                print("diffmine ui: the server did not stop in time: killed", file=sys.stderr, flush=True)
-                os.killpg(server.pid, signal.SIGKILL)
-    try:  # whatever the server left behind in its session
-        os.killpg(server.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return 0 if stopping["since"] is not None else rc
+    return serve(config_path, _project_home(config_path), args.port, args.grace)
 
 
 def _run_flags(p) -> None:
@@ -411,26 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--method", choices=["pnp", "regenerate"], help="override translation.method: with injection (pnp) or plain regeneration")
     t.set_defaults(fn=cmd_translate)
 
-    b = sub.add_parser("bench", help="benchmarks")
-    b.add_argument("what", choices=["typicality", "training", "scaling", "ingest", "sd"], help="typicality: the engine against the published loop; "
-                   "training: how well a training recipe learns the labels (held-out accuracy, label gain, and against boxes); "
-                   "scaling: diffmine against the correspondence baseline at growing numbers of images; ingest: files/s and peak memory of ingesting a generated manifest of --rows tiny images; "
-                   "sd: the stable-diffusion backend's finetuning steps/s and typicality images/s, engine against the published loop")
-    b.add_argument("--dataset", default="builtin")
-    b.add_argument("--set", action="append", help="training, scaling: SECTION.FIELD=VALUE over the dataset's options (YAML value); repeatable")
-    b.add_argument("--sizes", default="100,200,400,800,1600", help="scaling: numbers of images (a built-in dataset, generated at each size)")
-    b.add_argument("--seeds", default="0", help="training: comma-separated training seeds (default 0)")
-    b.add_argument("--data-seed", type=int, help="training: the built-in dataset's generation seed")
-    b.add_argument("--control", choices=["shuffled", "none"], default="none", help="training: also train the shuffled-label control")
-    b.add_argument("--label", help="label text or key (default: the first)")
-    b.add_argument("--rows", type=int, default=100_000, help="ingest: rows of the generated manifest of tiny images")
-    b.add_argument("--work", help="ingest, sd: folder of the generated images or pipeline (kept; default: under the lake)")
-    b.add_argument("--shape", choices=["sd15", "tiny"], default="sd15", help="sd: a random pipeline of Stable Diffusion 1.5's shapes, or a tiny one")
-    b.add_argument("--resolution", type=int, default=512, help="sd: image side")
-    b.add_argument("--precisions", default="float16,bfloat16", help="sd: comma-separated (float16 needs a GPU)")
-    b.add_argument("--lora-rank", type=int, default=0, help="sd: finetune LoRA adapters of this rank instead of the whole UNet")
-    b.add_argument("--images", type=int, default=32, help="how many of the label's images")
-    b.set_defaults(fn=cmd_bench)
+    bench.add_parser(sub).set_defaults(fn=cmd_bench)
 
     u = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     u.add_argument("--port", type=int, default=3000)

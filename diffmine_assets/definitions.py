@@ -1,8 +1,12 @@
-"""The Definitions of diffmine: assets, resources and jobs, built from the
-project configuration (diffmine.yaml, or $DIFFMINE_CONFIG).
+"""The Definitions of diffmine: one set per declared dataset
+(`dataset_definitions`: its assets, checks and jobs, keys `<dataset>/<asset>`),
+merged with what the datasets share (the new-label sensor, the resources and
+the executor of the deployment), from the project configuration
+(diffmine.yaml, or $DIFFMINE_CONFIG).
 
-Each declared dataset gets its own assets (keys `<dataset>/<asset>`) and its
-own three jobs, so its label partitions are its own (partitions.py)."""
+Adding an asset is one place: its stage's module under assets/, which tags
+it with the job it runs in; the jobs are made here from those tags.
+"""
 
 from __future__ import annotations
 
@@ -12,24 +16,44 @@ from dagster import AssetSelection, Definitions, EnvVar, define_asset_job
 
 from .assets.baseline import build_baseline_assets
 from .assets.checks import build_checks
+from .assets.common import JOB_TAG, TORCH_POOL
 from .assets.elements import build_element_assets
-from .assets.evaluation import build_evaluation_asset
+from .assets.evaluation import build_evaluation_assets
 from .assets.ingest import build_ingest_assets
-from .assets.model import TORCH_POOL, build_model_assets
-from .assets.report import build_report_asset
+from .assets.model import build_model_assets
+from .assets.report import build_report_assets
 from .assets.translation import build_translation_assets
 from .assets.typicality import build_typicality_assets
-from .deployment import LAKE_ENV, deployment_name, executor_for, run_queue_tags
-from .mining.datasets.spec import default_config_path, load_config
+from .deployment import deployment_name, executor_for, run_queue_tags
+from .mining.config.project import LAKE_ENV, default_config_path, load_config
 from .partitions import BASELINE_JOB, DATASET_JOB, LABEL_JOB, REPORT_JOB, job_name
 from .resources import DiffmineResource, LakeIOManager
 from .sensors import build_new_label_sensor
 
+# every stage of METHOD.md, in the order of the graph: spec -> its assets
+STAGES = (build_ingest_assets, build_model_assets, build_typicality_assets, build_element_assets, build_translation_assets,
+          build_evaluation_assets, build_report_assets, build_baseline_assets)
+JOBS = {
+    DATASET_JOB: "everything partitioned by dataset alone: images, ground truth, checkpoint.",
+    LABEL_JOB: "everything partitioned by dataset x label: typicality, patches, features, clusters, translations.",
+    REPORT_JOB: "everything read across labels: parallel mining of the translations, the HTML report, the evaluation table.",
+    BASELINE_JOB: "the correspondence baseline's patches, per label (diffmine eval runs it to compare).",
+}
 
-def _queue(assets) -> dict[str, str]:
-    """The Celery queue of the job's runs on a cluster: `gpu` when one of
-    its assets drives torch (pool `torch`), else `cpu`."""
-    return run_queue_tags(any(getattr(a.node_def, "pool", None) == TORCH_POOL for a in assets))
+
+def _job(ds: str, kind: str, assets) -> object:
+    """The dataset's job of `kind`: the assets tagged with it. On a cluster
+    its runs go to the `gpu` Celery queue when one of them drives torch."""
+    keys = [key for a in assets for key, tags in a.tags_by_key.items() if tags.get(JOB_TAG) == kind]
+    members = [a for a in assets if any(k in keys for k in a.keys)]
+    torch = any(getattr(a.node_def, "pool", None) == TORCH_POOL for a in members)
+    return define_asset_job(job_name(ds, kind), selection=AssetSelection.assets(*keys), tags=run_queue_tags(torch), description=f"{ds}: {JOBS[kind]}")
+
+
+def dataset_definitions(spec) -> Definitions:
+    """One dataset's assets, asset checks and jobs."""
+    assets = [a for stage in STAGES for a in stage(spec)]
+    return Definitions(assets=assets, asset_checks=build_checks(spec), jobs=[_job(spec.name, kind, assets) for kind in JOBS])
 
 
 def resources_by_deployment_name(path: Path, project) -> dict[str, dict]:
@@ -50,35 +74,12 @@ def build_definitions(config_path: str | Path | None = None) -> Definitions:
     path = Path(config_path).resolve() if config_path else default_config_path()
     project = load_config(path)
     deployment = deployment_name()
-    assets, jobs, asset_checks = [], [], []
-    for spec in project.datasets:
-        ds = spec.name
-        dataset_assets = [*build_ingest_assets(spec), *build_model_assets(spec)]
-        translations, parallel = build_translation_assets(spec)
-        label_assets = [*build_typicality_assets(spec), *build_element_assets(spec), *translations]
-        report = build_report_asset(spec)
-        evaluation = build_evaluation_asset(spec)
-        baseline = build_baseline_assets(spec)
-        assets += [*dataset_assets, *label_assets, *parallel, report, evaluation, baseline]
-        asset_checks += build_checks(spec)
-        jobs += [
-            define_asset_job(job_name(ds, DATASET_JOB), selection=AssetSelection.assets(*dataset_assets), tags=_queue(dataset_assets),
-                             description=f"{ds}: everything partitioned by dataset alone: images, ground truth, checkpoint."),
-            define_asset_job(job_name(ds, LABEL_JOB), selection=AssetSelection.assets(*label_assets), tags=_queue(label_assets),
-                             description=f"{ds}: everything partitioned by dataset x label: typicality, patches, features, clusters, translations."),
-            define_asset_job(job_name(ds, REPORT_JOB), selection=AssetSelection.assets(*parallel, report, evaluation), tags=_queue([*parallel, report, evaluation]),
-                             description=f"{ds}: everything read across labels: parallel mining of the translations, the HTML report, the evaluation table."),
-            define_asset_job(job_name(ds, BASELINE_JOB), selection=AssetSelection.assets(baseline), tags=_queue([baseline]),
-                             description=f"{ds}: the correspondence baseline's patches, per label (diffmine eval runs it to compare)."),
-        ]
-    return Definitions(
-        assets=assets,
-        asset_checks=asset_checks,
-        jobs=jobs,
-        sensors=[build_new_label_sensor([j for j in jobs if j.name.endswith(DATASET_JOB) or j.name.endswith(LABEL_JOB)])],
-        resources=resources_by_deployment_name(path, project)[deployment],
-        executor=executor_for(deployment),
-    )
+    per_dataset = [dataset_definitions(spec) for spec in project.datasets]
+    # the sensor requests ingestion and label runs of every dataset
+    watched = [j for d in per_dataset for j in d.jobs if j.name.endswith(DATASET_JOB) or j.name.endswith(LABEL_JOB)]
+    shared = Definitions(sensors=[build_new_label_sensor(watched)], resources=resources_by_deployment_name(path, project)[deployment],
+                         executor=executor_for(deployment))
+    return Definitions.merge(*per_dataset, shared)
 
 
 defs = build_definitions()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from .mining.datasets.spec import LAKE_ENV
+from .mining.config.project import LAKE_ENV
 
 DEPLOYMENT_ENV = "DIFFMINE_DEPLOYMENT"
 BROKER_ENV = "DIFFMINE_CELERY_BROKER"

@@ -18,7 +18,7 @@ from dagster import (
     TableSchema,
 )
 
-from .mining.datasets.spec import ProjectConfig, load_config
+from .mining.config.project import ProjectConfig, load_config
 from .partitions import split_partition_key
 from .storage.catalog import Catalog
 from .storage.lake import Lake

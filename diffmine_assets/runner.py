@@ -14,8 +14,9 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.loader import LoadingContext
 
 from .definitions import build_definitions
-from .mining.datasets.sources import DatasetError, discover
-from .mining.estimate import RunEstimate, estimate_run, training_budget
+from .mining.datasets.base import DatasetError
+from .mining.datasets.registry import discover
+from .mining.training.estimate import RunEstimate, estimate_run, training_budget
 from .partitions import BASELINE_JOB, DATASET_JOB, LABEL_JOB, REPORT_JOB, identifier, job_name, multi_key
 from .storage.lake import Lake
 

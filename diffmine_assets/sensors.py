@@ -26,7 +26,8 @@ import os
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
-from .mining.datasets.sources import DatasetError, label_fingerprints
+from .mining.datasets.base import DatasetError
+from .mining.datasets.registry import label_fingerprints
 from .mining.labels import label_key
 from .partitions import DATASET_JOB, LABEL_JOB, asset_key, job_name, multi_key
 from .resources import DiffmineResource

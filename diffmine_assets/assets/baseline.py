@@ -8,9 +8,9 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetIn, Failure, Output, asset
 
 from ..mining.baselines.correspondence import correspondence_patches
-from ..partitions import asset_key, dataset_label_partitions, dataset_of_label, split_partition_key
+from ..partitions import BASELINE_JOB, asset_key, dataset_label_partitions, dataset_of_label, split_partition_key
 from ..resources import DiffmineResource
-from .versions import code_versions
+from .common import code_version, in_job
 
 
 def build_baseline_assets(spec):
@@ -18,11 +18,12 @@ def build_baseline_assets(spec):
 
     @asset(
         key=asset_key(ds, "baseline_patches"),
-        code_version=code_versions(spec)["baseline_patches"],
+        code_version=code_version(spec.baseline.version(), spec.patches.version()),
         partitions_def=dataset_label_partitions(ds),
         ins={"images": AssetIn(key=asset_key(ds, "images"), partition_mapping=dataset_of_label)},
         io_manager_key="lake_io",
         group_name="baseline",
+        tags=in_job(BASELINE_JOB),
         kinds={"parquet"},
         description="Correspondence-based mining (Doersch et al. 2012): HOG windows of the label's images, nearest neighbours among "
         "every label's windows, SVM detectors refined over alternating halves; the purest detectors' best windows, in the columns "
@@ -44,4 +45,4 @@ def build_baseline_assets(spec):
         return Output(table, metadata={"patches": len(table), **{k: v for k, v in info.items() if isinstance(v, (int, float))},
                                        "purity_of_kept": str(info["purity_of_kept"])})
 
-    return baseline_patches
+    return [baseline_patches]

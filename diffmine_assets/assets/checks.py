@@ -1,12 +1,12 @@
 """Asset checks of a dataset's graph: they run with the assets they check,
-show in the UI's Checks tab, and can fail (mining/checks.py)."""
+show in the UI's Checks tab, and can fail (mining/evaluation/checks.py)."""
 
 import numpy as np
 import polars as pl
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetIn, asset_check
 
-from ..mining import checks
-from ..mining.tables import load_array
+from ..mining.arrays import load_array
+from ..mining.evaluation import checks
 from ..partitions import asset_key, dataset_label_partitions, dataset_of_label, dataset_partitions, split_partition_key
 
 

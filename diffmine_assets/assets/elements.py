@@ -6,25 +6,23 @@ import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetOut, Failure, Output, asset, multi_asset
 
-from ..mining.checkpoints import CheckpointMismatch, checkpoint_of_rows
 from ..mining.clustering import cluster_patches
 from ..mining.features import patch_features as compute_features
-from ..mining.visuals import cluster_grid
-from ..partitions import asset_key, dataset_label_partitions, dataset_of_label, identifier, split_partition_key
+from ..mining.report.visuals import cluster_grid
+from ..mining.training.checkpoints import CheckpointMismatch, checkpoint_of_rows
+from ..partitions import LABEL_JOB, asset_key, dataset_label_partitions, dataset_of_label, identifier, split_partition_key
 from ..resources import DiffmineResource
-from .metadata import picture, records_table
-from .model import GPU_STEP_TAGS, TORCH_POOL
-from .versions import code_versions
+from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, picture, records_table
 
 
 def build_element_assets(spec):
     ds = spec.name
-    versions = code_versions(spec)
     per_label = dataset_label_partitions(ds)
+    clusters_version = code_version(spec.clusters.version())
 
     @asset(
         key=asset_key(ds, "patch_features"),
-        code_version=versions["patch_features"],
+        code_version=code_version(spec.features.version()),
         partitions_def=per_label,
         ins={
             "patch_typicality": AssetIn(key=asset_key(ds, "patch_typicality")),
@@ -33,6 +31,7 @@ def build_element_assets(spec):
         },
         io_manager_key="lake_io",
         group_name="elements",
+        tags=in_job(LABEL_JOB),
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
         kinds={"pytorch", "parquet"},
         description="Diffusion features (DIFT) of the label's top patches: an up-sampling block's activations at a small "
@@ -62,8 +61,8 @@ def build_element_assets(spec):
         partitions_def=per_label,
         ins={"patch_features": AssetIn(key=asset_key(ds, "patch_features")), "images": AssetIn(key=asset_key(ds, "images"), partition_mapping=dataset_of_label)},
         outs={
-            "clusters": AssetOut(key=asset_key(ds, "clusters"), code_version=versions["clusters"], io_manager_key="lake_io", description="k-means clusters of the label's top patches, ranked by median typicality: rank, size, median and mean typicality, spread.", kinds={"parquet"}),
-            "cluster_members": AssetOut(key=asset_key(ds, "cluster_members"), code_version=versions["cluster_members"], io_manager_key="lake_io", description="Each clustered patch: cluster (= rank), distance to the centre, rank in cluster (nearest first), box.", kinds={"parquet"}),
+            "clusters": AssetOut(key=asset_key(ds, "clusters"), code_version=clusters_version, io_manager_key="lake_io", tags=in_job(LABEL_JOB), description="k-means clusters of the label's top patches, ranked by median typicality: rank, size, median and mean typicality, spread.", kinds={"parquet"}),
+            "cluster_members": AssetOut(key=asset_key(ds, "cluster_members"), code_version=clusters_version, io_manager_key="lake_io", tags=in_job(LABEL_JOB), description="Each clustered patch: cluster (= rank), distance to the centre, rank in cluster (nearest first), box.", kinds={"parquet"}),
         },
         group_name="elements",
     )

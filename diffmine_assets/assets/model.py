@@ -6,25 +6,15 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetOut, Config, DataVersion, Failure, MetadataValue, Output, multi_asset
 from pydantic import Field
 
-from ..mining.checkpoints import fit, up_to_date
-from ..mining.diagnostics import describe_gain
 from ..mining.datasets.ingest import data_version as compute_data_version
-from ..mining.pictures import line_chart
-from ..mining.training import TrainingDiverged
-from ..partitions import asset_key, dataset_partitions, identifier
-from ..progress import eta as fmt_eta, report
+from ..mining.report.visuals import label_gain_chart, loss_chart
+from ..mining.training.checkpoints import FittedCheckpoint, fit, up_to_date
+from ..mining.training.diagnostics import describe_gain
+from ..mining.training.loop import TrainingDiverged
+from ..partitions import DATASET_JOB, asset_key, dataset_partitions, identifier
+from ..progress import eta, report
 from ..resources import DiffmineResource
-from .metadata import picture, records_table
-from .versions import code_versions
-
-TORCH_POOL = "torch"
-# Where a torch step runs beyond one machine: the `gpu` Celery queue, or a
-# Kubernetes pod that asks for one GPU (deploy/). Other steps go to the
-# executor's default queue, `cpu`. The local executor ignores both.
-GPU_STEP_TAGS = {
-    "dagster-celery/queue": "gpu",
-    "dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}},
-}
+from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, picture, records_table
 
 
 class TrainingRunConfig(Config):
@@ -34,23 +24,62 @@ class TrainingRunConfig(Config):
     retrain: bool = Field(False, description="train again even when the last checkpoint was trained on the same data with the same options (set by diffmine materialize --force)")
 
 
+def _progress(context):
+    def progress(row):
+        if "label_gain" in row:
+            context.log.info(f"step {row['step']}: quick held-out accuracy {row['quick_accuracy']:.2f}; label gain by timestep band " + describe_gain(row["label_gain"]))
+            return
+        report("training", row["step"], row["total_steps"], f"loss {row['loss']:.4f}  {row['images_per_s']:.0f} images/s  ETA {eta(row['eta_s'])}")
+        context.log.info(f"step {row['step']}/{row['total_steps']}  loss {row['loss']:.4f}  val {row['val_loss']:.4f}  "
+                         f"{row['images_per_s']:.0f} images/s  ETA {row['eta_s']:.0f} s")
+
+    return progress
+
+
+def _metadata(name: str, fitted: FittedCheckpoint, data_version: str) -> dict:
+    row = fitted.table.row(0, named=True)
+    gain = fitted.result.diagnostics[-1]["bands"] if fitted.result.diagnostics else []
+    return {
+        "checkpoint_id": fitted.checkpoint_id,
+        "reused": False,
+        "path": MetadataValue.path(str(fitted.path)),
+        "labels": MetadataValue.json(fitted.labels),
+        "steps": fitted.result.steps,
+        "resumed_from_step": fitted.result.resumed_from,
+        "continued_from": row["continued_from"] or "none (trained from scratch)",
+        "seconds": row["seconds"],
+        "parameters": row["parameters"],
+        "final_loss": row["final_loss"],
+        "data_version_trained_on": data_version,
+        "planned_steps": row["planned_steps"],
+        "label_gain": records_table(["timesteps", "gain x 1e3", "share of null loss %"],
+                                    [[f"{b['t_lo']}-{b['t_hi']}", round(b["gain"] * 1e3, 4), round(b["relative"] * 100, 3)] for b in gain]),
+        "loss_curve": picture(loss_chart(fitted.log, f"{name}: denoising loss"), fitted.path / "loss_curve.png", "loss curve"),
+        "label_gain_chart": picture(label_gain_chart(gain, f"{name}: held-out L(null) - L(own label) by timestep"), fitted.path / "label_gain.png",
+                                    "held-out label gain by timestep"),
+    }
+
+
 def build_model_assets(spec):
     ds = spec.name
-    versions = code_versions(spec)
+    version = code_version(spec.training.version(), spec.options.resolution)
+    out = dict(code_version=version, io_manager_key="lake_io", tags=in_job(DATASET_JOB))
 
     @multi_asset(
         name=f"{identifier(ds)}__checkpoint",
         partitions_def=dataset_partitions(ds),
         outs={
-            "checkpoint": AssetOut(key=asset_key(ds, "checkpoint"), code_version=versions["checkpoint"], io_manager_key="lake_io", description="The label-conditioned denoiser trained on the dataset: one row naming its safetensors weights, labels, steps, data version and options.", kinds={"pytorch", "parquet"}),
-            "training_log": AssetOut(key=asset_key(ds, "training_log"), code_version=versions["training_log"], io_manager_key="lake_io", description="The training curve of the checkpoint: step, loss, held-out loss, images/s.", kinds={"parquet"}),
+            "checkpoint": AssetOut(key=asset_key(ds, "checkpoint"), **out, kinds={"pytorch", "parquet"},
+                                   description="The label-conditioned denoiser trained on the dataset: one row naming its safetensors weights, labels, steps, data version and options."),
+            "training_log": AssetOut(key=asset_key(ds, "training_log"), **out, kinds={"parquet"},
+                                     description="The training curve of the checkpoint: step, loss, held-out loss, images/s."),
         },
         ins={"images": AssetIn(key=asset_key(ds, "images"))},
         group_name="model",
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
     )
     def checkpoint(context: AssetExecutionContext, config: TrainingRunConfig, diffmine: DiffmineResource, images: pl.DataFrame):
-        name = context.partition_key
+        name, lake = context.partition_key, diffmine.lake
         spec = diffmine.dataset(name)
         data_version = compute_data_version(images)
         opts = spec.training
@@ -58,18 +87,6 @@ def build_model_assets(spec):
             # a run's budget (diffmine materialize --budget) wins over the configured one
             opts = opts.model_copy(update={"time_budget": config.time_budget_s})
             context.log.info(f"training sized to a budget of {config.time_budget_s:.0f} s")
-
-        def progress(row):
-            if "label_gain" in row:
-                context.log.info(f"step {row['step']}: quick held-out accuracy {row['quick_accuracy']:.2f}; label gain by timestep band " + describe_gain(row["label_gain"]))
-                return
-            report("training", row["step"], row["total_steps"], f"loss {row['loss']:.4f}  {row['images_per_s']:.0f} images/s  ETA {fmt_eta(row['eta_s'])}")
-            context.log.info(
-                f"step {row['step']}/{row['total_steps']}  loss {row['loss']:.4f}  val {row['val_loss']:.4f}  "
-                f"{row['images_per_s']:.0f} images/s  ETA {row['eta_s']:.0f} s"
-            )
-
-        lake = diffmine.lake
         previous_table = lake.read_partition_or_none("checkpoint", name)
         previous = previous_table.row(0, named=True) if previous_table is not None else None
         if not config.retrain and lake.has_partition("training_log", name) and up_to_date(previous, opts, spec.options.resolution, data_version):
@@ -82,50 +99,14 @@ def build_model_assets(spec):
             yield Output(lake.read_partition("training_log", name), output_name="training_log", data_version=version, metadata={"reused": True})
             return
         try:
-            fitted = fit(name, images, opts, spec.options.resolution, data_version, diffmine.lake.files_dir(name, "checkpoints"), progress, previous=previous)
+            fitted = fit(name, images, opts, spec.options.resolution, data_version, lake.files_dir(name, "checkpoints"), _progress(context), previous=previous)
         except TrainingDiverged as exc:
             raise Failure(description=str(exc)) from None
-        if fitted.result.resumed_from:
-            context.log.info(f"resumed from step {fitted.result.resumed_from}")
-        continued = fitted.table["continued_from"][0]
-        if continued:
-            context.log.info(f"continued from checkpoint {continued} with labels {fitted.labels}")
-        log = fitted.log
-        chart = line_chart(
-            {"train loss": list(zip(log["step"], log["loss"])), "held-out loss": list(zip(log["step"], log["val_loss"]))},
-            f"{name}: denoising loss",
-        )
-        row = fitted.table.row(0, named=True)
-        gain = fitted.result.diagnostics[-1]["bands"] if fitted.result.diagnostics else []
-        gain_chart = line_chart(
-            {"gain": [((b["t_lo"] + b["t_hi"]) / 2, b["gain"]) for b in gain], "zero": [(0, 0.0), (1000, 0.0)]},
-            f"{name}: held-out L(null) - L(own label) by timestep",
-        )
+        context.log.info(f"trained {fitted.result.steps} steps" + (f", resumed from step {fitted.result.resumed_from}" if fitted.result.resumed_from else "")
+                         + (f", continued from checkpoint {fitted.table['continued_from'][0]} with labels {fitted.labels}" if fitted.table["continued_from"][0] else ""))
         # the weights' hash: downstream is stale exactly when the weights changed
         version = DataVersion(fitted.checkpoint_id)
-        yield Output(
-            fitted.table,
-            output_name="checkpoint",
-            data_version=version,
-            metadata={
-                "checkpoint_id": fitted.checkpoint_id,
-                "reused": False,
-                "path": MetadataValue.path(str(fitted.path)),
-                "labels": MetadataValue.json(fitted.labels),
-                "steps": fitted.result.steps,
-                "resumed_from_step": fitted.result.resumed_from,
-                "continued_from": continued or "none (trained from scratch)",
-                "seconds": row["seconds"],
-                "parameters": row["parameters"],
-                "final_loss": row["final_loss"],
-                "data_version_trained_on": data_version,
-                "planned_steps": row["planned_steps"],
-                "label_gain": records_table(["timesteps", "gain x 1e3", "share of null loss %"], [[f"{b['t_lo']}-{b['t_hi']}", round(b["gain"] * 1e3, 4), round(b["relative"] * 100, 3)] for b in gain]),
-                "loss_curve": picture(chart, fitted.path / "loss_curve.png", "loss curve"),
-                "label_gain_chart": picture(gain_chart, fitted.path / "label_gain.png", "held-out label gain by timestep"),
-            },
-        )
+        yield Output(fitted.table, output_name="checkpoint", data_version=version, metadata=_metadata(name, fitted, data_version))
         yield Output(fitted.log, output_name="training_log", data_version=version, metadata={"points": len(fitted.log)})
 
     return [checkpoint]
-

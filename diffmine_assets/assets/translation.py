@@ -6,37 +6,45 @@ import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetOut, Failure, Output, asset, multi_asset
 
-from ..mining.checkpoints import CheckpointMismatch, checkpoint_of_rows
-from ..mining.datasets.spec import ClusterOptions
-from ..mining.parallel import parallel_clusters as cluster_locations
-from ..mining.parallel import parallel_features, parallel_grid, parallel_locations, translation_grid
-from ..mining.tables import load_array, save_array
-from ..mining.translation_tables import translate_label, translated_sets
-from ..partitions import asset_key, dataset_label_partitions, dataset_of_label, dataset_partitions, identifier, split_partition_key
+from ..mining.arrays import load_array, save_array
+from ..mining.config.options import ClusterOptions
+from ..mining.report.visuals import parallel_grid, translation_grid
+from ..mining.training.checkpoints import CheckpointMismatch, checkpoint_of_rows
+from ..mining.translation.parallel import CLUSTER_SCHEMA, MEMBER_SCHEMA, PARALLEL_SCHEMA
+from ..mining.translation.parallel import parallel_clusters as cluster_locations
+from ..mining.translation.parallel import parallel_features, parallel_locations
+from ..mining.translation.tables import translate_label, translated_sets
+from ..partitions import LABEL_JOB, REPORT_JOB, asset_key, dataset_label_partitions, dataset_of_label, dataset_partitions, identifier, split_partition_key
 from ..resources import DiffmineResource
-from .metadata import picture, records_table
-from .model import GPU_STEP_TAGS, TORCH_POOL
-from .typicality import _tenths
-from .versions import code_versions
+from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, log_tenths, picture, records_table
 
 
-PARALLEL_SCHEMA = {"location": pl.Int32, "image_id": pl.String, "source_label_key": pl.String, "x0": pl.Int32, "y0": pl.Int32, "x1": pl.Int32, "y1": pl.Int32,
-                   "width": pl.Int32, "height": pl.Int32, "label_key": pl.String, "version_path": pl.String, "typicality": pl.Float64,
-                   "median_typicality": pl.Float64, "dataset": pl.String, "checkpoint_id": pl.String, "params": pl.String}
-CLUSTER_SCHEMA = {"cluster": pl.Int32, "rank": pl.Int32, "size": pl.Int32, "median_typicality": pl.Float64, "mean_typicality": pl.Float64,
-                  "typicality_std": pl.Float64, "spread": pl.Float64, "params": pl.String, "inertia": pl.Float64, "dataset": pl.String, "checkpoint_id": pl.String}
-MEMBER_SCHEMA = {"image_id": pl.String, "x0": pl.Int32, "y0": pl.Int32, "x1": pl.Int32, "y1": pl.Int32, "median_typicality": pl.Float64, "location": pl.Int32,
-                 "cluster": pl.Int32, "distance": pl.Float64, "rank_in_cluster": pl.Int32, "source_label_key": pl.String, "dataset": pl.String, "checkpoint_id": pl.String}
+def _translations_metadata(table: pl.DataFrame, labels: list[str], images: pl.DataFrame, label_key: str, method: str, grid_path) -> dict:
+    names = dict(zip(images["label_key"], images["label"]))
+    sources = table.select("image_id", "source_model_path").unique(maintain_order=True).rows()
+    grid = translation_grid(sources, {(r["image_id"], r["target_label_key"]): r["path"] for r in table.iter_rows(named=True)}, labels, names, label_key)
+    wins = table.group_by("target_label").agg(pl.col("target_win").mean().alias("win"), pl.len().alias("n")).sort("target_label")
+    return {
+        "translations": len(table),
+        "images": len(sources),
+        "method": method,
+        "target_win_share": round(float(table["target_win"].mean()), 4),
+        "seconds": float(table["seconds"][0]),
+        "grid": picture(grid, grid_path, "translation grid"),
+        "by_target": records_table(["target label", "more typical of the target", "translations"],
+                                   [[r["target_label"], round(r["win"], 4), r["n"]] for r in wins.iter_rows(named=True)]),
+    }
 
 
 def build_translation_assets(spec):
     ds = spec.name
-    versions = code_versions(spec)
     per_label = dataset_label_partitions(ds)
+    clusters_version = code_version(spec.translation.version(), spec.features.version(), spec.clusters.version())
 
     @asset(
         key=asset_key(ds, "translations"),
-        code_version=versions["translations"],
+        # the typicality options too: the outputs are scored with them
+        code_version=code_version(spec.translation.version(), spec.typicality.version()),
         partitions_def=per_label,
         ins={
             "image_typicality": AssetIn(key=asset_key(ds, "image_typicality")),
@@ -45,6 +53,7 @@ def build_translation_assets(spec):
         },
         io_manager_key="lake_io",
         group_name="translation",
+        tags=in_job(LABEL_JOB),
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
         kinds={"pytorch", "parquet"},
         description="The label's most typical images translated into every other label (DDIM inversion, then regeneration under the "
@@ -62,31 +71,19 @@ def build_translation_assets(spec):
         out_dir = diffmine.lake.files_dir(dataset, "translations", label_key, ckpt_id)
         try:
             table, maps = translate_label(model, image_typicality, images, label_key, spec.translation, spec.typicality, out_dir, ckpt_id,
-                                          progress=_tenths(context.log, "translations", stage="translation"))
+                                          progress=log_tenths(context.log, "translations", "translation"))
         except ValueError as exc:
             raise Failure(description=f"{dataset}/{label_key}: {exc}") from None
         map_path = save_array(out_dir / "maps.npy", maps.astype(np.float16))
         table = table.with_columns(pl.lit(str(map_path)).alias("map_path"))
         if table.is_empty():
             return Output(table, metadata={"translations": 0, "note": "the checkpoint knows one label: nothing to translate into"})
-        labels = sorted(set(model.labels))
-        names = dict(zip(images["label_key"], images["label"]))
-        sources = table.select("image_id", "source_model_path").unique(maintain_order=True).rows()
-        grid = translation_grid(sources, {(r["image_id"], r["target_label_key"]): r["path"] for r in table.iter_rows(named=True)}, labels, names, label_key)
-        wins = table.group_by("target_label").agg(pl.col("target_win").mean().alias("win"), pl.len().alias("n")).sort("target_label")
-        return Output(table, metadata={
-            "translations": len(table),
-            "images": len(sources),
-            "method": spec.translation.method,
-            "target_win_share": round(float(table["target_win"].mean()), 4),
-            "seconds": float(table["seconds"][0]),
-            "grid": picture(grid, diffmine.lake.files_dir(dataset, "pictures", label_key, f"translations-{ckpt_id}.png"), "translation grid"),
-            "by_target": records_table(["target label", "more typical of the target", "translations"], [[r["target_label"], round(r["win"], 4), r["n"]] for r in wins.iter_rows(named=True)]),
-        })
+        grid_path = diffmine.lake.files_dir(dataset, "pictures", label_key, f"translations-{ckpt_id}.png")
+        return Output(table, metadata=_translations_metadata(table, sorted(model.labels), images, label_key, spec.translation.method, grid_path))
 
     @asset(
         key=asset_key(ds, "parallel_typicality"),
-        code_version=versions["parallel_typicality"],
+        code_version=code_version(spec.translation.version(), spec.patches.version()),
         partitions_def=dataset_partitions(ds),
         ins={
             "translations": AssetIn(key=asset_key(ds, "translations"), partition_mapping=dataset_of_label),
@@ -94,6 +91,7 @@ def build_translation_assets(spec):
         },
         io_manager_key="lake_io",
         group_name="translation",
+        tags=in_job(REPORT_JOB),
         kinds={"parquet"},
         description="The best locations of the translated sets: each version's typicality under its own label at the same window, "
         "the location's score the median over labels. One row per (location, label).",
@@ -124,10 +122,10 @@ def build_translation_assets(spec):
             "images": AssetIn(key=asset_key(ds, "images")),
         },
         outs={
-            "parallel_clusters": AssetOut(key=asset_key(ds, "parallel_clusters"), code_version=versions["parallel_clusters"], io_manager_key="lake_io", kinds={"parquet"},
+            "parallel_clusters": AssetOut(key=asset_key(ds, "parallel_clusters"), code_version=clusters_version, io_manager_key="lake_io", kinds={"parquet"}, tags=in_job(REPORT_JOB),
                                           description="k-means clusters of the locations described by their features in every label, ranked by median typicality."),
-            "parallel_cluster_members": AssetOut(key=asset_key(ds, "parallel_cluster_members"), code_version=versions["parallel_clusters"], io_manager_key="lake_io",
-                                                 kinds={"parquet"}, description="Each clustered location: its cluster, distance to the centre, source image and window."),
+            "parallel_cluster_members": AssetOut(key=asset_key(ds, "parallel_cluster_members"), code_version=clusters_version, io_manager_key="lake_io",
+                                                 kinds={"parquet"}, tags=in_job(REPORT_JOB), description="Each clustered location: its cluster, distance to the centre, source image and window."),
         },
         group_name="translation",
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
@@ -158,4 +156,4 @@ def build_translation_assets(spec):
         })
         yield Output(members, output_name="parallel_cluster_members", metadata={"members": len(members)})
 
-    return [translations], [parallel_typicality, parallel_clusters]
+    return [translations, parallel_typicality, parallel_clusters]

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 from sklearn.cluster import KMeans
 
-from .datasets.spec import ClusterOptions
+from .config.options import ClusterOptions
 
 
 def cluster_patches(features: np.ndarray, patches: pl.DataFrame, opts: ClusterOptions) -> tuple[pl.DataFrame, pl.DataFrame]:

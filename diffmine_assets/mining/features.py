@@ -12,9 +12,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from .datasets.spec import FeatureOptions
+from .config.options import FeatureOptions
 from .denoisers.base import Denoiser
-from .tensors import load_pixels, to_model_range
+from .tensors import model_space
 
 
 def feature_maps(model: Denoiser, x0: torch.Tensor, label_keys: list[str], opts: FeatureOptions) -> torch.Tensor:
@@ -58,7 +58,7 @@ def patch_features(model: Denoiser, patches: pl.DataFrame, images: pl.DataFrame,
     out = None
     for s in range(0, len(rows), opts.batch_size):
         chunk = rows[s : s + opts.batch_size]
-        x0 = model.encode(to_model_range(load_pixels([r["path"] for r in chunk], model.resolution)))
+        x0 = model_space(model, [r["path"] for r in chunk])
         fmaps = feature_maps(model, x0, [r["label_key"] for r in chunk], opts)
         if out is None:
             dim = fmaps.shape[1]

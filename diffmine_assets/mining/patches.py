@@ -9,11 +9,15 @@ windows and the least typical windows are kept beside them for comparison.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 import torch
 import torch.nn.functional as F
+
+from .config.options import PatchOptions
 
 # Maps come from a 32 to 64 px model space, so upsampling beyond this many
 # pixels per side adds nothing but memory; windows are scaled to match.
@@ -101,3 +105,44 @@ def image_windows(replicate_maps: torch.Tensor, height: int, width: int, window_
     rx = rng.integers(0, score.shape[1], size=per_image)
     rand = build([(int(a) * s, int(b) * s) for a, b in zip(ry, rx)])
     return ImageWindows(top, bottom, rand, scale)
+
+
+def patch_table(typ: pl.DataFrame, replicate_maps: np.ndarray, opts: PatchOptions) -> tuple[pl.DataFrame, int]:
+    """Top, random and least typical windows of a label; returns the table and
+    the number of images skipped for being smaller than the window."""
+    rng = np.random.default_rng(opts.seed)
+    records = {"top": [], "bottom": [], "random": []}
+    skipped = 0
+    for row in typ.iter_rows(named=True):
+        maps = torch.from_numpy(replicate_maps[row["map_index"]].astype(np.float32))
+        found = image_windows(maps, row["height"], row["width"], opts.window_px, opts.stride_px, opts.per_image, rng)
+        if found is None:
+            skipped += 1
+            continue
+        for selection, windows in (("top", found.top), ("bottom", found.bottom), ("random", found.random)):
+            for rank, win in enumerate(windows, start=1):
+                records[selection].append((row["image_id"], row["path"], win.x0, win.y0, win.x0 + opts.window_px, win.y0 + opts.window_px, win.score, win.stderr, rank))
+    cols = ["image_id", "path", "x0", "y0", "x1", "y1", "typicality", "stderr", "rank_in_image"]
+    frames = []
+    for selection, recs in records.items():
+        df = pl.DataFrame(recs, schema=cols, orient="row")
+        if selection == "top":
+            df = df.sort("typicality", descending=True).head(opts.per_label)
+        elif selection == "bottom":
+            df = df.sort("typicality").head(opts.per_label)
+        else:
+            df = df.sample(n=min(opts.per_label, len(df)), seed=opts.seed) if len(df) else df
+        frames.append(df.with_columns(pl.lit(selection).alias("selection"), pl.int_range(1, pl.len() + 1).alias("rank_in_label")))
+    first = typ.row(0, named=True) if len(typ) else {}
+    out = pl.concat(frames).with_columns(
+        pl.lit(first.get("dataset")).alias("dataset"),
+        pl.lit(first.get("label")).alias("label"),
+        pl.lit(first.get("label_key")).alias("label_key"),
+        pl.lit(first.get("checkpoint_id")).alias("checkpoint_id"),
+        pl.lit(opts.window_px, dtype=pl.Int32).alias("window_px"),
+        pl.lit(opts.stride_px, dtype=pl.Int32).alias("stride_px"),
+        pl.lit(json.dumps(opts.model_dump(), sort_keys=True)).alias("params"),
+        pl.lit(first.get("params")).alias("typicality_params"),
+    )
+    order = ["dataset", "label", "label_key", "selection", "rank_in_label", "image_id", "rank_in_image", "x0", "y0", "x1", "y1", "typicality", "stderr", "path", "checkpoint_id", "window_px", "stride_px", "params", "typicality_params"]
+    return out.select(order).with_columns(pl.col("rank_in_label", "rank_in_image", "x0", "y0", "x1", "y1").cast(pl.Int32)), skipped

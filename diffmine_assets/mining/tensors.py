@@ -1,4 +1,4 @@
-"""Images as model-ready tensors."""
+"""Images as model-ready tensors: pixels, and the space a denoiser works in."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .datasets.images import load_rgb
+from .images import load_rgb
 
 
 def load_pixels(paths: list[str], resolution: int) -> torch.Tensor:
@@ -34,3 +34,11 @@ def load_pixels(paths: list[str], resolution: int) -> torch.Tensor:
 
 def to_model_range(pixels_u8: torch.Tensor) -> torch.Tensor:
     return pixels_u8.to(torch.float32) / 127.5 - 1.0
+
+
+def model_space(model, paths: list[str], chunk: int = 256) -> torch.Tensor:
+    """The images at `paths` in the space `model` denoises (its `encode` of
+    their pixels at its resolution), loaded a chunk at a time: a latent
+    backend never holds every image's pixels."""
+    parts = [model.encode(to_model_range(load_pixels(paths[i : i + chunk], model.resolution))) for i in range(0, len(paths), chunk)]
+    return torch.cat(parts) if parts else model.encode(to_model_range(load_pixels([], model.resolution)))

@@ -10,8 +10,8 @@ from dagster import AssetKey, DagsterInstance
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 from diffmine_assets.definitions import build_definitions
-from diffmine_assets.mining.checkpoints import fit
-from diffmine_assets.mining.datasets.spec import TrainingOptions
+from diffmine_assets.mining.training.checkpoints import fit
+from diffmine_assets.mining.config import TrainingOptions
 from diffmine_assets.partitions import multi_key
 from diffmine_assets.runner import run_dataset
 from diffmine_assets.storage.lake import Lake

@@ -144,8 +144,8 @@ def test_a_label_ingestion_cannot_use_never_blocks_the_others(photos):
 
 
 def test_the_sensor_polls_with_the_filter_of_ingestion(tmp_path):
-    from diffmine_assets.mining.datasets.spec import load_config
-    from diffmine_assets.mining.datasets.sources import discover_labels
+    from diffmine_assets.mining.config import load_config
+    from diffmine_assets.mining.datasets.registry import discover_labels
 
     data = tmp_path / "photos"
     write_image(data / "cats" / "0.png", size=(32, 32))

@@ -14,7 +14,7 @@ from dagster import AssetKey, DagsterInstance
 pytest.importorskip("transformers")
 
 from diffmine_assets.cli import main as cli_main  # noqa: E402
-from diffmine_assets.mining.denoisers import load_denoiser  # noqa: E402
+from diffmine_assets.mining.denoisers.registry import load_denoiser  # noqa: E402
 from diffmine_assets.mining.denoisers.sd_layout import PipelineFolderError, write_random_pipeline  # noqa: E402
 from diffmine_assets.runner import run_dataset  # noqa: E402
 from diffmine_assets.storage.catalog import Catalog  # noqa: E402
@@ -69,9 +69,9 @@ def test_the_whole_graph_runs_on_a_tiny_stable_diffusion_pipeline(tmp_path, monk
 
 
 def test_lora_trains_and_saves_only_the_adapters_which_load_over_the_base(tmp_path):
-    from diffmine_assets.mining.checkpoints import fit
+    from diffmine_assets.mining.training.checkpoints import fit
     from diffmine_assets.mining.datasets.ingest import ingest
-    from diffmine_assets.mining.datasets.spec import parse_config
+    from diffmine_assets.mining.config import parse_config
 
     pipe = write_random_pipeline(tmp_path / "sd")
     write_chestxray14(tmp_path / "cx", per_finding=2)
@@ -91,13 +91,13 @@ def test_lora_trains_and_saves_only_the_adapters_which_load_over_the_base(tmp_pa
     cond = fresh.condition_ids([fresh.labels[0], None])
     with torch.no_grad():
         assert torch.allclose(fresh.predict(z, t, cond), fitted.model.predict(z, t, cond), atol=1e-5)
-        pretrained = type(fresh).pretrained_like(fitted.path)
+        pretrained = type(fresh).untrained_like(fitted.path)
         assert not torch.allclose(pretrained.predict(z, t, cond), fresh.predict(z, t, cond), atol=1e-4)  # the adapters changed something
 
 
 def test_a_missing_or_incomplete_pipeline_folder_is_named_with_what_is_missing(tmp_path):
-    from diffmine_assets.mining.datasets.spec import parse_config
-    from diffmine_assets.mining.denoisers import new_denoiser
+    from diffmine_assets.mining.config import parse_config
+    from diffmine_assets.mining.denoisers.registry import new_denoiser
 
     spec = parse_config({"datasets": [{"name": "x", "kind": "folder", "path": str(tmp_path),
                                        "training": {"backend": "stable-diffusion", "model_path": str(tmp_path / "nowhere")}}]}).datasets[0]
@@ -107,14 +107,14 @@ def test_a_missing_or_incomplete_pipeline_folder_is_named_with_what_is_missing(t
     (tmp_path / "nowhere" / "unet" / "config.json").write_text("{}")
     with pytest.raises(PipelineFolderError, match=r"missing \['unet/diffusion_pytorch_model.safetensors or .*'vae/', 'text_encoder/', 'tokenizer/', 'scheduler/'\]"):
         new_denoiser(spec.training, ["a"], 64)
-    from diffmine_assets.mining.datasets.spec import ConfigError
+    from diffmine_assets.mining.config import ConfigError
 
     with pytest.raises(ConfigError, match="needs model_path"):
         parse_config({"datasets": [{"name": "x", "kind": "folder", "path": ".", "training": {"backend": "stable-diffusion"}}]})
 
 
 def test_bench_sd_smoke_on_the_tiny_shape(tmp_path):
-    from diffmine_assets.mining.sd_bench import sd_benchmark
+    from diffmine_assets.bench.sd import sd_benchmark
 
     out = sd_benchmark(tmp_path, "tiny", 32, ("float32",), images=2, n_samples=8, steps=2, batch=2, log=lambda _: None)
     (run,) = out["runs"]

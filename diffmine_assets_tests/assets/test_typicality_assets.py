@@ -201,16 +201,27 @@ def test_hostile_label_values_are_only_ever_parameters(pipeline):
     assert cli_main(["--config", str(cfg), "sql", "select count(*) as n from images where label = $l", "--param", f"l={hostile}", "--format", "json"]) == 0
 
 
-def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline):
-    from diffmine_assets.evaluate import evaluate
-    from diffmine_assets.mining.datasets.spec import load_config
+def _evaluate(cfg, control: str) -> dict:
+    """The evaluation asset's figures, computed directly from the stored tables."""
+    from functools import partial
 
+    from diffmine_assets.assets.evaluation import stored_results
+    from diffmine_assets.mining.config import load_config
+    from diffmine_assets.mining.evaluation.figures import evaluate
+
+    project = load_config(cfg)
+    lake = Lake(project.lake)
+    return evaluate("builtin", stored_results(lake, "builtin"), project.dataset("builtin"), partial(lake.files_dir, "builtin"), control=control,
+                    log=lambda *_: None)
+
+
+def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline):
     root, cfg, _, _ = pipeline
     # every image under every label: one predicted label per image, finalists got every sample
     rows = query(root, "select count(*), sum(predicted::int), count(distinct image_id) from label_matrix")[0]
     assert rows == (24 * 4, 24, 24)
     assert query(root, "select distinct n_samples from label_matrix where finalist order by 1") == [(8,)]
-    figures = evaluate(load_config(cfg), "builtin", control="shuffled", log=lambda *_: None)
+    figures = _evaluate(cfg, "shuffled")
     assert figures["labels"] == 4 and figures["chance"]["accuracy_val"] == 0.25
     assert 0 <= figures["accuracy_val"] <= 1 and figures["accuracy_val_images"] == query(root, "select count(*) from images where split = 'val'")[0][0]
     assert 0 < figures["chance"]["pixel_auc_pr"] < 1 and 0 <= figures["chance"]["top1_hit_rate"] <= 1
@@ -219,11 +230,11 @@ def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline
     # the control was trained like the model (same steps) on shuffled labels, and is kept: a second eval trains nothing
     trained = list((root / "lake" / "files" / "builtin" / "controls" / "shuffled").glob("*/training.json"))
     assert len(trained) == 1 and json.loads(trained[0].read_text())["steps"] == 30
-    again = evaluate(load_config(cfg), "builtin", control="shuffled", log=lambda *_: None)
+    again = _evaluate(cfg, "shuffled")
     assert again["control"] == control
     assert len(list((root / "lake" / "files" / "builtin" / "controls" / "shuffled").glob("*/training.json"))) == 1
     # the untrained control is built like the checkpoint's network (here 2x2 cells, the default)
-    untrained = evaluate(load_config(cfg), "builtin", control="untrained", log=lambda *_: None)
+    untrained = _evaluate(cfg, "untrained")
     assert untrained["control"]["kind"] == "untrained" and 0 <= untrained["control"]["accuracy_val"] <= 1
     # the translations' figures, beside their chance level and plain regeneration of the same images
     for key in ("translation_target_win", "element_swap_rate", "layout_ssim"):
@@ -264,7 +275,7 @@ def test_the_evaluation_table_and_the_asset_checks(pipeline):
 
 def test_an_asset_check_fails_on_a_broken_input(pipeline, tmp_path):
     from diffmine_assets.assets.checks import build_checks
-    from diffmine_assets.mining.datasets.spec import load_config
+    from diffmine_assets.mining.config import load_config
 
     root, cfg, _, _ = pipeline
     maps_finite = build_checks(load_config(cfg).dataset("builtin"))[0]

@@ -3,8 +3,8 @@ import polars as pl
 import pytest
 
 from diffmine_assets.mining.clustering import cluster_patches
-from diffmine_assets.mining.datasets.spec import ClusterOptions
-from diffmine_assets.mining.evaluation import cluster_figures
+from diffmine_assets.mining.config import ClusterOptions
+from diffmine_assets.mining.evaluation.metrics import cluster_figures
 
 
 def blobs():

@@ -3,9 +3,9 @@ import polars as pl
 import pytest
 import torch
 
-from diffmine_assets.mining.datasets.spec import PatchOptions
+from diffmine_assets.mining.config import PatchOptions
 from diffmine_assets.mining.patches import greedy_non_overlapping, image_windows, window_means
-from diffmine_assets.mining.tables import patch_table
+from diffmine_assets.mining.patches import patch_table
 
 
 def test_window_means_match_brute_force():

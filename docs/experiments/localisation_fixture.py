@@ -17,11 +17,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from diffmine_assets.mining.checkpoints import fit, snapshots_of  # noqa: E402
-from diffmine_assets.mining.controls import shuffled_labels  # noqa: E402
+from diffmine_assets.mining.config.project import parse_config  # noqa: E402
 from diffmine_assets.mining.datasets.ingest import ground_truth, ingest  # noqa: E402
-from diffmine_assets.mining.datasets.spec import parse_config  # noqa: E402
-from diffmine_assets.mining.localisation import boxed_images, localisation_by_label, localisation_chance, localisation_curve, maps_of  # noqa: E402
+from diffmine_assets.mining.evaluation.controls import shuffled_labels  # noqa: E402
+from diffmine_assets.mining.training.checkpoints import fit, snapshots_of  # noqa: E402
+from diffmine_assets.mining.evaluation.localisation import boxed_images, localisation_by_label, localisation_chance, localisation_curve, maps_of  # noqa: E402
 from diffmine_assets_tests.collection_fixtures import write_chestxray14  # noqa: E402
 
 

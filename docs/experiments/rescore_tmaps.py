@@ -3,14 +3,13 @@ with the mean map and with t-maps (docs/QUALITY.md, issue 11).
 
     .venv/bin/python docs/experiments/rescore_tmaps.py data/lake/files/builtin/seeds/data1-model1
 """
-import sys, json, time
-import numpy as np, polars as pl, torch, torch.nn.functional as F
-from diffmine_assets.mining.checkpoints import load_checkpoint
-from diffmine_assets.mining.datasets.spec import load_config
-from diffmine_assets.mining.evaluation import typicality_figures
-from diffmine_assets.mining.tables import image_typicality_table, patch_table
-from diffmine_assets.mining.tensors import load_pixels, to_model_range
-from diffmine_assets.mining.typicality import dataset_noise, pilot_rows, typicality_maps
+import sys, json
+import polars as pl, torch, torch.nn.functional as F
+from diffmine_assets.mining.config.project import load_config
+from diffmine_assets.mining.evaluation.metrics import typicality_figures
+from diffmine_assets.mining.patches import patch_table
+from diffmine_assets.mining.training.checkpoints import load_checkpoint
+from diffmine_assets.mining.typicality.score import score_labels
 torch.manual_seed(0)
 home = sys.argv[1].rstrip("/") + "/"
 spec = load_config(home + "diffmine.yaml").dataset("builtin")
@@ -27,16 +26,11 @@ out = {}
 for name, path in (("model", ck), ("control", ctl)):
     model = load_checkpoint(path)
     opts = spec.typicality
-    pilot = pilot_rows(images)
-    noise = dataset_noise(model, model.encode(to_model_range(load_pixels(pilot["path"].to_list(), model.resolution))), pilot["label_key"].to_list(), opts)
     variants = {"mean": (None, 0), "t1": ("t", 1), "t3": ("t", 3), "t5": ("t", 5)}
     acc = {v: ([], {}, []) for v in variants}
-    for key in sorted(images["label_key"].unique().to_list()):
-        rows = images.filter(pl.col("label_key") == key)
-        x0 = model.encode(to_model_range(load_pixels(rows["path"].to_list(), model.resolution)))
-        res = typicality_maps(model, x0, [key], opts, noise=noise)
-        table = image_typicality_table(rows, key, res, opts, "x", "-")
-        rep = res.replicate_maps[:, 0]  # (B, G, h, w)
+    for g in score_labels(model, images, opts, pilot=images):
+        table = g.table("x")
+        rep = g.result.replicate_maps[:, 0]  # (B, G, h, w)
         G = rep.shape[1]
         for v, (kind, k) in variants.items():
             if kind is None:
@@ -45,7 +39,7 @@ for name, path in (("model", ck), ("control", ctl)):
                 se = smooth(rep.std(dim=1), k) / G ** 0.5
                 r = rep / (se[:, None] + 1e-12)
             p, _ = patch_table(table, r.numpy(), spec.patches)
-            acc[v][0].append(p); acc[v][1][key] = r.mean(1).numpy(); acc[v][2].append(rows)
+            acc[v][0].append(p); acc[v][1][g.key] = r.mean(1).numpy(); acc[v][2].append(g.rows)
     for v, (ps, maps, rs) in acc.items():
         f = typicality_figures(pl.concat(ps), boxes, pl.concat(rs), maps)
         out[f"{name}/{v}"] = {k: f[k] for k in ("top1_hit_rate", "pixel_auc_pr", "distractor_share_top50")}

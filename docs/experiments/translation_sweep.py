@@ -4,14 +4,14 @@ translated into every other label, with injection (pnp) and without.
 
     .venv/bin/python docs/experiments/translation_sweep.py data/lake/files/builtin/seeds/data1-model1 4 '{"guidance": 2.0}' '{}'
 """
-import sys, time, json
-import numpy as np, polars as pl, torch
-from diffmine_assets.mining.checkpoints import load_checkpoint
-from diffmine_assets.mining.datasets.spec import TranslationOptions, load_config
-from diffmine_assets.mining.tensors import load_pixels, to_model_range
-from diffmine_assets.mining.translation import translate, score_translations, to_uint8
-from diffmine_assets.mining.translation_figures import translation_figures
-from diffmine_assets.mining.typicality import dataset_noise, pilot_rows
+import sys, json
+import polars as pl, torch
+from diffmine_assets.mining.config import TranslationOptions, load_config
+from diffmine_assets.mining.evaluation.translations import translation_figures
+from diffmine_assets.mining.tensors import model_space
+from diffmine_assets.mining.training.checkpoints import load_checkpoint
+from diffmine_assets.mining.translation.inversion import translate, to_uint8
+from diffmine_assets.mining.translation.tables import score_translations
 home = sys.argv[1].rstrip("/") + "/"
 spec = load_config(home + "diffmine.yaml").dataset("builtin")
 images = pl.read_parquet(home + "lake/images/**/*.parquet")
@@ -22,9 +22,7 @@ labels = sorted(images["label_key"].unique().to_list())
 per = int(sys.argv[2]); sets = [json.loads(a) for a in sys.argv[3:]]
 top = pl.concat([typ.filter(pl.col("label_key") == k).sort("typicality", descending=True).head(per) for k in labels]).select("image_id")
 rows = images.join(top, on="image_id")
-x0 = model.encode(to_model_range(load_pixels(rows["path"].to_list(), model.resolution)))
-pilot = pilot_rows(images)
-noise = dataset_noise(model, model.encode(to_model_range(load_pixels(pilot["path"].to_list(), model.resolution))), pilot["label_key"].to_list(), spec.typicality)
+x0 = model_space(model, rows["path"].to_list())
 src = rows["label_key"].to_list()
 targets = [[k for k in labels if k != s] for s in src]
 sources = {r["image_id"]: to_uint8(x0[i]) for i, r in enumerate(rows.iter_rows(named=True))}
@@ -35,6 +33,6 @@ for st in sets:
         flat = [o for os in outs for o in os]
         trows = pl.DataFrame([{**{k: r[k] for k in ("image_id", "label_key", "width", "height")}, "target_label_key": t} for r, ts in zip(rows.iter_rows(named=True), targets) for t in ts])
         out_t = torch.stack(flat)
-        sc = score_translations(model, out_t, trows["label_key"].to_list(), trows["target_label_key"].to_list(), spec.typicality, noise)
+        sc = score_translations(model, out_t, trows["label_key"].to_list(), trows["target_label_key"].to_list(), spec.typicality, pilot=images)
         f = translation_figures(trows, sc.maps.numpy(), sources, [to_uint8(o) for o in flat], boxes)
         print(json.dumps({"opts": st, "method": method, "s": round(res.seconds, 1), "evals": res.evaluations, **{k: f[k] for k in ("translation_target_win", "element_swap_rate", "layout_ssim", "background_psnr_db")}, "chance": f["chance"]}), flush=True)

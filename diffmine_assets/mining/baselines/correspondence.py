@@ -37,8 +37,8 @@ from skimage.feature import hog
 from sklearn.neighbors import NearestNeighbors
 from sklearn.svm import LinearSVC
 
-from ..datasets.images import load_rgb
-from ..datasets.spec import CorrespondenceOptions
+from ..images import load_rgb
+from ..config.options import CorrespondenceOptions
 
 BLOCK = 2  # HOG cells per block side
 

@@ -13,13 +13,11 @@ clipped, and counted as clipped).
 from __future__ import annotations
 
 import math
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from .sources import DatasetError
+from .base import BOXES_SCHEMA, DatasetError, GroundTruth
 
 _ALIASES = {
     "file": ("file", "path", "relpath", "image", "filename", "Image Index"),
@@ -29,18 +27,7 @@ _ALIASES = {
     "w": ("w", "width"),
     "h": ("h", "h]", "height"),
 }
-# ChestX-ray14's box file names one finding differently from its metadata
-CHESTXRAY14_LABELS = {"Infiltrate": "Infiltration"}
 
-
-@dataclass
-class GroundTruth:
-    boxes: pl.DataFrame
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
-
-    @property
-    def problem_counts(self) -> dict[str, int]:
-        return dict(Counter(reason.split(":")[0] for _, reason in self.problems))
 
 
 def read_boxes_file(path: Path) -> pl.DataFrame:
@@ -79,8 +66,6 @@ def match_boxes(dataset: str, raw: pl.DataFrame, images: pl.DataFrame, source: s
     (image_id, label_key, x0..y1 clipped to the image): one row per box and
     membership of its label. Files match by relative path, else by file name
     when exactly one image has it."""
-    from .ingest import BOXES_SCHEMA
-
     aliases = label_aliases or {}
     by_rel: dict[str, list[dict]] = {}
     by_name: dict[str, set[str]] = {}

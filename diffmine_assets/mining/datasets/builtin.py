@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..config.datasets import BuiltinOptions
 from . import photo_shapes
-from .spec import BuiltinOptions
+from .base import Candidate, Discovery
 
 
 @dataclass(frozen=True)
@@ -243,3 +244,11 @@ def boxes(scenes: list) -> list[dict]:
                 }
             )
     return rows
+
+
+def discover(spec, files_dir: Path) -> Discovery:
+    """The built-in kind's candidates: its images, generated (once) under
+    the dataset's files."""
+    root = files_dir / "source"
+    scenes = generate(root, spec.options)
+    return Discovery(candidates=[Candidate(root / s.relpath, s.relpath, s.label) for s in scenes])

@@ -15,41 +15,11 @@ from typing import Callable
 
 import polars as pl
 
+from ..images import ImageProblem, inspect_image
 from ..labels import check_unique_keys
-from .images import ImageProblem, inspect_image
-from .boxes_file import GroundTruth, match_boxes, read_boxes_file
-from .sources import Discovery, boxes_source, discover, ground_truth_records
-
-IMAGES_SCHEMA = {
-    "dataset": pl.String,
-    "label": pl.String,
-    "label_key": pl.String,
-    "image_id": pl.String,
-    "path": pl.String,
-    "relpath": pl.String,
-    "width": pl.Int32,
-    "height": pl.Int32,
-    "mode": pl.String,
-    "format": pl.String,
-    "bytes": pl.Int64,
-    "sha256": pl.String,
-    "split": pl.String,
-}
-
-BOXES_SCHEMA = {
-    "dataset": pl.String,
-    "label": pl.String,
-    "label_key": pl.String,
-    "image_id": pl.String,
-    "kind": pl.String,
-    "role": pl.String,
-    "element_label": pl.String,
-    "x0": pl.Int32,
-    "y0": pl.Int32,
-    "x1": pl.Int32,
-    "y1": pl.Int32,
-}
-
+from .base import BOXES_SCHEMA, IMAGES_SCHEMA, Discovery, GroundTruth
+from .boxes_file import match_boxes, read_boxes_file
+from .registry import boxes_source, discover, ground_truth_records
 
 @dataclass
 class IngestResult:

@@ -15,12 +15,15 @@ from pathlib import Path
 
 import polars as pl
 
-from .sources import Candidate, DatasetError, Discovery, derive_label, is_label_folder, label_files
-from .spec import LabelRule
+from ..config.datasets import LabelRule
+from .base import Candidate, DatasetError, Discovery
+from .folders import derive_label, is_label_folder, label_files
 
 _YEAR_RE = re.compile(r"(?<!\d)(1[0-9]{3}|20[0-9]{2})(?!\d)")
 _DECADE_RE = re.compile(r"^(?P<year>1[0-9]{3}|20[0-9]{2})(?:s|'?s)?(?:\s*[-_]\s*(1[0-9]{3}|20[0-9]{2}))?$")
 _FILE_KEYS = ("file", "filename", "file_name", "image", "path", "name")
+# ChestX-ray14's box file names one finding differently from its metadata
+CHESTXRAY14_LABELS = {"Infiltrate": "Infiltration"}
 
 
 def _require(path: Path, what: str, name: str) -> Path:

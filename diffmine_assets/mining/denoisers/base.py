@@ -115,7 +115,26 @@ class Denoiser(ABC):
         self.module.eval()
         return self
 
-    # -- persistence ------------------------------------------------------------------------
+    # -- construction and persistence -------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def from_options(cls, options, labels: list[str], resolution: int, label_texts: dict[str, str], seed: int) -> "Denoiser":
+        """A fresh network as the training options (a `TrainingOptions`)
+        describe it; `label_texts` (key -> label text) words the prompts of a
+        text-conditioned backend."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path) -> "Denoiser":
+        """The denoiser `save` wrote to `directory`."""
+
+    @classmethod
+    def untrained_like(cls, directory: Path, options) -> "Denoiser":
+        """The control that never learnt the labels: the architecture of the
+        checkpoint in `directory`, with its labels, not trained."""
+        cfg = saved_config(directory)
+        return cls.from_options(options, cfg["labels"], cfg["resolution"], {}, options.seed)
+
     @abstractmethod
     def config(self) -> dict:
         ...
@@ -128,6 +147,11 @@ class Denoiser(ABC):
     @abstractmethod
     def module(self) -> torch.nn.Module:
         ...
+
+
+def saved_config(directory: str | Path) -> dict:
+    """What `save` wrote beside the weights: backend, labels, resolution, ..."""
+    return json.loads((Path(directory) / CONFIG_FILE).read_text())
 
 
 def weights_digest(directory: str | Path) -> str:
@@ -143,32 +167,3 @@ def weights_digest(directory: str | Path) -> str:
         h.update(f.relative_to(directory).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
-
-
-def new_denoiser(options, labels: list[str], resolution: int, seed: int | None = None, label_texts: dict[str, str] | None = None) -> Denoiser:
-    """A fresh network as the training options (a `TrainingOptions`) describe
-    it; `label_texts` (key -> label text) words the prompts of a text-conditioned backend."""
-    if options.backend == "stable-diffusion":
-        from .stable_diffusion import StableDiffusionDenoiser
-
-        torch.manual_seed(options.seed if seed is None else seed)
-        return StableDiffusionDenoiser.from_options(options, labels, resolution, label_texts or {})
-    from . import BACKENDS
-
-    return BACKENDS[options.backend](labels, resolution, seed=options.seed if seed is None else seed, conditioning=options.conditioning,
-                                     channels=options.channels, patch=options.patch)
-
-
-def load_denoiser(directory: str | Path) -> Denoiser:
-    from . import BACKENDS
-
-    directory = Path(directory)
-    cfg = json.loads((directory / CONFIG_FILE).read_text())
-    backend = cfg.get("backend")
-    if backend == "stable-diffusion":
-        from .stable_diffusion import StableDiffusionDenoiser
-
-        return StableDiffusionDenoiser.load(directory)
-    if backend not in BACKENDS:
-        raise ValueError(f"{directory}: unknown denoiser backend {backend!r}; known: {sorted(BACKENDS) + ['stable-diffusion']}")
-    return BACKENDS[backend].load(directory)

@@ -84,7 +84,8 @@ class StableDiffusionDenoiser(Denoiser):
         self._latents: OrderedDict[bytes, torch.Tensor] = OrderedDict()
 
     @classmethod
-    def from_options(cls, options, labels: list[str], resolution: int, label_texts: dict[str, str]) -> "StableDiffusionDenoiser":
+    def from_options(cls, options, labels: list[str], resolution: int, label_texts: dict[str, str], seed: int) -> "StableDiffusionDenoiser":
+        torch.manual_seed(seed)  # the LoRA adapters' initialisation
         if options.model_path is None:
             raise ValueError("training.backend stable-diffusion needs training.model_path: a local Stable Diffusion 1.x folder (diffusers layout)")
         prompts = {k: options.prompt_template.format(label=label_texts.get(k, k)) for k in labels}
@@ -200,7 +201,7 @@ class StableDiffusionDenoiser(Denoiser):
         (directory / CONFIG_FILE).write_text(json.dumps(self.config(), indent=2, default=str))
 
     @classmethod
-    def pretrained_like(cls, directory: Path) -> "StableDiffusionDenoiser":
+    def untrained_like(cls, directory: Path, options=None) -> "StableDiffusionDenoiser":
         """The base model a checkpoint was finetuned from, with the same
         labels and prompts: the paper's control (finetuning is what makes
         typicality informative)."""

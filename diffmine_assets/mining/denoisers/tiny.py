@@ -139,6 +139,10 @@ class TinyDenoiser(Denoiser):
         self._alphas_cumprod = self.scheduler.alphas_cumprod.to(torch.float32)
         self._index = {k: i + 1 for i, k in enumerate(self.labels)}
 
+    @classmethod
+    def from_options(cls, options, labels: list[str], resolution: int, label_texts: dict[str, str], seed: int) -> "TinyDenoiser":
+        return cls(labels, resolution, seed=seed, conditioning=options.conditioning, channels=options.channels, patch=options.patch)
+
     @property
     def unet(self):
         return self.net.unet if isinstance(self.net, CrossAttentionNet) else self.net

@@ -1,0 +1,48 @@
+"""`diffmine bench WHAT`: every benchmark by name, and its flags.
+
+Each benchmark is a module of this folder with `run(project, args, log)`,
+which reads the flags it needs and returns its figures. Modules are imported
+only when their benchmark runs (they load torch), so the command line starts
+fast. A new benchmark is a module and a line in BENCHES (and its flags below,
+when it has its own).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# name -> (module, what it measures)
+BENCHES = {
+    "typicality": ("typicality", "the engine against the published loop"),
+    "training": ("training", "how well a training recipe learns the labels (held-out accuracy, label gain, and against boxes)"),
+    "scaling": ("scaling", "diffmine against the correspondence baseline at growing numbers of images"),
+    "ingest": ("ingest", "files/s and peak memory of ingesting a generated manifest of --rows tiny images"),
+    "sd": ("sd", "the stable-diffusion backend's finetuning steps/s and typicality images/s, engine against the published loop"),
+}
+
+
+def add_parser(sub):
+    """The `bench` command and its flags."""
+    b = sub.add_parser("bench", help="benchmarks")
+    b.add_argument("what", choices=list(BENCHES), help="; ".join(f"{name}: {what}" for name, (_module, what) in BENCHES.items()))
+    b.add_argument("--dataset", default="builtin")
+    b.add_argument("--set", action="append", help="training, scaling: SECTION.FIELD=VALUE over the dataset's options (YAML value); repeatable")
+    b.add_argument("--sizes", default="100,200,400,800,1600", help="scaling: numbers of images (a built-in dataset, generated at each size)")
+    b.add_argument("--seeds", default="0", help="training: comma-separated training seeds (default 0)")
+    b.add_argument("--data-seed", type=int, help="training: the built-in dataset's generation seed")
+    b.add_argument("--control", choices=["shuffled", "none"], default="none", help="training: also train the shuffled-label control")
+    b.add_argument("--label", help="label text or key (default: the first)")
+    b.add_argument("--rows", type=int, default=100_000, help="ingest: rows of the generated manifest of tiny images")
+    b.add_argument("--work", help="ingest, sd: folder of the generated images or pipeline (kept; default: under the lake)")
+    b.add_argument("--shape", choices=["sd15", "tiny"], default="sd15", help="sd: a random pipeline of Stable Diffusion 1.5's shapes, or a tiny one")
+    b.add_argument("--resolution", type=int, default=512, help="sd: image side")
+    b.add_argument("--precisions", default="float16,bfloat16", help="sd: comma-separated (float16 needs a GPU)")
+    b.add_argument("--lora-rank", type=int, default=0, help="sd: finetune LoRA adapters of this rank instead of the whole UNet")
+    b.add_argument("--images", type=int, default=32, help="how many of the label's images")
+    return b
+
+
+def run(project, args, log) -> dict:
+    """The figures of benchmark `args.what`."""
+    module = importlib.import_module(f".{BENCHES[args.what][0]}", __package__)
+    return module.run(project, args, log)

@@ -1,0 +1,90 @@
+"""`diffmine eval --seeds N`: the whole graph again on N (data seed, model
+seed) pairs the defaults were not tuned on, each in a project of its own,
+each evaluated by the graph's own `evaluation` asset; then the mean and
+spread of every figure, its chance level and its controls, and the goals of
+the dataset's preset judged on the means."""
+
+from __future__ import annotations
+
+import yaml
+from dagster import DagsterInstance
+
+from ..mining.config.project import with_overrides
+from ..mining.evaluation.goals import judge, preset_of
+from ..partitions import asset_key
+from ..runner import run_dataset
+from ..storage.lake import Lake
+from .common import mean_sd
+
+
+def seed_pairs(spec, n: int) -> list[tuple[int | None, int]]:
+    """(data seed, model seed) of each of `n` runs. A built-in dataset is
+    generated anew from seeds its defaults were not tuned on (the shipped
+    seed + 1, + 2, ...); other datasets keep their images and vary the model."""
+    base_model = spec.training.seed
+    if spec.kind == "builtin":
+        base_data = spec.options.seed
+        return [(base_data + i, base_model + i) for i in range(1, n + 1)]
+    return [(None, base_model + i) for i in range(1, n + 1)]
+
+
+def _seed_project(project, dataset: str, data_seed: int | None, model_seed: int):
+    """A project of its own for one seed run, under the dataset's files
+    (kept: a second study finds its runs done and only evaluates)."""
+    spec = project.dataset(dataset)
+    overrides = {"training.seed": model_seed, **({"options.seed": data_seed} if data_seed is not None else {})}
+    seeded = with_overrides(spec, overrides)
+    home = Lake(project.lake).files_dir(dataset, "seeds", f"data{data_seed if data_seed is not None else '-'}-model{model_seed}")
+    home.mkdir(parents=True, exist_ok=True)
+    raw = seeded.model_dump(mode="json", exclude_unset=False)
+    (home / "diffmine.yaml").write_text(yaml.safe_dump({"lake": "lake", "catalog": "catalog.duckdb", "datasets": [raw]}, sort_keys=False))
+    return home / "diffmine.yaml"
+
+
+def evaluate_seeds(project, dataset: str, seeds: int, control: str = "shuffled", log=print) -> dict:
+    """Materialize the dataset again for each seed pair, evaluate each run
+    like `diffmine eval` (the evaluation asset, with its control), and
+    summarise the runs."""
+    spec = project.dataset(dataset)
+    runs = []
+    for data_seed, model_seed in seed_pairs(spec, seeds):
+        config = _seed_project(project, dataset, data_seed, model_seed)
+        log(f"seed run: data seed {data_seed}, model seed {model_seed} in {config.parent}")
+        instance = DagsterInstance.ephemeral()
+        try:
+            sub = lambda line: log("  " + line)  # noqa: E731
+            done = run_dataset(instance, config, dataset, log=sub)
+            if not done["failed_runs"]:
+                done = run_dataset(instance, config, dataset, select=["evaluation"], force=True, evaluation_control=control, log=sub)
+            if done["failed_runs"]:
+                raise RuntimeError(f"seed run {config.parent}: {done['failed_runs']} runs failed")
+            event = instance.get_latest_materialization_event(asset_key(dataset, "evaluation"))
+            figures = event.asset_materialization.metadata["figures"].value
+        finally:
+            instance.dispose()
+        runs.append({"data_seed": data_seed, "model_seed": model_seed, **figures})
+    return {"dataset": dataset, "seeds": [(r["data_seed"], r["model_seed"]) for r in runs], **spread(runs, control, preset_of(spec)),
+            "runs": runs}
+
+
+def _numbers(d: dict, leave_out=()) -> list[str]:
+    return [k for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in leave_out]
+
+
+def spread(runs: list[dict], control: str, preset: str | None = None) -> dict:
+    """Mean and sample standard deviation over the runs of each figure, its
+    chance level and its controls; the goals of the dataset's preset judged
+    on the means."""
+    out = {"mean": {k: mean_sd([r.get(k) for r in runs]) for k in _numbers(runs[0], ("data_seed", "model_seed", "labels", "images"))}}
+    out["chance"] = {k: mean_sd([r["chance"].get(k) for r in runs]) for k in runs[0].get("chance", {})}
+    if control != "none":
+        out["control"] = {"kind": control, **{k: mean_sd([r["control"].get(k) for r in runs]) for k in _numbers(runs[0]["control"])}}
+        if all("translation_control" in r for r in runs):
+            keys = _numbers(runs[0]["translation_control"])
+            out["translation_control"] = {"kind": "plain regeneration", **{k: mean_sd([r["translation_control"].get(k) for r in runs]) for k in keys}}
+    goals = {name: sum(bool(r["goals_met"][name]) for r in runs) for name in runs[0].get("goals_met", {})}
+    out["goals_met_in_runs"] = {k: f"{v}/{len(runs)}" for k, v in goals.items()}
+    means = {k: v["mean"] for k, v in out["mean"].items() if v}
+    regeneration = (out.get("translation_control") or {}).get("layout_ssim")
+    out["goals_met_on_means"] = judge({**means, "translation_control": {"layout_ssim": regeneration["mean"] if regeneration else None}}, preset)
+    return out

@@ -1,0 +1,120 @@
+"""`diffmine bench training`: how well a training recipe learns a dataset's
+labels, measured without the asset graph.
+
+One run trains the dataset's denoiser with the given options (or a control:
+the same training on shuffled labels) and scores its held-out images the way
+the graph would (`score_model`): the label-gain diagnostic per timestep band,
+the held-out accuracy of the label matrix, and, where the dataset has element
+boxes, the top-1 hit rate and per-pixel average precision of the own-label
+maps. It is the command behind every row of the quality table in
+docs/QUALITY.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from ..mining.config.project import with_overrides
+from ..mining.evaluation.controls import shuffled_labels
+from ..mining.evaluation.metrics import chance_levels
+from ..mining.evaluation.scoring import score_model
+from ..mining.training.checkpoints import fit
+from ..mining.training.diagnostics import BandGain, gain_over
+from ..storage.lake import Lake
+from .common import mean_sd, prepare, set_overrides
+
+
+@dataclass
+class QualityRun:
+    figures: dict
+    chance: dict
+
+
+def score_held_out(model, images: pl.DataFrame, boxes: pl.DataFrame | None, typ_opts, patch_opts) -> tuple[dict, dict]:
+    """Figures (and their chance levels) of `model` on the held-out images
+    (split 'val'), scored under their true labels with the graph's own estimator."""
+    scores = score_model(model, images.filter(pl.col("split") == "val"), boxes, typ_opts, patch_opts, dataset_images=images, checkpoint_id="bench")
+    figures = {k: v for k, v in scores.figures.items() if k.startswith("accuracy_val")}
+    chance = {"accuracy_val": scores.figures["accuracy_chance"]}
+    if boxes is not None:
+        figures.update({k: scores.figures[k] for k in ("top1_hit_rate", "pixel_auc_pr")})
+        chance.update(chance_levels(scores.patches, boxes, scores.images))
+    figures["scoring_seconds"] = round(scores.seconds, 1)
+    return figures, chance
+
+
+def quality_run(spec, images: pl.DataFrame, boxes: pl.DataFrame | None, work_dir: Path, *, control: str | None = None,
+                progress: Callable[[dict], None] | None = None) -> QualityRun:
+    """Train with `spec.training` (on shuffled labels when control is
+    "shuffled") and score the held-out images."""
+    train_images = shuffled_labels(images, spec.training.seed) if control == "shuffled" else images
+    t0 = time.monotonic()
+    fitted = fit(spec.name, train_images, spec.training, spec.options.resolution, "bench", work_dir, progress)
+    train_s = time.monotonic() - t0
+    figures, chance = score_held_out(fitted.model, images, boxes, spec.typicality, spec.patches)
+    T = fitted.model.num_train_timesteps
+    bands = fitted.result.diagnostics[-1]["bands"] if fitted.result.diagnostics else []
+    gains = [BandGain(b["t_lo"], b["t_hi"], b["gain"], b["stderr"], b["null_loss"]) for b in bands]
+    figures.update({
+        "label_gain_in_range": gain_over(gains, spec.typicality.t_min * T, spec.typicality.t_max * T),
+        "label_gain_by_band": [round(b.gain, 6) for b in gains],
+        "steps": fitted.result.steps,
+        "train_seconds": round(train_s, 1),
+        "images_per_s": round(fitted.result.steps * spec.training.batch_size / max(fitted.result.seconds, 1e-9), 1),
+        "final_val_loss": fitted.table["final_val_loss"][0],
+        "checkpoint_id": fitted.checkpoint_id,
+    })
+    return QualityRun(figures, chance)
+
+
+def summarise(runs: list[dict], keys=("accuracy_val", "top1_hit_rate", "pixel_auc_pr", "label_gain_in_range", "train_seconds")) -> dict:
+    """Mean and standard deviation over seeds of each figure."""
+    return {k: s for k in keys if (s := mean_sd([r.get(k) for r in runs])) is not None}
+
+
+def bench_training(project, dataset: str, overrides: dict, seeds: list[int], data_seed: int | None, control: str | None, log=print) -> dict:
+    """Train with the dataset's options (and overrides) on each seed, score
+    the held-out images, and summarise."""
+    lake = Lake(project.lake)
+    spec = project.dataset(dataset)
+    if data_seed is not None:
+        overrides = {**overrides, "options.seed": data_seed}
+    spec = with_overrides(spec, overrides) if overrides else spec
+    work = lake.files_dir(dataset, "bench")
+    images, boxes = prepare(spec, work / f"data-{getattr(spec.options, 'seed', 0)}")
+    runs = []
+    for seed in seeds:
+        run_spec = with_overrides(spec, {"training.seed": seed})
+        for kind in [None] + ([control] if control else []):
+            name = kind or "model"
+            log(f"seed {seed}: training the {name} ({len(images)} images, {images['label_key'].n_unique()} labels) ...")
+            digest = hashlib.sha256(f"{run_spec.training.model_dump_json()}{run_spec.options.model_dump_json()}".encode()).hexdigest()[:12]
+            target = work / "runs" / f"{name}-seed{seed}-{digest}"
+
+            def progress(row, name=name):
+                if "quick_accuracy" in row:
+                    log(f"  {name} step {row['step']}: quick held-out accuracy {row['quick_accuracy']:.3f}")
+                elif "loss" in row and (row["step"] % max(1, run_spec.training.log_every) == 0):
+                    log(f"  {name} step {row['step']}/{row['total_steps']}  loss {row['loss']:.4f}  {row['images_per_s']:.0f} images/s")
+
+            run = quality_run(run_spec, images, boxes, target, control=kind, progress=progress)
+            runs.append({"seed": seed, "kind": name, **run.figures, "chance": run.chance})
+            log(f"  {name}: " + ", ".join(f"{k} {run.figures[k]}" for k in ("accuracy_val", "top1_hit_rate", "pixel_auc_pr", "label_gain_in_range", "train_seconds") if k in run.figures))
+    model_runs = [r for r in runs if r["kind"] == "model"]
+    out = {"dataset": dataset, "seeds": seeds, "data_seed": getattr(spec.options, "seed", None), "overrides": overrides,
+           "model": summarise(model_runs), "chance": model_runs[0]["chance"] if model_runs else {}, "runs": runs,
+           "training": spec.training.model_dump(mode="json"), "typicality": spec.typicality.model_dump(mode="json")}
+    if control:
+        out["control"] = {"kind": control, **summarise([r for r in runs if r["kind"] == control])}
+    return out
+
+
+def run(project, args, log) -> dict:
+    seeds = [int(s) for s in args.seeds.split(",")]
+    return bench_training(project, args.dataset, set_overrides(args.set), seeds, args.data_seed, None if args.control == "none" else args.control, log)

@@ -1,0 +1,49 @@
+"""The quality goals of the built-in presets (their issues), judged on a
+run's figures by `diffmine eval`, or on the means of a seed study."""
+
+from __future__ import annotations
+
+GOALS = {
+    "planted": {
+        "accuracy_val": (">=", 0.95),
+        "top1_hit_rate": (">=", 0.9),
+        "distractor_share_top50": ("<=", 0.05),
+        "pixel_auc_pr": (">=", 0.5),
+        "cluster_purity": (">=", 0.9),
+        "label_elements_found": (">=", 0.95),
+        "distractor_top3_share": ("<=", 0.0),
+        "translation_target_win": (">=", 0.9),
+        "element_swap_rate": (">=", 0.7),
+        "layout_ssim": (">=", 0.7),
+    },
+    "photo-shapes": {
+        "accuracy_val": (">=", 0.9),
+        "top1_hit_rate": (">=", 0.85),
+        "pixel_auc_pr": (">=", 0.5),
+    },
+}
+# the pixel AP against a model that saw the images but could not learn the labels
+CONTROL_RATIO_GOAL = 3.0
+# figures of the translations: their control is plain regeneration, not the shuffled model
+TRANSLATION_METRICS = ("translation_target_win", "element_swap_rate", "element_swap_translations", "layout_ssim", "background_psnr_db")
+
+
+def preset_of(spec) -> str | None:
+    """The built-in preset whose goals a dataset is judged by (None: no goals)."""
+    return getattr(spec.options, "preset", None) if spec.kind == "builtin" else None
+
+
+def _met(value: float, op: str, bound: float) -> bool:
+    return value >= bound if op == ">=" else value <= bound
+
+
+def judge(figures: dict, preset: str | None) -> dict[str, bool]:
+    """Each goal of the dataset's own preset that the figures can answer
+    (another preset's bound for the same figure never applies), met or not."""
+    goals = {k: _met(figures[k], op, bound) for k, (op, bound) in GOALS.get(preset, {}).items() if k in figures}
+    if preset and figures.get("pixel_auc_pr_over_shuffled") is not None:
+        goals[f"pixel_auc_pr_{CONTROL_RATIO_GOAL:g}x_shuffled"] = figures["pixel_auc_pr_over_shuffled"] >= CONTROL_RATIO_GOAL
+    regeneration = (figures.get("translation_control") or {}).get("layout_ssim")
+    if preset and figures.get("layout_ssim") is not None and regeneration is not None:
+        goals["layout_ssim_above_regeneration"] = figures["layout_ssim"] > regeneration
+    return goals

@@ -1,0 +1,154 @@
+"""The report: one self-contained HTML page per dataset (pictures embedded),
+readable from disk with no server."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ..arrays import load_array
+from .pictures import ImageCache
+from .visuals import as_png, cluster_grid, heatmaps, parallel_grid, patch_strips, translation_grid
+
+
+@dataclass
+class LabelResults:
+    """One label's mined tables, as the page shows them."""
+
+    label: str
+    key: str
+    clusters: pl.DataFrame
+    members: pl.DataFrame
+    patches: pl.DataFrame
+    typicality: pl.DataFrame
+    translations: pl.DataFrame | None = None
+
+
+def label_section(res: LabelResults, images: pl.DataFrame, cache: ImageCache) -> dict:
+    """The pictures and figures of one label's section of the page: its
+    cluster grid, patch strips, heatmaps and, once it is translated into
+    every other label, its translation grid."""
+    paths = dict(zip(images["image_id"], images["path"]))
+    maps = load_array(res.typicality["map_path"][0]).astype("float32").mean(axis=1)
+    translations = None
+    tr = res.translations
+    labels_all = sorted(images["label_key"].unique().to_list())
+    if tr is not None and not tr.is_empty() and set(tr["target_label_key"]) | {res.key} == set(labels_all):
+        names = dict(zip(images["label_key"], images["label"]))
+        outputs = {(r["image_id"], r["target_label_key"]): r["path"] for r in tr.iter_rows(named=True)}
+        translations = as_png(translation_grid(tr.select("image_id", "source_model_path").unique(maintain_order=True).rows(), outputs, labels_all, names, res.key))
+    return {
+        "label": res.label,
+        "images": len(res.typicality),
+        "patches": int((res.patches["selection"] == "top").sum()),
+        "clusters": res.clusters.sort("rank").to_dicts(),
+        "grid": as_png(cluster_grid(res.clusters, res.members, paths, cache)),
+        "strips": as_png(patch_strips(res.patches, cache)),
+        "heatmaps": as_png(heatmaps(res.typicality, maps, cache)),
+        "translations": translations,
+    }
+
+
+def parallel_picture(clusters: pl.DataFrame, members: pl.DataFrame, locations: pl.DataFrame, images: pl.DataFrame) -> bytes:
+    """The parallel clusters: the same element in every label's version."""
+    names = dict(zip(images["label_key"], images["label"]))
+    return as_png(parallel_grid(clusters, members, locations, sorted(locations["label_key"].unique().to_list()), names))
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def localisation_html(figures: dict) -> str:
+    """The localisation protocol: per label the mean AP of the maps against
+    the boxes, beside the control and chance; and along training, when
+    `diffmine eval --curve` scored it."""
+    by_label = figures.get("localisation_ap_by_label") or {}
+    if not by_label:
+        return ""
+    control = figures.get("control") or {}
+    c_by = control.get("localisation_ap_by_label") or {}
+    counts = figures.get("localisation_image_counts") or {}
+    chance = (figures.get("chance") or {}).get("localisation_ap")
+    rows = [[k, counts.get(k, ""), v, c_by.get(k, "")] for k, v in sorted(by_label.items())]
+    rows.append(["mean over labels", sum(counts.values()), figures.get("localisation_ap"), control.get("localisation_ap", "")])
+    out = (f"<h2>Localisation: typicality maps against the boxes</h2><p>Per label, the mean over its boxed images of the average precision "
+           f"of the map against the label's boxes; chance (a map that knows nothing) {chance}.</p>"
+           + _table(["label", "boxed images", "model AP", f"{control.get('kind', 'control')} AP"], rows))
+    curve = figures.get("localisation_curve")
+    if curve:
+        runs = [k for k in curve if isinstance(curve[k], list)]
+        steps = sorted({r["step"] for k in runs for r in curve[k]})
+        table = [[s] + [next((r["localisation_ap"] for r in curve[k] if r["step"] == s), "") for k in runs] for s in steps]
+        picture = Path(curve.get("picture", ""))
+        out += "<h3>Along training</h3>" + (_img(picture.read_bytes(), "localisation along training") if picture.is_file() else "")
+        out += _table(["step"] + [f"{k} AP" for k in runs], table)
+    return out
+
+
+def render_report(dataset: str, labels: list[dict], figures: dict | None, parameters: dict, parallel: bytes | None = None,
+                  scaling: tuple[bytes, dict] | None = None) -> str:
+    """`labels`: dicts with label, images, grid/strips/heatmaps (PNG bytes),
+    clusters (rows of rank, size, median typicality) and, once translated,
+    translations (PNG bytes); `parallel`: the parallel clusters' picture."""
+    toc = "".join(f'<li><a href="#label-{i}">{html.escape(lbl["label"])}</a></li>' for i, lbl in enumerate(labels))
+    sections = []
+    for i, lbl in enumerate(labels):
+        parts = [f'<section id="label-{i}"><h2>{html.escape(lbl["label"])}</h2>',
+                 f'<p>{lbl["images"]} images, {lbl["patches"]} top patches, {len(lbl["clusters"])} clusters.</p>',
+                 "<h3>Typical visual elements: clusters, best first</h3>", _img(lbl["grid"], f"clusters of {lbl['label']}"),
+                 _table(["rank", "size", "median typicality", "mean typicality"], [[c["rank"], c["size"], f"{c['median_typicality']:.5f}", f"{c['mean_typicality']:.5f}"] for c in lbl["clusters"][:10]]),
+                 "<h3>Most typical, random and least typical patches</h3>", _img(lbl["strips"], f"patch strips of {lbl['label']}"),
+                 "<h3>Typicality maps (red: the label helps denoise)</h3>", _img(lbl["heatmaps"], f"heatmaps of {lbl['label']}")]
+        if lbl.get("translations"):
+            parts += ["<h3>Its most typical images translated into every label (columns)</h3>", _img(lbl["translations"], f"translations of {lbl['label']}")]
+        parts.append("</section>")
+        sections.append("\n".join(parts))
+    fig_html = ""
+    if figures:
+        rows = [[k, json.dumps(v) if isinstance(v, (dict, list)) else v] for k, v in figures.items() if k != "localisation_curve"]
+        fig_html = "<h2>Quality against the ground truth</h2>" + _table(["figure", "value"], rows) + localisation_html(figures)
+    parallel_html = ""
+    if parallel:
+        parallel_html = ("<h2>The same elements across labels (parallel clusters)</h2><p>Locations of the translated images that are typical of "
+                         "every label in their translated form (median over labels), clustered on their features in all labels; one row per "
+                         "location, one column per label.</p>" + _img(parallel, "parallel clusters"))
+    if scaling:
+        png, fig = scaling
+        keys = ("diffmine_slope", "diffmine_with_training_slope", "baseline_slope", "crossover_images")
+        parallel_html += ("<h2>Cost against the number of images (diffmine bench scaling)</h2>" + _img(png, "scaling")
+                          + _table(["figure", "value"], [[k, fig.get(k)] for k in keys])
+                          + _table(["images", "diffmine s", "+ training s", "correspondence s", "top-1 diffmine", "top-1 correspondence"],
+                                   [[r["images"], r["diffmine_s"], r["diffmine_with_training_s"], r["baseline_s"], r["top1_hit_rate"], r["top1_hit_rate_baseline"]]
+                                    for r in fig.get("runs", [])]))
+    params_html = "<h2>How these results were made</h2><pre>" + html.escape(json.dumps(parameters, indent=2, sort_keys=True, default=str)) + "</pre>"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>diffmine: {html.escape(dataset)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+img {{ max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd; margin: 4px 0; }}
+table {{ border-collapse: collapse; margin: 8px 0; }} td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: left; }}
+section {{ border-top: 2px solid #444; margin-top: 2em; }} pre {{ background: #f6f6f6; padding: 8px; overflow-x: auto; }}
+</style></head><body>
+<h1>diffmine report: {html.escape(dataset)}</h1>
+<p>What is typical of each label: patches whose denoising the label helps most, described by the model's own
+features and clustered; clusters ranked by the median typicality of their members. Made {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.</p>
+<ul>{toc}</ul>
+{fig_html}
+{parallel_html}
+{"".join(sections)}
+{params_html}
+</body></html>
+"""

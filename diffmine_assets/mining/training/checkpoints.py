@@ -1,0 +1,217 @@
+"""Fitting and publishing a dataset's denoiser checkpoint.
+
+Training state lives in ``<files>/checkpoints/in_progress`` and is saved
+every few steps; a run that dies resumes there when it is started again with
+the same data and options. A finished model is published, read-only, under
+``<files>/checkpoints/<checkpoint_id>/`` (safetensors + JSON), where the id
+is a hash of its weights: the tables downstream name the exact weights they
+came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+import torch
+
+from ..config.options import TrainingOptions
+from ..denoisers.base import Denoiser, weights_digest
+from ..denoisers.registry import load_denoiser, new_denoiser
+from ..tensors import model_space
+from .loop import SNAPSHOTS_DIR, TrainResult, snapshots_dir, train
+
+IN_PROGRESS = "in_progress"
+TRAINING_FILE = "training.json"
+
+
+@dataclass
+class FittedCheckpoint:
+    checkpoint_id: str
+    path: Path
+    model: Denoiser
+    result: TrainResult
+    labels: list[str]
+    table: pl.DataFrame  # one row describing the checkpoint
+    log: pl.DataFrame  # the training curve
+
+
+def _weights_id(directory: Path) -> str:
+    return weights_digest(directory)
+
+
+def fit(
+    dataset: str,
+    images: pl.DataFrame,
+    options: TrainingOptions,
+    resolution: int,
+    data_version: str,
+    checkpoints_dir: Path,
+    progress: Callable[[dict], None] | None = None,
+    stop_after: int | None = None,
+    previous: dict | None = None,
+) -> FittedCheckpoint:
+    """Train the dataset's denoiser. With `previous` (the last published
+    checkpoint's row) and data that changed since, training continues from
+    those weights for `continue_steps`, new labels added to the model (their
+    embeddings start at the null condition's), old labels kept, on all of the
+    current images: new labels join without retraining from scratch."""
+    labels = sorted(images["label_key"].unique().to_list())
+    if not labels:
+        raise ValueError(f"dataset {dataset!r} has no image to train on")
+    # the label text words a text-conditioned backend's prompts (a frame of keys alone: the keys)
+    texts = dict(zip(images["label_key"].to_list(), (images["label"] if "label" in images.columns else images["label_key"]).to_list()))
+    train_rows = images.filter(pl.col("split") == "train")
+    val_rows = images.filter(pl.col("split") == "val")
+    base = continuation_base(previous, options, resolution, data_version)
+    # The saved training state resumes when this identity matches: logging
+    # and saving intervals are left out, so changing them keeps the state.
+    identity = {"dataset": dataset, "data_version": data_version, "resolution": resolution, "options": options.result_options()}
+    if base is not None:
+        model = load_denoiser(base["path"])
+        model.add_labels(labels, label_texts=texts, template=options.prompt_template)
+        run_options = options.model_copy(update={"steps": options.continue_steps, "seed": options.seed + int(base["steps"])})
+        meta = {**identity, "labels": model.labels, "continued_from": base["checkpoint_id"], "previous_steps": int(base["steps"])}
+    else:
+        torch.manual_seed(options.seed)
+        model = new_denoiser(options, labels, resolution, label_texts=texts)
+        run_options = options
+        meta = {**identity, "labels": labels}
+    params = options.model_dump(mode="json")
+    options = run_options
+    result = train(
+        model,
+        model_space(model, train_rows["path"].to_list()),
+        train_rows["label_key"].to_list(),
+        train_rows["path"].to_list(),
+        options,
+        checkpoints_dir / IN_PROGRESS,
+        meta=meta,
+        val_pixels=model_space(model, val_rows["path"].to_list()),
+        val_label_keys=val_rows["label_key"].to_list(),
+        progress=progress,
+        stop_after=stop_after,
+        in_model_space=True,
+    )
+    return publish(dataset, model, result, meta, checkpoints_dir, params)
+
+
+def up_to_date(previous: dict | None, options: TrainingOptions, resolution: int, data_version: str) -> bool:
+    """Whether the last published checkpoint was trained on this data with
+    these options (all that change results): then it is the answer, and a
+    run of the checkpoint asset reuses it instead of training again. A
+    continued checkpoint counts: it was fitted to exactly this data."""
+    if previous is None or previous.get("data_version") != data_version or previous.get("resolution") != resolution:
+        return False
+    if not Path(previous["path"]).exists():
+        return False
+    try:
+        before = TrainingOptions(**json.loads(previous["params"]))
+    except (ValueError, TypeError):  # options of an older diffmine: not comparable
+        return False
+    return before.result_options() == options.result_options()
+
+
+def continuation_base(previous: dict | None, options: TrainingOptions, resolution: int, data_version: str) -> dict | None:
+    """The previous checkpoint to continue from, or None to train afresh."""
+    if previous is None or options.on_new_data != "continue":
+        return None
+    if previous.get("data_version") == data_version or previous.get("backend") != options.backend:
+        return None
+    if previous.get("resolution") != resolution or not Path(previous["path"]).exists():
+        return None
+    return previous
+
+
+def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, checkpoints_dir: Path, params: dict) -> FittedCheckpoint:
+    staging = checkpoints_dir / f".staging-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    model.save(staging)
+    snapshots = snapshots_dir(checkpoints_dir / IN_PROGRESS)
+    if snapshots.is_dir():
+        shutil.copytree(snapshots, staging / SNAPSHOTS_DIR)
+    (staging / TRAINING_FILE).write_text(json.dumps({**meta, "params": params, "steps": result.steps, "log": result.log}, indent=2))
+    ckpt_id = _weights_id(staging)
+    final = checkpoints_dir / ckpt_id
+    if final.exists():  # the same weights again (a re-run of a finished fit)
+        shutil.rmtree(staging)
+    else:
+        os.replace(staging, final)
+    last = result.log[-1] if result.log else {}
+    gain = result.diagnostics[-1]["bands"] if result.diagnostics else []
+    cfg = model.config()
+    table = pl.DataFrame(
+        [
+            {
+                "dataset": dataset,
+                "checkpoint_id": ckpt_id,
+                "path": str(final),
+                "backend": cfg["backend"],
+                "labels": list(meta["labels"]),
+                "resolution": meta["resolution"],
+                "parameters": cfg["parameters"],
+                "steps": result.steps + meta.get("previous_steps", 0),
+                "resumed_from_step": result.resumed_from,
+                "continued_from": meta.get("continued_from"),
+                "seconds": round(result.seconds, 2),
+                "final_loss": last.get("loss"),
+                "final_val_loss": last.get("val_loss"),
+                # held-out L(null) - L(own label) per timestep band: did the model learn the labels?
+                "label_gain": json.dumps(gain),
+                "planned_steps": result.planned_steps,
+                "data_version": meta["data_version"],
+                "seed": params["seed"],
+                "params": json.dumps(params, sort_keys=True),
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        ]
+    )
+    log = pl.DataFrame(result.log, schema={"step": pl.Int64, "loss": pl.Float64, "val_loss": pl.Float64, "images_per_s": pl.Float64, "elapsed_s": pl.Float64, "eta_s": pl.Float64}).with_columns(
+        pl.lit(dataset).alias("dataset"), pl.lit(ckpt_id).alias("checkpoint_id")
+    )
+    return FittedCheckpoint(ckpt_id, final, model, result, meta["labels"], table, log)
+
+
+def load_checkpoint(path: str | Path) -> Denoiser:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} is missing; re-materialize the checkpoint asset")
+    return load_denoiser(path)
+
+
+class CheckpointMismatch(ValueError):
+    """Rows name weights that cannot be loaded: mixed, or no longer on disk."""
+
+
+def checkpoint_of_rows(rows: pl.DataFrame, current: dict, checkpoints_dir: Path) -> Denoiser:
+    """The checkpoint that computed `rows` (their `checkpoint_id`), loaded
+    from the published folder of that id: features of patches must come from
+    the model that found the patches, even after the dataset's current
+    checkpoint moved on."""
+    ids = sorted(set(rows["checkpoint_id"].to_list())) if len(rows) else [current["checkpoint_id"]]
+    if len(ids) != 1:
+        raise CheckpointMismatch(f"the rows come from several checkpoints {ids}; re-materialize them with one")
+    wanted = ids[0]
+    path = Path(current["path"]) if wanted == current["checkpoint_id"] else checkpoints_dir / wanted
+    if not path.exists():
+        raise CheckpointMismatch(
+            f"the rows were computed with checkpoint {wanted}, whose weights are gone from {path} "
+            f"(the current checkpoint is {current['checkpoint_id']}): re-materialize image_typicality and patch_typicality first"
+        )
+    return load_denoiser(path)
+
+
+def snapshots_of(checkpoint_path: str | Path) -> list[tuple[int, Path]]:
+    """(step, folder) of the weights a checkpoint kept along its training,
+    in order (see training.snapshots)."""
+    root = Path(checkpoint_path) / SNAPSHOTS_DIR
+    if not root.is_dir():
+        return []
+    return sorted((int(d.name.split("-")[1]), d) for d in root.iterdir() if d.is_dir() and d.name.startswith("step-"))

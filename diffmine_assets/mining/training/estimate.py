@@ -1,0 +1,145 @@
+"""How long a dataset's run will take on this machine, before it starts, and
+how many training steps fit a time budget.
+
+The estimate times a few real training steps and forward passes of the
+dataset's own model (a few seconds), then counts the work: training steps,
+and the network evaluations of typicality (own label and null at N samples,
+plus the adaptive label matrix), features and clusters.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..config.options import TrainingOptions, TranslationOptions, TypicalityOptions
+from ..denoisers.registry import new_denoiser
+from ..precision import autocast, resolve_precision
+from .loop import planned_steps
+
+# Seconds a Dagster run costs beyond its work (process start, events, IO).
+RUN_OVERHEAD_S = 4.0
+
+
+@dataclass
+class RunEstimate:
+    images: int
+    labels: int
+    training_steps: int
+    training_s: float
+    typicality_evaluations: int
+    typicality_s: float
+    other_s: float
+    seconds_per_step: float
+    evaluations_per_s: float
+    translation_evaluations: int = 0
+    translation_s: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return self.training_s + self.typicality_s + self.translation_s + self.other_s
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "total_s": round(self.total_s, 1)}
+
+    def describe(self) -> str:
+        m = lambda s: f"{s / 60:.1f} min"  # noqa: E731
+        return (f"estimate: {m(self.total_s)} in all: training {m(self.training_s)} ({self.training_steps} steps), "
+                f"typicality {m(self.typicality_s)} ({self.typicality_evaluations:,} network evaluations), "
+                + (f"translation {m(self.translation_s)} ({self.translation_evaluations:,}), " if self.translation_evaluations else "")
+                + f"the rest {m(self.other_s)}")
+
+
+def calibrate(labels: list[str], resolution: int, training: TrainingOptions, typicality: TypicalityOptions, steps: int = 3) -> tuple[float, float]:
+    """(seconds per training step, network evaluations per second) of the
+    dataset's model on this machine, timed on random inputs."""
+    model = new_denoiser(training, labels, resolution, seed=0)
+    opt = torch.optim.AdamW(model.module.parameters(), lr=1e-6)
+    b = training.batch_size
+    # in the space the network denoises (a latent backend's VAE output)
+    shape = model.encode(torch.rand(1, 3, resolution, resolution) * 2 - 1).shape[1:]
+    x = torch.randn(b, *shape)
+    t = torch.randint(0, model.num_train_timesteps, (b,))
+    c = torch.randint(0, len(labels) + 1, (b,))
+    dtype = resolve_precision(training.precision)
+
+    def step():
+        with autocast(model.module, dtype):
+            out = model.predict(x, t, c)
+        loss = ((out.float() - x) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    per_step = (time.perf_counter() - t0) / steps
+    model.for_inference()
+    n = typicality.batch_size
+    xb, tb, cb = x[:1].expand(n, -1, -1, -1).contiguous(), t[:1].expand(n), c[:1].expand(n)
+    with torch.inference_mode(), autocast(model.module, resolve_precision(typicality.precision)):
+        model.predict(xb, tb, cb)
+        t0 = time.perf_counter()
+        for _ in range(steps * 2):
+            model.predict(xb, tb, cb)
+    rate = steps * 2 * n / (time.perf_counter() - t0)
+    return per_step, rate
+
+
+def typicality_evaluations(images: int, held_out: int, labels: int, opts: TypicalityOptions) -> int:
+    """Network evaluations of one dataset's typicality: the own label and the
+    null at N samples for every image; the label matrix's other labels at
+    `matrix_samples`, and about `matrix_finalists - 1` of them (the own label
+    is usually a finalist) at the remaining samples, for the images it
+    covers."""
+    n = opts.n_samples
+    evaluations = images * n * 2
+    covered = {"all": images, "held-out": held_out, "none": 0}[opts.label_matrix]
+    if labels > 1 and covered:
+        first = min(n, opts.matrix_samples)
+        evaluations += covered * ((labels - 1) * first + max(0, min(labels, opts.matrix_finalists) - 1) * (n - first))
+    return evaluations
+
+
+def translation_evaluations(labels: int, images: int, opts: TranslationOptions, typicality: TypicalityOptions) -> int:
+    """Network evaluations of the translations: per label, its most typical
+    images inverted once, regenerated into every other label (3 rows a step
+    with injection, 2 without), and each output scored under target and
+    source against the null at N samples."""
+    if labels < 2:
+        return 0
+    per_label = min(opts.images, max(1, images // labels))
+    k = max(1, round(opts.strength * opts.steps))
+    rows = 3 if opts.method == "pnp" else 2
+    return labels * per_label * (k + (labels - 1) * (k * rows + typicality.n_samples * 3))
+
+
+def estimate_run(labels: list[str], images: int, held_out: int, train_images: int, resolution: int, training: TrainingOptions,
+                 typicality: TypicalityOptions, calibration: tuple[float, float] | None = None, translation: TranslationOptions | None = None) -> RunEstimate:
+    per_step, rate = calibration or calibrate(labels, resolution, training, typicality)
+    steps = planned_steps(training, train_images)
+    train_s = steps * per_step
+    if training.time_budget:
+        train_s = min(train_s, training.time_budget)
+        steps = min(steps, max(1, int(training.time_budget / per_step)))
+    evaluations = typicality_evaluations(images, held_out, len(labels), typicality)
+    # features: one pass per image with a kept patch; runs: one per label and three per dataset
+    other = images / rate + RUN_OVERHEAD_S * (len(labels) + 3)
+    trans = translation_evaluations(len(labels), images, translation, typicality) if translation else 0
+    # translation runs in float32 (exact inversion): bfloat16 is about 1.4x
+    # the rate where typicality uses it (docs/PERFORMANCE.md)
+    slower = 1.4 if translation and translation.precision == "float32" and resolve_precision(typicality.precision) != torch.float32 else 1.0
+    return RunEstimate(images, len(labels), steps, train_s, evaluations, evaluations / rate, other, per_step, rate, trans, trans / rate * slower)
+
+
+def training_budget(total_budget_s: float, estimate: RunEstimate) -> float:
+    """The seconds training may take so the whole run fits `total_budget_s`:
+    what is left after the estimated typicality and the rest, never under a
+    tenth of the budget."""
+    left = total_budget_s - estimate.typicality_s - estimate.other_s
+    return max(total_budget_s / 10, math.floor(left))

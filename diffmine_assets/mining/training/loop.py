@@ -1,0 +1,362 @@
+"""Training the denoiser on a dataset, resumably and reproducibly.
+
+Every random draw of step s (batch, label dropout, timesteps, noise) comes
+from a generator seeded by (seed, s), so a run resumed from its last saved
+step continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from diffusers.optimization import get_scheduler
+from safetensors.torch import load_file, save_file
+
+from ..config.options import TrainingOptions as TrainConfig
+from ..denoisers.base import Denoiser
+from ..denoisers.registry import load_denoiser
+from ..precision import autocast, resolve_precision
+from ..tensors import to_model_range
+from .diagnostics import held_out_accuracy, label_gain
+
+STATE_FILE = "train_state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+EMA_FILE = "ema.safetensors"
+SNAPSHOTS_DIR = "snapshots"
+
+
+def snapshot_steps(total: int, n: int) -> set[int]:
+    """The untrained start and n evenly spaced steps up to the last."""
+    return {0} | {round(total * i / n) for i in range(1, n + 1)} if n else set()
+
+
+def snapshots_dir(state_dir: Path) -> Path:
+    """Beside the training state (which save_state replaces whole), so the
+    snapshots of a run survive its saves and a resume."""
+    state_dir = Path(state_dir)
+    return state_dir.with_name(f"{state_dir.name}-{SNAPSHOTS_DIR}")
+
+
+def save_snapshot(view: Denoiser, state_dir: Path, step: int) -> None:
+    view.save(snapshots_dir(state_dir) / f"step-{step:07d}")
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    resumed_from: int
+    seconds: float
+    log: list[dict]
+    diagnostics: list[dict] = field(default_factory=list)  # held-out label gain per band, at some steps
+    planned_steps: int = 0
+
+
+def _optimizer(model: Denoiser, cfg: TrainConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(model.module.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    tensors = {}
+    sd = opt.state_dict()
+    for pid, st in sd["state"].items():
+        for name, value in st.items():
+            tensors[f"{pid}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path)
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    flat = load_file(path)
+    sd = opt.state_dict()
+    state: dict = {}
+    for key, value in flat.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def save_state(model: Denoiser, opt, directory: Path, meta: dict, extra: dict[str, dict] | None = None) -> None:
+    """Atomically replace the training state in `directory` (`extra`: more
+    safetensors files, name -> tensors)."""
+    tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save(tmp)
+    _save_optimizer(opt, tmp / OPTIMIZER_FILE)
+    for name, tensors in (extra or {}).items():
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp / name)
+    (tmp / STATE_FILE).write_text(json.dumps(meta, indent=2))
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def load_state(directory: Path):
+    """(model, meta, optimizer file) of a saved state, or None."""
+    directory = Path(directory)
+    if not (directory / STATE_FILE).exists():
+        # a crash between the two renames of save_state leaves only ".old"
+        old = directory.with_name(directory.name + ".old")
+        if (old / STATE_FILE).exists():
+            os.replace(old, directory)
+        else:
+            return None
+    meta = json.loads((directory / STATE_FILE).read_text())
+    return load_denoiser(directory), meta, directory / OPTIMIZER_FILE
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def _val_loss(model: Denoiser, x0: torch.Tensor, cond: torch.Tensor, seed: int) -> float:
+    if len(x0) == 0:
+        return float("nan")
+    g = torch.Generator().manual_seed(seed + 7)
+    t = torch.randint(0, model.num_train_timesteps, (len(x0),), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    with torch.inference_mode():
+        pred = model.predict(model.add_noise(x0, eps, t), t, cond)
+    return float(((pred - eps) ** 2).mean())
+
+
+def planned_steps(cfg: TrainConfig, n_train: int) -> int:
+    """Steps of a run: `steps` when given, else `epochs` passes over the
+    training images (at least one step)."""
+    if cfg.steps is not None:
+        return cfg.steps
+    return max(1, math.ceil(cfg.epochs * n_train / cfg.batch_size))
+
+
+class _Ema:
+    """Exponential moving average of the weights, with the usual warm-up of
+    the decay (1 + s) / (10 + s), so early averages do not remember the
+    random initialisation."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone().float() for k, v in module.state_dict().items() if v.dtype.is_floating_point}
+
+    def update(self, module: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in module.state_dict().items():
+                if k in self.shadow:
+                    self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+
+    def copy_to(self, module: torch.nn.Module) -> None:
+        sd = module.state_dict()
+        module.load_state_dict({**sd, **{k: v.to(sd[k].dtype) for k, v in self.shadow.items()}})
+
+
+def _timesteps(cfg: TrainConfig, T: int, n: int, g: torch.Generator) -> torch.Tensor:
+    t = torch.randint(0, T, (n,), generator=g)
+    if cfg.timesteps == "focus":
+        lo, hi = int(cfg.focus_range[0] * T), max(int(cfg.focus_range[0] * T) + 1, int(cfg.focus_range[1] * T))
+        inside = torch.randint(lo, hi, (n,), generator=g)
+        t = torch.where(torch.rand(n, generator=g) < 0.5, inside, t)
+    return t
+
+
+def augment(x0: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
+    """Random flips and translations (borders reflected), so the model sees
+    each object at other places and cannot tie a label to one image's
+    pixels."""
+    if cfg.flip:
+        flip = torch.rand(len(x0), generator=g) < 0.5
+        x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(-1), x0)
+    if cfg.shift > 0:
+        size = x0.shape[-1]
+        s = max(1, int(round(cfg.shift * size)))
+        padded = torch.nn.functional.pad(x0, (s, s, s, s), mode="reflect")
+        dy, dx = torch.randint(0, 2 * s + 1, (2, len(x0)), generator=g).tolist()
+        x0 = torch.stack([padded[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(zip(dy, dx))])
+    return x0
+
+
+def _loss_weights(cfg: TrainConfig, model: Denoiser, t: torch.Tensor) -> torch.Tensor | None:
+    if cfg.loss_weighting == "min-snr":
+        ab = model.alphas_cumprod[t]
+        snr = ab / (1 - ab)
+        return torch.clamp(snr, max=cfg.min_snr_gamma) / snr  # min-SNR-gamma for noise prediction (Hang et al. 2023)
+    return None
+
+
+def train(
+    model: Denoiser,
+    pixels: torch.Tensor,
+    label_keys: list[str],
+    names: list[str],
+    cfg: TrainConfig,
+    state_dir: Path,
+    *,
+    meta: dict,
+    val_pixels: torch.Tensor | None = None,
+    val_label_keys: list[str] | None = None,
+    progress: Callable[[dict], None] | None = None,
+    stop_after: int | None = None,
+    in_model_space: bool = False,
+) -> TrainResult:
+    """Train `model` for `planned_steps(cfg)` steps (fewer if `cfg.time_budget`
+    would be exceeded: the number is fixed after the first steps are timed and
+    recorded, so a resume continues the same run), saving every
+    `cfg.save_every` steps to `state_dir` (with `meta`, which must match for a
+    resume). `names` names each training image in errors. `stop_after` ends
+    early (tests of resume). `pixels` are uint8 images, or already in model
+    space with `in_model_space`."""
+    if len(pixels) == 0:
+        raise ValueError("no training image")
+    opt = _optimizer(model, cfg)
+    n = len(pixels)
+    total = planned_steps(cfg, n)
+    start = 0
+    log: list[dict] = []
+    diagnostics: list[dict] = []
+    ema = _Ema(model.module, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    budgeted = False
+    saved = load_state(state_dir)
+    # compared as stored: JSON has no tuples, so (32, 64) must meet [32, 64]
+    meta = json.loads(json.dumps(meta))
+    if saved is not None and saved[1].get("meta") == meta:
+        model.module.load_state_dict(saved[0].module.state_dict())
+        _load_optimizer(opt, saved[2])
+        start = saved[1]["step"]
+        log = saved[1].get("log", [])
+        diagnostics = saved[1].get("diagnostics", [])
+        total = saved[1].get("total_steps", total)
+        budgeted = saved[1].get("budgeted", False)
+        if ema is not None and (state_dir / EMA_FILE).exists():
+            ema.shadow = load_file(state_dir / EMA_FILE)
+    sched = _schedule(opt, cfg, total, start)
+    dtype = resolve_precision(cfg.precision)
+    cond_all = model.condition_ids(label_keys)
+    # in_model_space: the caller encoded the images (a latent backend's VAE, once per image)
+    x_all = pixels if in_model_space else model.encode(to_model_range(pixels))
+    val_x = None
+    if val_pixels is not None and len(val_pixels):
+        val_x = val_pixels if in_model_space else model.encode(to_model_range(val_pixels))
+    val_c = model.condition_ids(val_label_keys) if val_x is not None else None
+    model.module.train()
+    t0 = time.monotonic()
+    window_t, window_images = time.monotonic(), 0
+    # The budget is applied once, after a few timed steps (within the warm-up,
+    # so the learning-rate schedule has not yet used the total).
+    timed = min(5, max(1, cfg.warmup_steps)) if cfg.time_budget else 0
+    end = total
+    T = model.num_train_timesteps
+
+    def diagnose(done: int) -> None:
+        if val_x is None:
+            return
+        view = _eval_view(model, ema)
+        bands = label_gain(view, val_x, val_c, seed=cfg.seed, dtype=dtype)
+        accuracy = held_out_accuracy(view, val_x, val_c, seed=cfg.seed, dtype=dtype)
+        diagnostics.append({"step": done, "bands": [b.as_dict() for b in bands], "quick_accuracy": accuracy})
+        model.module.train()
+
+    if start == 0:
+        shutil.rmtree(snapshots_dir(state_dir), ignore_errors=True)  # another run's
+        if cfg.snapshots:
+            save_snapshot(model, state_dir, 0)
+    step = start
+    while step < min(end, stop_after if stop_after is not None else end):
+        if cfg.time_budget and not budgeted and step == start + timed:
+            per_step = (time.monotonic() - t0) / max(step - start, 1)
+            affordable = int(cfg.time_budget / max(per_step, 1e-9))
+            if affordable < total:
+                total = max(step + 1, affordable)
+                end = total
+                sched = _schedule(opt, cfg, total, step)
+            budgeted = True
+        g = _step_generator(cfg.seed, step)
+        idx = torch.randint(0, n, (cfg.batch_size,), generator=g)
+        x0 = x_all[idx]
+        cond = cond_all[idx].clone()
+        cond[torch.rand(cfg.batch_size, generator=g) < cfg.label_dropout] = 0
+        t = _timesteps(cfg, T, cfg.batch_size, g)
+        eps = torch.randn(x0.shape, generator=g)
+        x0 = augment(x0, cfg, g)
+        with autocast(model.module, dtype):
+            pred = model.predict(model.add_noise(x0, eps, t), t, cond)
+        per_sample = ((pred.float() - eps) ** 2).mean(dim=(1, 2, 3))
+        weights = _loss_weights(cfg, model, t)
+        loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
+        if not torch.isfinite(loss):
+            bad = int(idx[(~torch.isfinite(per_sample)).nonzero()[0, 0]])
+            raise TrainingDiverged(f"non-finite loss at step {step + 1} on image {names[bad]}; lower learning_rate or check that image")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.module.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        if ema is not None:
+            ema.update(model.module, step)
+        window_images += cfg.batch_size
+        step += 1
+        done = step
+        if done % cfg.log_every == 0 or done == end:
+            now = time.monotonic()
+            rate = window_images / max(now - window_t, 1e-9)
+            row = {
+                "step": done,
+                "loss": per_sample.mean().item(),
+                "val_loss": _val_loss(_eval_view(model, ema), val_x, val_c, cfg.seed) if val_x is not None else float("nan"),
+                "images_per_s": rate,
+                "elapsed_s": now - t0,
+                "eta_s": (end - done) * cfg.batch_size / max(rate, 1e-9),
+                "lr": sched.get_last_lr()[0],
+            }
+            model.module.train()
+            log.append(row)
+            window_t, window_images = now, 0
+            if progress:
+                progress({**row, "total_steps": end})
+        if (cfg.diagnostic_every and done % cfg.diagnostic_every == 0) or done == end:
+            diagnose(done)
+            if progress and diagnostics and diagnostics[-1]["step"] == done:
+                progress({"step": done, "total_steps": end, "label_gain": diagnostics[-1]["bands"], "quick_accuracy": diagnostics[-1]["quick_accuracy"]})
+        if done in snapshot_steps(end, cfg.snapshots):
+            save_snapshot(_eval_view(model, ema), state_dir, done)
+        if done % cfg.save_every == 0 or done == end or done == stop_after:
+            extra = {EMA_FILE: ema.shadow} if ema is not None else {}
+            save_state(model, opt, state_dir, {"step": done, "total_steps": total, "budgeted": budgeted, "meta": meta, "config": cfg.model_dump(mode="json"), "log": log, "diagnostics": diagnostics}, extra)
+    if ema is not None:
+        ema.copy_to(model.module)
+    model.module.eval()
+    return TrainResult(steps=step, resumed_from=start, seconds=time.monotonic() - t0, log=log, diagnostics=diagnostics, planned_steps=total)
+
+
+def _eval_view(model: Denoiser, ema: "_Ema | None") -> Denoiser:
+    """The model as it would be published: with the averaged weights when
+    EMA is on (a copy, so training continues on the raw weights)."""
+    if ema is None:
+        return model
+    view = copy.deepcopy(model)
+    ema.copy_to(view.module)
+    return view
+
+
+def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, done: int):
+    for group in opt.param_groups:
+        group["lr"] = group["initial_lr"] = cfg.learning_rate * group.get("lr_mult", 1.0)
+    name = "cosine" if cfg.lr_schedule == "cosine" else "constant_with_warmup"
+    return get_scheduler(name, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=total, last_epoch=done - 1)

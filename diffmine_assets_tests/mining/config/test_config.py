@@ -1,0 +1,74 @@
+import pytest
+import yaml
+
+from diffmine_assets.mining.config import ConfigError, load_config, parse_config
+
+
+def test_typo_in_a_field_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError) as e:
+        parse_config({"datasets": [{"name": "b", "kind": "builtin", "options": {"images_per_lable": 3}}]}, "diffmine.yaml")
+    msg = str(e.value)
+    assert "diffmine.yaml" in msg and "datasets[0].options.images_per_lable" in msg and "did you mean 'images_per_label'" in msg
+
+
+def test_unknown_kind_lists_the_kinds():
+    with pytest.raises(ConfigError, match=r"datasets\[0\].kind: unknown dataset kind 'folders'; kinds are \['builtin', 'folder', 'manifest', 'cardb', 'ftt', 'g3', 'places365', 'chestxray14'\]"):
+        parse_config({"datasets": [{"name": "b", "kind": "folders", "path": "x"}]})
+
+
+def test_out_of_range_and_bad_name_and_duplicates():
+    with pytest.raises(ConfigError, match=r"val_fraction"):
+        parse_config({"datasets": [{"name": "b", "kind": "builtin", "options": {"val_fraction": 1.5}}]})
+    with pytest.raises(ConfigError, match=r"dataset name 'My Data'"):
+        parse_config({"datasets": [{"name": "My Data", "kind": "folder", "path": "x"}]})
+    with pytest.raises(ConfigError, match=r"repeated: \['b'\]"):
+        parse_config({"datasets": [{"name": "b", "kind": "builtin"}, {"name": "b", "kind": "builtin"}]})
+
+
+def test_manifest_takes_one_label_source():
+    with pytest.raises(ConfigError, match="either label_column or label_from"):
+        parse_config({"datasets": [{"name": "m", "kind": "manifest", "path": "m.csv", "options": {"label_column": "x", "label_from": {"column": "year", "rule": "decade"}}}]})
+
+
+def test_the_lake_is_a_folder_or_a_url_and_a_deployment_may_override_it(tmp_path, monkeypatch):
+    p = tmp_path / "conf.yaml"
+    p.write_text(yaml.safe_dump({"lake": "s3://bucket/lab/lake", "datasets": [{"name": "f", "kind": "folder", "path": "imgs"}]}))
+    assert load_config(p).lake == "s3://bucket/lab/lake"
+    monkeypatch.setenv("DIFFMINE_LAKE_URL", "s3://other/lake")
+    assert load_config(p).lake == "s3://other/lake"
+
+
+def test_relative_paths_resolve_against_the_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    p = tmp_path / "sub" / "conf.yaml"
+    p.write_text(yaml.safe_dump({"lake": "L", "datasets": [{"name": "f", "kind": "folder", "path": "../imgs"}]}))
+    cfg = load_config(p)
+    assert cfg.lake == str((tmp_path / "sub" / "L").resolve())
+    assert cfg.dataset("f").path == (tmp_path / "imgs").resolve()
+    with pytest.raises(ConfigError, match=r"no dataset named 'g'.*declared: \['f'\]"):
+        cfg.dataset("g")
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_the_stable_diffusion_backend_takes_the_papers_finetuning_where_the_config_is_silent(tmp_path):
+    def training(kind, **extra):
+        raw = {"datasets": [{"name": "x", "kind": kind, "path": ".", "training": {"backend": "stable-diffusion", "model_path": "sd", **extra}}]}
+        return parse_config(raw).datasets[0].training
+
+    t = training("chestxray14", learning_rate=2e-5)
+    assert (t.learning_rate, t.label_dropout, t.epochs, t.timesteps, t.loss_weighting, t.snapshots) == (2e-5, 0.05, 100.0, "uniform", "none", 0)
+    assert (t.prompt_template, t.null_prompt) == ("Chest X-Ray with {label}.", "Chest X-Ray.")
+    assert training("folder", lora_rank=8).snapshots == 5 and training("folder").prompt_template == "An image of {label}."
+    assert training("cardb", prompt_template="A {label} car.").prompt_template == "A {label} car."
+    with pytest.raises(ConfigError, match="has no {label}"):
+        training("cardb", prompt_template="A car.")
+    tiny = parse_config({"datasets": [{"name": "x", "kind": "folder", "path": "."}]}).datasets[0].training
+    assert (tiny.learning_rate, tiny.label_dropout, tiny.prompt_template) == (1e-3, 0.1, None)

@@ -1,0 +1,31 @@
+"""Controls: the shuffled-label control keeps every label's size and split."""
+
+import polars as pl
+
+from diffmine_assets.mining.evaluation.controls import shuffled_labels
+
+
+def table(n=40):
+    return pl.DataFrame({
+        "image_id": [f"{i:04d}" for i in range(n)],
+        "relpath": [f"f{i}.png" for i in range(n)],
+        "label": [f"L{i % 4}" for i in range(n)],
+        "label_key": [f"l{i % 4}" for i in range(n)],
+        "split": ["val" if i % 5 == 0 else "train" for i in range(n)],
+    })
+
+
+def test_shuffle_keeps_counts_per_split_and_moves_labels():
+    images = table()
+    out = shuffled_labels(images, seed=0)
+    assert sorted(out["image_id"].to_list()) == sorted(images["image_id"].to_list())
+    for split in ("train", "val"):
+        a = images.filter(pl.col("split") == split)["label_key"].value_counts().sort("label_key")
+        b = out.filter(pl.col("split") == split)["label_key"].value_counts().sort("label_key")
+        assert a.equals(b)
+    joined = images.join(out, on="image_id", suffix="_shuffled")
+    moved = (joined["label_key"] != joined["label_key_shuffled"]).mean()
+    assert moved > 0.5  # most images changed label (a random permutation of 4 labels moves ~3/4)
+    assert (joined["label"].str.to_lowercase() == joined["label_key"]).all()
+    assert (joined["label_shuffled"].str.to_lowercase() == joined["label_key_shuffled"]).all()  # label text follows its key
+    assert shuffled_labels(images, seed=0).equals(out) and not shuffled_labels(images, seed=1).equals(out)

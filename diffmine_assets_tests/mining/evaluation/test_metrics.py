@@ -1,0 +1,37 @@
+"""The quality figures on hand-made patches and boxes."""
+
+import polars as pl
+import pytest
+
+from diffmine_assets.mining.evaluation.metrics import chance_levels, top1_hit_rate
+
+
+def boxes():
+    return pl.DataFrame({"image_id": ["a", "b", "c"], "kind": ["disk"] * 3, "role": ["label"] * 3, "label_key": ["l"] * 3,
+                         "x0": [0, 0, 0], "y0": [0, 0, 0], "x1": [10, 10, 10], "y1": [10, 10, 10]})
+
+
+def best(image_ids, x0s):
+    return pl.DataFrame({"image_id": image_ids, "selection": ["top"] * len(x0s), "rank_in_image": [1] * len(x0s),
+                         "x0": x0s, "y0": [0] * len(x0s), "x1": [x + 8 for x in x0s], "y1": [8] * len(x0s)})
+
+
+def test_top1_counts_every_image_with_an_element_a_window_cut_off_is_a_miss():
+    images = pl.DataFrame({"image_id": ["a", "b", "c"]})
+    # a hits, b misses, c's best window was cut by per_label: it is not in the patches
+    rate, n = top1_hit_rate(best(["a", "b"], [0, 40]), boxes(), images)
+    assert n == 3 and rate == pytest.approx(1 / 3)  # counted over the stored windows only, it was 1 / 2
+
+
+def test_top1_counts_only_the_scored_images():
+    rate, n = top1_hit_rate(best(["a"], [0]), boxes(), pl.DataFrame({"image_id": ["a"]}))
+    assert (rate, n) == (1.0, 1)
+
+
+def test_chance_of_pixel_ap_is_the_share_of_element_pixels():
+    images = pl.DataFrame({"image_id": ["a", "b", "c"], "width": [20] * 3, "height": [20] * 3})
+    rand = best(["a", "b", "c"], [0, 10, 10]).with_columns(pl.lit("random").alias("selection"))
+    chance = chance_levels(rand, boxes(), images)
+    assert chance["pixel_auc_pr"] == pytest.approx(100 / 400)
+    assert chance["top1_hit_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert chance["distractor_share_top50"] == 0.0  # no distractor box: no random window can be on one

@@ -1,0 +1,43 @@
+"""The run estimate: counts of work and what is left for training."""
+
+import pytest
+
+from diffmine_assets.mining.config import TrainingOptions, TranslationOptions, TypicalityOptions
+from diffmine_assets.mining.training.estimate import estimate_run, training_budget, typicality_evaluations
+
+
+def test_typicality_work_is_counted_as_the_engine_spends_it():
+    opts = TypicalityOptions(n_samples=32, groups=8, matrix_samples=8, matrix_finalists=3, label_matrix="all")
+    # own label and null at N for every image, plus the matrix: 9 other labels
+    # at 8 samples and 2 more finalists at the other 24
+    assert typicality_evaluations(100, 10, 10, opts) == 100 * 64 + 100 * (9 * 8 + 2 * 24)
+    held = opts.model_copy(update={"label_matrix": "held-out"})
+    assert typicality_evaluations(100, 10, 10, held) == 100 * 64 + 10 * (9 * 8 + 2 * 24)
+    assert typicality_evaluations(100, 10, 1, opts) == 100 * 64  # one label: no matrix
+    assert TypicalityOptions(label_matrix=False).label_matrix == "none" and TypicalityOptions(label_matrix=True).label_matrix == "all"
+
+
+def test_estimate_and_budget_from_a_calibration():
+    training = TrainingOptions(steps=None, epochs=10, batch_size=50)
+    est = estimate_run(["a", "b"], images=1100, held_out=100, train_images=1000, resolution=16, training=training,
+                       typicality=TypicalityOptions(), calibration=(0.5, 1000.0))
+    assert est.training_steps == 200 and est.training_s == 100.0
+    assert est.typicality_evaluations == typicality_evaluations(1100, 100, 2, TypicalityOptions())
+    assert est.total_s == est.training_s + est.typicality_s + est.other_s and est.translation_s == 0
+    # translations: per label its 8 most typical images, 20 of 25 steps, into the other label, each output scored
+    tr = estimate_run(["a", "b"], 1100, 100, 1000, 16, training, TypicalityOptions(), calibration=(0.5, 1000.0), translation=TranslationOptions())
+    assert tr.translation_evaluations == 2 * 8 * (20 + 1 * (20 * 3 + 32 * 3))
+    assert tr.total_s == pytest.approx(est.total_s + tr.translation_s) and "translation" in tr.describe()
+    assert "min in all" in est.describe()
+    # a whole-run budget leaves training what typicality and the rest do not take
+    assert training_budget(est.total_s, est) == int(est.training_s)
+    assert training_budget(1.0, est) == 0.1  # never less than a tenth of the budget
+    capped = estimate_run(["a", "b"], 1100, 100, 1000, 16, training.model_copy(update={"time_budget": 30}), TypicalityOptions(), calibration=(0.5, 1000.0))
+    assert capped.training_steps == 60 and capped.training_s == 30
+
+
+def test_calibration_runs_the_real_model():
+    from diffmine_assets.mining.training.estimate import calibrate
+
+    per_step, rate = calibrate(["a", "b"], 16, TrainingOptions(batch_size=4), TypicalityOptions(batch_size=8), steps=1)
+    assert 0 < per_step < 30 and rate > 0
