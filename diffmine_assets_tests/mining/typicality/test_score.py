@@ -1,0 +1,87 @@
+"""score_labels: the one typicality sequence (noise set, model space, maps,
+label matrix) that every caller uses, on real files and a tiny real model."""
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from diffmine_assets.mining.config import TypicalityOptions
+from diffmine_assets.mining.denoisers.tiny import TinyDenoiser
+from diffmine_assets.mining.tensors import model_space
+from diffmine_assets.mining.typicality.estimator import typicality_maps
+from diffmine_assets.mining.typicality.label_matrix import label_scores
+from diffmine_assets.mining.typicality.score import pilot_noise, score_labels
+from diffmine_assets_tests.conftest import write_image
+
+OPTS = TypicalityOptions(n_samples=8, groups=2, batch_size=16, precision="float32", matrix_samples=4, matrix_finalists=2)
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = TinyDenoiser(["a", "b", "c"], 16, seed=1)
+    with torch.no_grad():  # an untrained UNet's label embeddings barely move its output; make them matter
+        m.unet.class_embedding.weight.mul_(5)
+    return m
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imgs")
+    rows = []
+    # labels interleaved, so grouping by label is not the input order
+    for i, (key, split) in enumerate([("b", "train"), ("a", "val"), ("b", "val"), ("c", "train"), ("a", "train"), ("b", "val"), ("c", "val")]):
+        path = write_image(root / f"{i}.png", size=(20, 16), seed=i)
+        rows.append({"dataset": "d", "label": key.upper(), "label_key": key, "image_id": f"id{i}", "path": str(path), "width": 20, "height": 16,
+                     "split": split})
+    return pl.DataFrame(rows)
+
+
+def test_groups_are_the_labels_in_order_each_as_the_engine_scores_it_alone(model, images):
+    groups = score_labels(model, images, OPTS, pilot=images)
+    assert [g.labels for g in groups] == [("a",), ("b",), ("c",)]
+    assert sorted(np.concatenate([g.index for g in groups]).tolist()) == list(range(len(images)))
+    noise = pilot_noise(model, images, OPTS)
+    for g in groups:
+        rows = images.filter(pl.col("label_key") == g.key)
+        assert g.rows["image_id"].to_list() == rows["image_id"].to_list()  # the input order within a label
+        alone = typicality_maps(model, model_space(model, rows["path"].to_list()), [g.key], OPTS, noise=noise)
+        torch.testing.assert_close(g.result.replicate_maps, alone.replicate_maps)
+        table = g.table("ck")
+        assert table["map_index"].to_list() == list(range(len(rows))) and set(table["checkpoint_id"]) == {"ck"}
+        assert np.allclose(table["typicality"].to_numpy(), g.maps.mean(axis=(1, 2)), atol=1e-6)
+    assert all(g.matrix is None and g.matrix_table("ck") is None for g in groups)  # no matrix unless asked
+
+
+def test_the_matrix_covers_the_images_asked_for_and_reuses_the_maps_pass(model, images):
+    held = score_labels(model, images, OPTS, pilot=images, matrix="held-out")
+    for g in held:
+        want = (g.rows["split"] == "val").to_numpy().nonzero()[0]
+        assert g.covered.tolist() == want.tolist()
+        table = g.matrix_table("ck")
+        assert table["image_id"].unique(maintain_order=True).to_list() == g.rows[want.tolist()]["image_id"].to_list()
+        x0 = model_space(model, g.rows["path"].to_list())
+        direct = label_scores(model, x0[want], g.result.take(want), g.key, list(model.labels), OPTS)
+        torch.testing.assert_close(g.matrix.scores, direct.scores)
+    every = score_labels(model, images, OPTS, pilot=images, matrix="all")
+    assert sum(len(g.covered) for g in every) == len(images)
+    one_label = TinyDenoiser(["a"], 16, seed=1)
+    assert score_labels(one_label, images.filter(pl.col("label_key") == "a"), OPTS, matrix="all")[0].matrix is None  # nothing to compare with
+
+
+def test_tensors_are_scored_under_the_labels_given_and_the_noise_is_the_datasets(model, images):
+    x0 = model_space(model, images["path"].to_list())
+    under = [("b", "a"), ("c", "a"), ("b", "a"), ("a", "c")]
+    groups = score_labels(model, x0[:4], OPTS, under=under, pilot=images)
+    assert [g.labels for g in groups] == [("a", "c"), ("b", "a"), ("c", "a")]
+    assert [g.index.tolist() for g in groups] == [[3], [0, 2], [1]]
+    noise = pilot_noise(model, images, OPTS)
+    alone = typicality_maps(model, x0[[0, 2]], ["b", "a"], OPTS, noise=noise)
+    torch.testing.assert_close(groups[1].result.maps, alone.maps)
+    # the dataset's noise set differs from the one the estimator would draw from the images alone
+    own = score_labels(model, x0[:4], OPTS, under=under)
+    assert not torch.allclose(own[1].result.maps, groups[1].result.maps)
+    with pytest.raises(ValueError, match="need `under`"):
+        score_labels(model, x0, OPTS)
+    with pytest.raises(ValueError, match="names labels for 2 images; there are 4"):
+        score_labels(model, x0[:4], OPTS, under=["a", "b"])
