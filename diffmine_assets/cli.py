@@ -25,8 +25,9 @@ from .progress import terminal_progress
 from .storage.catalog import Catalog
 from .storage.lake import Lake, LakeError
 
-# Dagster, the runner and torch are imported inside the commands that use
-# them: `diffmine sql` and `diffmine --help` start in a fraction of the time.
+# Dagster, the runner and torch (several seconds to import) are imported
+# inside the commands that use them, so `diffmine sql` and `--help` start in
+# about a second.
 
 
 def _project_home(config_path: Path) -> Path:
@@ -198,8 +199,7 @@ def cmd_eval(args) -> int:
         _emit({k: v for k, v in figures.items() if k != "runs"})
         return 0
     # stored as the dataset's `evaluation` asset (kept per checkpoint), then printed
-    from .partitions import asset_key  # see the note on imports above
-    from .runner import run_dataset
+    from .runner import evaluate_dataset, run_dataset  # see the note on imports above
 
     config_path = _config_path(args)
     instance = _instance(config_path)
@@ -210,11 +210,10 @@ def cmd_eval(args) -> int:
         if base["failed_runs"]:
             print(f"diffmine eval: the baseline's run failed (run {base['run_ids'][-1][:8]}; see above, or the UI)", file=sys.stderr)
             return 1
-    run = run_dataset(instance, config_path, args.dataset, select=["evaluation"], force=True, evaluation_control=control, evaluation_curve=args.curve, log=log)
-    if run["failed_runs"]:
+    run, figures = evaluate_dataset(instance, config_path, args.dataset, control, curve=args.curve, log=log)
+    if figures is None:
         print(f"diffmine eval: the evaluation run failed (run {run['run_ids'][-1][:8]}; see above, or the UI)", file=sys.stderr)
         return 1
-    figures = instance.get_latest_materialization_event(asset_key(args.dataset, "evaluation")).asset_materialization.metadata["figures"].value
     for k, v in figures.items():
         if k not in ("goals_met",):
             print(f"{k:28s} {v}")

@@ -17,7 +17,7 @@ from .definitions import build_definitions
 from .mining.datasets.base import DatasetError
 from .mining.datasets.registry import discover
 from .mining.training.estimate import RunEstimate, estimate_run, training_budget
-from .partitions import BASELINE_JOB, DATASET_JOB, LABEL_JOB, REPORT_JOB, identifier, job_name, multi_key
+from .partitions import BASELINE_JOB, DATASET_JOB, LABEL_JOB, REPORT_JOB, asset_key, identifier, job_name, multi_key
 from .storage.lake import Lake
 
 
@@ -269,6 +269,18 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
         "estimated_seconds": round(planned.total_s, 1) if planned else None,
         "budget_seconds": budget_s,
     }
+
+
+def evaluate_dataset(instance: DagsterInstance, config_path: Path, dataset: str, control: str, curve: bool = False, log=print) -> tuple[dict, dict | None]:
+    """Materialize the dataset's `evaluation` asset again with `control`
+    (and `curve`): (the run's summary, the figures it stored; None when the
+    run failed). Training a control takes as long as the model's: said first."""
+    if control != "none":
+        log(f"evaluating {dataset} beside the {control} control (a shuffled control trains like the model, once, then is kept) ...")
+    done = run_dataset(instance, config_path, dataset, select=["evaluation"], force=True, evaluation_control=control, evaluation_curve=curve, log=log)
+    if done["failed_runs"]:
+        return done, None
+    return done, instance.get_latest_materialization_event(asset_key(dataset, "evaluation")).asset_materialization.metadata["figures"].value
 
 
 def _root_cause(err) -> str | None:

@@ -39,6 +39,13 @@ def stored_results(lake: Lake, dataset: str) -> StoredResults:
     )
 
 
+def evaluate_stored(lake: Lake, dataset: str, spec, control: str = "none", curve: bool = False, curve_images: int = 32, log=print) -> dict:
+    """Every figure of the dataset's stored results (mining/evaluation/figures.py),
+    its controls and pictures kept under the dataset's files."""
+    return evaluate(dataset, stored_results(lake, dataset), spec, partial(lake.files_dir, dataset), control=control, curve=curve,
+                    curve_images=curve_images, log=log)
+
+
 class EvaluationRunConfig(Config):
     control: Literal["none", "shuffled", "untrained"] = Field(
         "none", description="the control scored beside the model (diffmine eval sets shuffled: trained once on shuffled labels, then kept)")
@@ -67,8 +74,7 @@ def build_evaluation_assets(spec):
     )
     def evaluation(context: AssetExecutionContext, config: EvaluationRunConfig, diffmine: DiffmineResource):
         lake, spec = diffmine.lake, diffmine.dataset(ds)
-        figures = evaluate(ds, stored_results(lake, ds), spec, partial(lake.files_dir, ds), control=config.control, curve=config.curve,
-                           curve_images=config.curve_images, log=context.log.info)
+        figures = evaluate_stored(lake, ds, spec, config.control, config.curve, config.curve_images, log=context.log.info)
         table = evaluation_table(figures, spec)
         shown = {k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         return Output(table, metadata={"figures": MetadataValue.json(figures), "rows": len(table), "control": config.control, **shown})

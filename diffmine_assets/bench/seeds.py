@@ -11,8 +11,7 @@ from dagster import DagsterInstance
 
 from ..mining.config.project import with_overrides
 from ..mining.evaluation.goals import judge, preset_of
-from ..partitions import asset_key
-from ..runner import run_dataset
+from ..runner import evaluate_dataset, run_dataset
 from ..storage.lake import Lake
 from .common import mean_sd
 
@@ -53,13 +52,11 @@ def evaluate_seeds(project, dataset: str, seeds: int, control: str = "shuffled",
         instance = DagsterInstance.ephemeral()
         try:
             sub = lambda line: log("  " + line)  # noqa: E731
-            done = run_dataset(instance, config, dataset, log=sub)
+            done, figures = run_dataset(instance, config, dataset, log=sub), None
             if not done["failed_runs"]:
-                done = run_dataset(instance, config, dataset, select=["evaluation"], force=True, evaluation_control=control, log=sub)
-            if done["failed_runs"]:
-                raise RuntimeError(f"seed run {config.parent}: {done['failed_runs']} runs failed")
-            event = instance.get_latest_materialization_event(asset_key(dataset, "evaluation"))
-            figures = event.asset_materialization.metadata["figures"].value
+                done, figures = evaluate_dataset(instance, config, dataset, control, log=sub)
+            if figures is None:
+                raise RuntimeError(f"seed run {config.parent}: {done['failed_runs']} runs failed (run {done['run_ids'][-1][:8]}; see the log above)")
         finally:
             instance.dispose()
         runs.append({"data_seed": data_seed, "model_seed": model_seed, **figures})

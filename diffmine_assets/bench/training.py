@@ -41,7 +41,8 @@ def score_held_out(model, images: pl.DataFrame, boxes: pl.DataFrame | None, typ_
     (split 'val'), scored under their true labels with the graph's own estimator."""
     scores = score_model(model, images.filter(pl.col("split") == "val"), boxes, typ_opts, patch_opts, dataset_images=images, checkpoint_id="bench")
     figures = {k: v for k, v in scores.figures.items() if k.startswith("accuracy_val")}
-    chance = {"accuracy_val": scores.figures["accuracy_chance"]}
+    # a one-label model has no label matrix: no accuracy to report
+    chance = {"accuracy_val": scores.figures.get("accuracy_chance")}
     if boxes is not None:
         figures.update({k: scores.figures[k] for k in ("top1_hit_rate", "pixel_auc_pr")})
         chance.update(chance_levels(scores.patches, boxes, scores.images))

@@ -4,7 +4,7 @@
     noise in batches of 10, label and null conditions concatenated into one
     batch of 20, t uniform in [t_min, t_max) x T, the same noise for every
     image (fixed seed), per-pixel losses;
-(b) the engine (typicality.py) with its default sampling.
+(b) the engine (`score_labels`, mining/typicality/) with its default sampling.
 Both score every k x k window of every image; agreement is the Spearman rank
 correlation of those window scores with a converged estimate (the engine
 with N = 512, float32). Time to fidelity is the wall time of the smallest N

@@ -18,7 +18,6 @@ from diffmine_assets.storage.lake import Lake
 from diffmine_assets_tests.conftest import FAST, REPO, write_config, write_image
 
 
-
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
@@ -203,16 +202,11 @@ def test_hostile_label_values_are_only_ever_parameters(pipeline):
 
 def _evaluate(cfg, control: str) -> dict:
     """The evaluation asset's figures, computed directly from the stored tables."""
-    from functools import partial
-
-    from diffmine_assets.assets.evaluation import stored_results
+    from diffmine_assets.assets.evaluation import evaluate_stored
     from diffmine_assets.mining.config import load_config
-    from diffmine_assets.mining.evaluation.figures import evaluate
 
     project = load_config(cfg)
-    lake = Lake(project.lake)
-    return evaluate("builtin", stored_results(lake, "builtin"), project.dataset("builtin"), partial(lake.files_dir, "builtin"), control=control,
-                    log=lambda *_: None)
+    return evaluate_stored(Lake(project.lake), "builtin", project.dataset("builtin"), control, log=lambda *_: None)
 
 
 def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline):

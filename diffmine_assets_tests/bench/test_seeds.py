@@ -2,6 +2,7 @@
 dataset's own preset, controls beside each figure."""
 
 from diffmine_assets.bench.seeds import spread as _spread
+from diffmine_assets_tests.conftest import FAST, SMALL_BUILTIN, write_config
 
 
 def _run(acc, top1, ssim, regen_ssim):
@@ -24,3 +25,34 @@ def test_goals_on_means_use_the_datasets_preset_only():
     assert planted["translation_control"]["layout_ssim"]["mean"] == 0.21
     assert planted["control"]["accuracy_val"]["mean"] == 0.3
     assert _spread(runs, "shuffled", None)["goals_met_on_means"] == {}
+
+
+def test_a_seed_study_runs_the_graph_and_its_evaluation_asset_on_new_seeds(tmp_path, monkeypatch):
+    """`diffmine eval --seeds 1` on a small built-in dataset: the graph again
+    on data and model seeds the defaults were not tuned on, in a project of
+    its own, evaluated by the graph's own evaluation asset."""
+    import polars as pl
+    import yaml
+
+    from diffmine_assets.bench.seeds import evaluate_seeds
+    from diffmine_assets.mining.config import load_config
+
+    small = {**SMALL_BUILTIN, "options": {**SMALL_BUILTIN["options"], "images_per_label": 6, "val_fraction": 0.3},
+             "translation": {**FAST["translation"], "images": 1, "steps": 4}}
+    project = write_config(tmp_path, [small])
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    lines = []
+    study = evaluate_seeds(load_config(project), "builtin", 1, control="none", log=lines.append)
+    assert study["seeds"] == [(4, 1)]  # the shipped data seed 3 and model seed 0, each + 1
+    (run,) = study["runs"]
+    home = project.parent / "lake" / "files" / "builtin" / "seeds" / "data4-model1"
+    seeded = yaml.safe_load((home / "diffmine.yaml").read_text())["datasets"][0]
+    assert seeded["options"]["seed"] == 4 and seeded["training"]["seed"] == 1
+    # its figures are the evaluation asset's, stored in the seed project's own lake
+    stored = pl.read_parquet(home / "lake" / "evaluation" / "**" / "*.parquet")  # kept per checkpoint
+    assert stored["checkpoint_id"].unique().to_list() == [run["checkpoint_id"]]
+    assert stored.filter((stored["label"] == "all") & (stored["metric"] == "accuracy_val"))["value"][0] == run["accuracy_val"]
+    assert 0 <= run["accuracy_val"] <= 1 and study["mean"]["accuracy_val"] == {"mean": round(run["accuracy_val"], 4), "sd": None, "n": 1}
+    assert study["chance"]["accuracy_val"]["mean"] == 0.25 and "control" not in study
+    assert set(study["goals_met_on_means"]) <= set(run["goals_met"]) and study["goals_met_on_means"]
+    assert any("seed run: data seed 4, model seed 1" in line for line in lines)

@@ -34,7 +34,6 @@ class _Strict(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-
 def parse_duration(value: Any) -> Any:
     """"90s", "10m", "1.5h" or a number of seconds, to seconds."""
     if isinstance(value, str):

@@ -29,7 +29,6 @@ _ALIASES = {
 }
 
 
-
 def read_boxes_file(path: Path) -> pl.DataFrame:
     """The file's boxes as columns file, label, x, y, w, h (strings for the
     first two, floats for the rest), whatever its column names."""

@@ -21,6 +21,7 @@ from .base import BOXES_SCHEMA, IMAGES_SCHEMA, Discovery, GroundTruth
 from .boxes_file import match_boxes, read_boxes_file
 from .registry import boxes_source, discover, ground_truth_records
 
+
 @dataclass
 class IngestResult:
     images: pl.DataFrame

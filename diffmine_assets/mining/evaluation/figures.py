@@ -50,7 +50,9 @@ def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Pat
     makes a path under the dataset's files folder (controls, pictures)."""
     images, ckpt, boxes = stored.images, stored.checkpoint, stored.boxes
     keys = sorted(images["label_key"].unique().to_list())
-    if stored.typicality is None or ckpt is None:
+    if ckpt is None:
+        raise ValueError(f"dataset {dataset!r} has no checkpoint yet; run diffmine materialize --dataset {dataset}")
+    if stored.typicality is None:
         raise ValueError(f"dataset {dataset!r}: typicality is not materialized for every label; run diffmine materialize --dataset {dataset}")
     typ_all = stored.typicality
     figures: dict = {"dataset": dataset, "checkpoint_id": ckpt["checkpoint_id"], "labels": len(keys), "images": len(images)}

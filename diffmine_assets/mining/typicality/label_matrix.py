@@ -11,8 +11,8 @@ import torch
 
 from ..config.options import TypicalityOptions
 from ..denoisers.base import Denoiser
-from ..precision import resolve_precision
-from .estimator import NoiseSet, TypicalityResult, _autocast
+from ..precision import autocast, resolve_precision
+from .estimator import NoiseSet, TypicalityResult
 
 
 @dataclass
@@ -34,7 +34,7 @@ def _image_losses(model: Denoiser, x0, noise: NoiseSet, img, smp, cond, batch_si
     """Image-mean loss of each row (image, sample, condition): one network
     evaluation a row, in full batches."""
     out = torch.empty(len(img), dtype=torch.float64)
-    with torch.inference_mode(), _autocast(model, dtype):
+    with torch.inference_mode(), autocast(model.module, dtype):
         for s in range(0, len(img), batch_size):
             ii, ss, cc = img[s : s + batch_size], smp[s : s + batch_size], cond[s : s + batch_size]
             eps = noise.eps[ss]
