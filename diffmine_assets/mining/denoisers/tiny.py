@@ -251,7 +251,9 @@ class TinyDenoiser(Denoiser):
         model = cls(cfg["labels"], cfg["resolution"], cfg["architecture"], cfg["num_train_timesteps"], conditioning=cfg.get("conditioning", "class"), patch=cfg.get("patch", 1))
         if (directory / UNET_DIR / "config.json").exists():
             unet_cls = UNet2DConditionModel if isinstance(model.net, CrossAttentionNet) else UNet2DModel
-            unet = unet_cls.from_pretrained(directory / UNET_DIR)
+            # a network of a few MB: accelerate's low-memory loading (an optional
+            # dependency, whose absence diffusers warns about on every load) buys nothing
+            unet = unet_cls.from_pretrained(directory / UNET_DIR, low_cpu_mem_usage=False)
             if isinstance(model.net, CrossAttentionNet):
                 model.net.unet = unet
                 model.net.tokens.load_state_dict(load_file(directory / TOKENS_FILE))
