@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
 from diffusers.models.attention_processor import AttnProcessor
+from diffusers.utils import is_accelerate_available
 from safetensors.torch import load_file, save_file
 
 from .base import CONFIG_FILE, Denoiser
@@ -251,9 +252,9 @@ class TinyDenoiser(Denoiser):
         model = cls(cfg["labels"], cfg["resolution"], cfg["architecture"], cfg["num_train_timesteps"], conditioning=cfg.get("conditioning", "class"), patch=cfg.get("patch", 1))
         if (directory / UNET_DIR / "config.json").exists():
             unet_cls = UNet2DConditionModel if isinstance(model.net, CrossAttentionNet) else UNet2DModel
-            # a network of a few MB: accelerate's low-memory loading (an optional
-            # dependency, whose absence diffusers warns about on every load) buys nothing
-            unet = unet_cls.from_pretrained(directory / UNET_DIR, low_cpu_mem_usage=False)
+            # accelerate is optional (the sd extra brings it): without it, load the
+            # plain way instead of letting diffusers warn on every checkpoint load
+            unet = unet_cls.from_pretrained(directory / UNET_DIR, low_cpu_mem_usage=is_accelerate_available())
             if isinstance(model.net, CrossAttentionNet):
                 model.net.unet = unet
                 model.net.tokens.load_state_dict(load_file(directory / TOKENS_FILE))
