@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import os
 import sys
@@ -71,7 +70,9 @@ def materialize(config_path: Path, dataset: str, labels: list[str] | None = None
 
 def cmd_materialize(args) -> int:
     try:
-        budget = parse_duration(args.budget) if args.budget else None
+        budget = parse_duration(args.budget) if args.budget is not None else None
+        if budget is not None and budget <= 0:
+            raise ValueError(f"{args.budget!r} leaves no time: a budget is more than 0 s (examples: 90s, 10m, 1.5h)")
     except ValueError as exc:
         print(f"diffmine: --budget: {exc}", file=sys.stderr)
         return 2
@@ -121,13 +122,24 @@ def cmd_demo(args) -> int:
 # -- sql -----------------------------------------------------------------------------------
 
 
-def _format_table(columns: list[str], rows: list[tuple]) -> str:
-    cells = [[("NULL" if v is None else str(v)) for v in r] for r in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
-    out = [line(columns), line(["-" * w for w in widths])]
-    out += [line(r) for r in cells]
-    return "\n".join(out)
+class _TableWriter:
+    """Aligned columns, streamed: widths come from the header and the first
+    batch (a later, longer cell widens only its own line)."""
+
+    def __init__(self, out, columns: list[str]):
+        self.out, self.columns, self.widths = out, columns, None
+
+    def write(self, rows: list[tuple]) -> None:
+        cells = [[("NULL" if v is None else str(v)) for v in r] for r in rows]
+        if self.widths is None:
+            self.widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(self.columns)]
+            self._line(self.columns)
+            self._line(["-" * w for w in self.widths])
+        for r in cells:
+            self._line(r)
+
+    def _line(self, values) -> None:
+        self.out.write("  ".join(v.ljust(w) for v, w in zip(values, self.widths)).rstrip() + "\n")
 
 
 def run_sql(config_path: Path, query: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
@@ -145,24 +157,50 @@ def _parse_params(items: list[str] | None) -> dict:
     return params
 
 
+def _write_result(out, fmt: str, columns: list[str], batches) -> int:
+    """Write the batches as they come (any size in bounded memory); returns the row count."""
+    n = 0
+    if fmt == "csv":
+        w = csv.writer(out)
+        w.writerow(columns)
+        for batch in batches:
+            w.writerows(batch)
+            n += len(batch)
+    elif fmt == "json":
+        out.write("[")
+        for batch in batches:
+            for row in batch:
+                out.write(("," if n else "") + "\n" + json.dumps(dict(zip(columns, row)), default=str))
+                n += 1
+        out.write("\n]\n")
+    else:
+        table = _TableWriter(out, columns)
+        for batch in batches:
+            table.write(batch)
+            n += len(batch)
+        if table.widths is None:
+            table.write([])
+    return n
+
+
 def cmd_sql(args) -> int:
     t0 = time.monotonic()
+    project = load_config(_config_path(args))
+    catalog = Catalog(project.catalog, Lake(project.lake))
     try:
-        columns, rows = run_sql(_config_path(args), args.query, _parse_params(args.param))
+        with catalog.stream(args.query, _parse_params(args.param)) as (columns, batches):
+            rows = _write_result(sys.stdout, args.format, columns, batches)
+            if args.format == "table":
+                _emit({"rows": rows, "seconds": round(time.monotonic() - t0, 3)})
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (| head): stop quietly; stdout is pointed at
+        # /dev/null so the interpreter's last flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (duckdb.Error, FileNotFoundError) as exc:
         print(f"diffmine sql: {exc}", file=sys.stderr)
         return 2
-    if args.format == "json":
-        print(json.dumps([dict(zip(columns, r)) for r in rows], default=str))
-    elif args.format == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(columns)
-        w.writerows(rows)
-        sys.stdout.write(buf.getvalue())
-    else:
-        print(_format_table(columns, rows))
-        _emit({"rows": len(rows), "seconds": round(time.monotonic() - t0, 3)})
     return 0
 
 
@@ -324,12 +362,26 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--grace", type=float, default=30.0, help="seconds the server gets to stop on Ctrl-C or SIGTERM before it is killed")
     u.set_defaults(fn=cmd_ui)
 
-    args = p.parse_args(argv)
+    args = p.parse_args(_attach_values(sys.argv[1:] if argv is None else argv))
     try:
         return args.fn(args)
-    except ConfigError as exc:
+    except ConfigError as exc:  # a mistake in the config or the command line (unknown dataset, label, asset)
+        if getattr(args, "verbose", False):
+            raise
         print(f"diffmine: {exc}", file=sys.stderr)
         return 2
+
+
+def _attach_values(argv: list[str]) -> list[str]:
+    """`--budget -5s` as `--budget=-5s`: argparse takes a value that starts
+    with '-' for an option and would answer "expected one argument"; this way
+    the budget's own check says what is wrong with it."""
+    out = list(argv)
+    for i in range(len(out) - 1):
+        if out[i] == "--budget" and out[i + 1].startswith("-"):
+            out[i : i + 2] = [f"--budget={out[i + 1]}"]
+            break
+    return out
 
 
 if __name__ == "__main__":

@@ -14,15 +14,17 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.loader import LoadingContext
 
 from .definitions import build_definitions
+from .mining.config.project import ConfigError
 from .mining.datasets.base import DatasetError
 from .mining.datasets.registry import discover
-from .mining.training.estimate import RunEstimate, estimate_run, training_budget
+from .mining.training.estimate import BudgetTooShort, RunEstimate, estimate_run, training_budget
 from .partitions import BASELINE_JOB, DATASET_JOB, LABEL_JOB, REPORT_JOB, asset_key, identifier, job_name, multi_key
 from .storage.lake import Lake
 
 
-class SelectionError(ValueError):
-    pass
+class SelectionError(ConfigError):
+    """An asset, label or dataset the command line named that does not exist:
+    said in one line, like a configuration mistake."""
 
 
 def _job_assets(defs, name: str) -> list[AssetKey]:
@@ -162,6 +164,7 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
 
     runs: list[dict] = []
     skipped: dict[str, int] = {}
+    not_used: dict = {}
     # quiet: the command line prints one line per run; the events are in the UI
     quiet = None if verbose else {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -192,6 +195,8 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
                 if event.is_step_failure and event.event_specific_data is not None:
                     log(f"       {event.step_key}: {_root_cause(getattr(event.event_specific_data, 'error', None)) or event.message}")
         runs.append({"run_id": result.run_id, "partition": what, "assets": [k.path[-1] for k in keys], "success": result.success, "seconds": round(seconds, 2)})
+        if result.success and kind == DATASET_JOB and any(k.path[-1] == "images" for k in keys):
+            not_used.update(_ingest_summary(instance, dataset, result.run_id, log))
         return result.success
 
     ok = True
@@ -217,7 +222,10 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
             planned = _estimate_quietly(project, dataset, log)
             ops = {}
             if budget_s is not None and planned is not None:
-                train_s = training_budget(budget_s, planned)
+                try:
+                    train_s = training_budget(budget_s, planned)
+                except BudgetTooShort as exc:
+                    raise SelectionError(f"--budget: {exc}") from None
                 ops["time_budget_s"] = train_s
                 log(f"budget {budget_s / 60:.1f} min: training gets {train_s / 60:.1f} min")
             if force:
@@ -225,7 +233,8 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
             if ops:
                 run_config = {"ops": {f"{identifier(dataset)}__checkpoint": {"config": ops}}}
         ok = launch(DATASET_JOB, dataset, sorted(set(first) | set(todo), key=lambda k: k.path[-1]), dataset, run_config)
-    label_pairs = []
+    label_pairs, over_budget, left_stale = [], [], []
+    checkpoint = _trained_checkpoint(instance, project, dataset, runs, log) if ok else None
     if ok and (label_keys or baseline_keys):
         pairs = dataset_labels(Lake(project.lake), dataset)
         if labels:
@@ -234,9 +243,22 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
             if missing:
                 raise SelectionError(f"dataset {dataset!r} has no labels {missing}; labels are {[p[0] for p in pairs]}")
             pairs = [by_any[lbl] for lbl in labels]
+        # The checkpoint just continued for new labels: like the new_labels
+        # sensor, mine the labels never mined; those mined with the previous
+        # checkpoint are left stale for the user to ask for (named with
+        # --label, or the next run), or adding one label would cost the whole dataset.
+        mined_before = set()
+        if checkpoint is not None and checkpoint["continued_from"] and not force and not labels:
+            mined_before = set(instance.get_materialized_partitions(asset_key(dataset, "clusters")))
         for label, key in pairs:
-            label_pairs.append(label)
             partition = multi_key(dataset, key)
+            if partition in mined_before:
+                left_stale.append(label)
+                continue
+            if budget_s is not None and time.monotonic() - t0 > budget_s:
+                over_budget.append(label)
+                continue
+            label_pairs.append(label)
             for kind, keys in ((LABEL_JOB, label_keys), (BASELINE_JOB, baseline_keys)):
                 if not keys:
                     continue
@@ -244,7 +266,13 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
                 skip(fresh, label)
                 if todo:
                     ok = launch(kind, partition, todo, f"{dataset} / {label}") and ok
-    if ok and report_keys:
+    if left_stale:
+        log(f"not mined again: {', '.join(left_stale)} (mined with the checkpoint before it continued for new labels; stale in the UI); "
+            f"the same command again mines them, or --label NAME one of them")
+    if over_budget:
+        log(f"budget of {budget_s:.0f} s spent after {time.monotonic() - t0:.0f} s: labels not mined: {', '.join(over_budget)}; "
+            f"the same command again goes on from here (what is done is kept)")
+    if ok and report_keys and not over_budget:  # a report of some labels only would read as the whole dataset's
         todo, fresh = _needs(instance, graph, report_keys, dataset, force)
         skip(fresh, dataset)
         if todo:
@@ -268,6 +296,9 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
         "seconds": round(time.monotonic() - t0, 2),
         "estimated_seconds": round(planned.total_s, 1) if planned else None,
         "budget_seconds": budget_s,
+        "not_used": not_used,
+        "not_mined_over_budget": over_budget,
+        "left_stale": left_stale,
     }
 
 
@@ -281,6 +312,41 @@ def evaluate_dataset(instance: DagsterInstance, config_path: Path, dataset: str,
     if done["failed_runs"]:
         return done, None
     return done, instance.get_latest_materialization_event(asset_key(dataset, "evaluation")).asset_materialization.metadata["figures"].value
+
+
+def _ingest_summary(instance: DagsterInstance, dataset: str, run_id: str, log) -> dict:
+    """What ingestion did not use, by reason, in the default output (the
+    file list is in the images asset's metadata)."""
+    event = instance.get_latest_materialization_event(asset_key(dataset, "images"))
+    if event is None or event.run_id != run_id:
+        return {}
+    meta = event.asset_materialization.metadata
+    by_reason = dict(meta["skipped_by_reason"].value) if "skipped_by_reason" in meta else {}
+    empty = list(meta["empty_labels"].value) if "empty_labels" in meta else []
+    if by_reason or empty:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(by_reason.items(), key=lambda kv: -kv[1]))
+        log(f"       not used: {sum(by_reason.values())} files" + (f" ({reasons})" if reasons else "")
+            + (f"; labels with no usable image: {', '.join(empty)}" if empty else "")
+            + "; the list: the images asset's skipped_files in the UI, or --verbose")
+    return {"files_by_reason": by_reason, "empty_labels": empty}
+
+
+def _trained_checkpoint(instance: DagsterInstance, project, dataset: str, runs: list[dict], log) -> dict | None:
+    """The checkpoint row, when this command's runs trained it (not reused
+    it); says so when a time budget cut its training short."""
+    event = instance.get_latest_materialization_event(asset_key(dataset, "checkpoint"))
+    if event is None or event.run_id not in {r["run_id"] for r in runs}:
+        return None
+    reused = event.asset_materialization.metadata.get("reused")
+    if reused is not None and reused.value:
+        return None
+    row = Lake(project.lake).read_partition("checkpoint", dataset).row(0, named=True)
+    wanted, got = row.get("unbudgeted_steps"), row.get("planned_steps")
+    if wanted and got and got < wanted:
+        new = " (the labels it was continued for had these steps alone)" if row["continued_from"] else ""
+        log(f"warning: the budget cut training to {got} of its {wanted} planned steps{new}: held-out figures will show how much it learned; "
+            f"--force with a longer --budget (or none) trains it again")
+    return row
 
 
 def _root_cause(err) -> str | None:

@@ -52,6 +52,7 @@ def _metadata(name: str, fitted: FittedCheckpoint, data_version: str) -> dict:
         "final_loss": row["final_loss"],
         "data_version_trained_on": data_version,
         "planned_steps": row["planned_steps"],
+        "unbudgeted_steps": row["unbudgeted_steps"],
         "label_gain": records_table(["timesteps", "gain x 1e3", "share of null loss %"],
                                     [[f"{b['t_lo']}-{b['t_hi']}", round(b["gain"] * 1e3, 4), round(b["relative"] * 100, 3)] for b in gain]),
         "loss_curve": picture(loss_chart(fitted.log, f"{name}: denoising loss"), fitted.path / "loss_curve.png", "loss curve"),

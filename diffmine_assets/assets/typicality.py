@@ -113,6 +113,11 @@ def build_typicality_assets(spec):
         dataset, label_key = split_partition_key(context.partition_key)
         opts = diffmine.dataset(dataset).patches
         table, skipped = patch_table(image_typicality, load_array(image_typicality["map_path"][0]), opts)
+        if table.is_empty():
+            # an empty table would pass quietly into features and clusters
+            largest = max(zip(image_typicality["width"], image_typicality["height"]), key=min, default=(0, 0))
+            raise Failure(description=f"label {label_key!r}: no patch: all {len(image_typicality)} images are smaller than the {opts.window_px} px window "
+                                      f"(patches.window_px; the largest is {largest[0]}x{largest[1]} px): set a window that fits the images")
         if skipped:
             context.log.warning(f"{skipped} images smaller than the {opts.window_px}px window were skipped")
         top = table.filter(pl.col("selection") == "top").sort("rank_in_label")

@@ -45,12 +45,44 @@ def _is_lock_error(exc: Exception) -> bool:
     return any(h in str(exc).lower() for h in _LOCK_HINTS)
 
 
+class ReadOnlyError(duckdb.Error):
+    """A statement that could change something, refused before it runs."""
+
+
+# What a reader may run. DuckDB's own parser says what each statement is;
+# everything else (COPY, ATTACH, INSTALL/LOAD, SET, EXPORT, CREATE, DELETE,
+# PRAGMA, CALL, and EXPLAIN, whose ANALYZE form executes its statement) can
+# write a file, a database or the configuration, or fetch an extension.
+# SELECT covers WITH, FROM-first, SHOW, DESCRIBE and SUMMARIZE; DuckDB's
+# query() table function accepts only a SELECT.
+READ_STATEMENTS = (duckdb.StatementType.SELECT,)
+
+# Every reader: no extension is installed or loaded behind the user's back
+# (there may be no network), and no statement can change these settings.
+READER_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False, "allow_community_extensions": False}
+
+
+def read_only_statement(sql: str) -> None:
+    """Refuse, before anything runs, SQL that is not one read-only statement."""
+    statements = duckdb.extract_statements(sql)
+    if not statements:
+        raise ReadOnlyError("no SQL statement to run")
+    refused = [s.type.name for s in statements if s.type not in READ_STATEMENTS]
+    if refused:
+        raise ReadOnlyError(f"the catalog is read-only: {refused[0]} statements are refused (a query is one SELECT: "
+                            "WITH, FROM-first, SHOW, DESCRIBE and SUMMARIZE are SELECTs)")
+    if len(statements) > 1:
+        raise ReadOnlyError(f"one statement at a time, got {len(statements)}")
+
+
 def _connect(path: Path, read_only: bool, timeout_s: float = 60.0) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + timeout_s
     delay = 0.02
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            if read_only:
+                return duckdb.connect(str(path), read_only=True, config={**READER_CONFIG, "lock_configuration": True})
+            return duckdb.connect(str(path))
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_lock_error(exc) or time.monotonic() > deadline:
                 raise
@@ -68,10 +100,11 @@ def view_sql(lake: Lake, table: str) -> str:
 def _remote_reader(lake: Lake) -> duckdb.DuckDBPyConnection:
     # No extension is fetched (there may be no network): the objects are read
     # through the registered fsspec filesystem, not DuckDB's httpfs.
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con = duckdb.connect(":memory:", config=READER_CONFIG)
     con.register_filesystem(lake.fs)
     for t in lake.tables():
         con.execute(view_sql(lake, t))
+    con.execute("SET lock_configuration = true")
     return con
 
 
@@ -132,20 +165,42 @@ class Catalog:
                     leftover.unlink()
 
     def query(self, sql: str, params: dict | None = None, retries: int = 5) -> tuple[list[str], list[tuple]]:
-        """Run a read-only query; retried when a partition was replaced while
-        it was read. DuckDB may open a Parquet file twice (schema, then scan):
-        a rename in between shows it new bytes with old metadata, a transient
-        error that a second reading does not meet."""
+        """Run a read-only query (see `read_only_statement`) and return
+        (columns, every row)."""
+        with self.stream(sql, params, retries=retries) as (columns, batches):
+            return columns, [row for batch in batches for row in batch]
+
+    @contextmanager
+    def stream(self, sql: str, params: dict | None = None, batch_rows: int = 10_000, retries: int = 5):
+        """Run a read-only query and yield (columns, batches): rows come
+        `batch_rows` at a time as DuckDB produces them, so a result of any
+        size passes through in bounded memory.
+
+        Retried when a partition was replaced while it was read (before the
+        first batch is handed out): DuckDB may open a Parquet file twice
+        (schema, then scan), and a rename in between shows it new bytes with
+        old metadata, a transient error that a second reading does not meet."""
+        read_only_statement(sql)
         for attempt in range(retries + 1):
-            try:
-                with self.reader() as con:
+            with self.reader() as con:
+                try:
                     cur = con.execute(sql, params or None)
                     columns = [d[0] for d in cur.description] if cur.description else []
-                    return columns, (cur.fetchall() if cur.description else [])
-            except duckdb.Error as exc:
-                if attempt == retries or not _is_transient_read(exc):
-                    raise
-                time.sleep(0.01 * (attempt + 1))
+                    first = cur.fetchmany(batch_rows) if cur.description else []
+                except duckdb.Error as exc:
+                    if attempt == retries or not _is_transient_read(exc):
+                        raise
+                    time.sleep(0.01 * (attempt + 1))
+                    continue
+
+                def batches(first=first, cur=cur):
+                    batch = first
+                    while batch:
+                        yield batch
+                        batch = cur.fetchmany(batch_rows)
+
+                yield columns, batches()
+                return
         raise AssertionError("unreachable")
 
     @contextmanager

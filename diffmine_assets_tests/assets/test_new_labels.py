@@ -156,3 +156,44 @@ def test_the_sensor_polls_with_the_filter_of_ingestion(tmp_path):
     (data / "hidden" / ".cache" / "0.png").write_bytes(b"x")
     cfg = write_config(tmp_path, [{"name": "photos", "kind": "folder", "path": "photos"}])
     assert discover_labels(load_config(cfg).dataset("photos")) == ["cats"]
+
+
+def test_the_command_line_adds_a_label_as_the_sensor_does_within_its_budget(photos, capsys):
+    """`diffmine materialize` after a new label: the checkpoint continues and
+    only the new label is mined (the old ones are left stale and named, the
+    sensor's choice); a budget bounds the run: refused when mining alone
+    overruns it, checked between runs, and the report waits for every label."""
+    from diffmine_assets.cli import main as cli_main
+    from diffmine_assets.runner import run_dataset
+
+    root, cfg, instance = photos
+    lake = Lake(root / "lake")
+    # a budget the mining alone overruns: refused in one line before any training
+    assert cli_main(["--config", str(cfg), "materialize", "--dataset", "photos", "--budget", "1s"]) == 2
+    err = capsys.readouterr().err
+    assert "too short for this run" in err and "give at least" in err and len(err.strip().splitlines()) == 1, err
+    assert not lake.has_partition("checkpoint", "photos")
+
+    lines = []
+    assert run_dataset(instance, cfg, "photos", select=["images", "checkpoint"], log=lines.append)["failed_runs"] == 0
+    assert not (lake.files_dir("photos", "checkpoints") / "in_progress").exists()  # published: no state left to resume by accident
+    # the budget is spent before the labels: none is started, and no report of some labels is made
+    spent = run_dataset(instance, cfg, "photos", budget_s=0.001, log=lines.append)
+    assert spent["not_mined_over_budget"] == ["cats", "dogs"] and list(spent["ran"]) == ["photos"]  # the files are read, nothing else
+    assert any("labels not mined: cats, dogs" in line for line in lines), lines
+
+    mined = ["image_typicality", "patch_typicality", "patch_features", "clusters"]
+    assert run_dataset(instance, cfg, "photos", select=mined, log=lines.append)["labels"] == ["cats", "dogs"]
+    old = lake.read_partition("checkpoint", "photos").row(0, named=True)
+    for i in range(3):
+        write_image(root / "photos" / "birds" / f"{i}.png", size=(32, 32), seed=200 + i)
+    lines.clear()
+    added = run_dataset(instance, cfg, "photos", select=["images", "checkpoint", *mined], log=lines.append)
+    assert lake.read_partition("checkpoint", "photos").row(0, named=True)["continued_from"] == old["checkpoint_id"]
+    assert added["labels"] == ["birds"] and added["left_stale"] == ["cats", "dogs"], added
+    assert set(added["ran"]) == {"photos", "photos / birds"}
+    assert any("not mined again: cats, dogs" in line for line in lines), lines
+    assert lake.read_partition("image_typicality", "photos", "cats")["checkpoint_id"][0] == old["checkpoint_id"]
+    # the rest when asked for: the same command again mines what is stale, and only that
+    again = run_dataset(instance, cfg, "photos", select=mined, log=lines.append)
+    assert set(again["ran"]) == {"photos / cats", "photos / dogs"} and again["left_stale"] == []

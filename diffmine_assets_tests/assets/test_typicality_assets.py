@@ -85,15 +85,16 @@ def test_rematerializing_is_deterministic_and_never_duplicates(pipeline):
     assert query(root, "select count(*), count(distinct image_id) from image_typicality") == [(24, 24)]
 
 
-def test_checkpoint_rerun_resumes_from_the_finished_state(pipeline):
+def test_a_forced_checkpoint_trains_again_to_the_same_weights(pipeline):
     root, cfg, instance, _ = pipeline
     ckpt_before = query(root, "select checkpoint_id from checkpoint")[0][0]
     # up to date: not run at all
     assert run_dataset(instance, cfg, "builtin", select=["checkpoint"], log=lambda *_: None)["runs"] == 0
-    # forced: it trains again, and the saved state says it is finished
+    # forced: it trains again from the start (a finished fit leaves no state
+    # to resume), and every draw of a step comes from (seed, step)
     run_dataset(instance, cfg, "builtin", select=["checkpoint"], log=lambda *_: None, force=True)
     row = query(root, "select checkpoint_id, resumed_from_step, steps from checkpoint")[0]
-    assert row == (ckpt_before, 30, 30)  # nothing left to train: same weights, same id
+    assert row == (ckpt_before, 0, 30)
 
 
 def test_a_label_missing_from_the_checkpoint_says_to_retrain(tmp_path, monkeypatch):

@@ -37,7 +37,7 @@ class _Strict(BaseModel):
 def parse_duration(value: Any) -> Any:
     """"90s", "10m", "1.5h" or a number of seconds, to seconds."""
     if isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*", value)
+        m = re.fullmatch(r"\s*([-+]?\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*", value)
         if not m:
             raise ValueError(f"{value!r} is not a duration (examples: 90s, 10m, 1.5h)")
         return float(m.group(1)) * {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]

@@ -29,6 +29,30 @@ def label_files(root: Path, folder: Path) -> list[Path]:
     )
 
 
+def left_out(root: Path, folder: Path) -> list[tuple[str, str]]:
+    """What `label_files` leaves out of a label folder, each with its reason,
+    so nothing goes uncounted: hidden files, hidden folders (once, with how
+    many files they hold), system files and links that point nowhere."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                dirnames.remove(d)
+                n = sum(len(f) for _, _, f in os.walk(here / d))
+                out.append(((here / d).relative_to(root).as_posix() + "/", f"hidden: a folder whose name starts with '.' ({n} files not read)"))
+        for f in sorted(filenames):
+            p = here / f
+            rel = p.relative_to(root).as_posix()
+            if f.lower() in IGNORED_NAMES:
+                out.append((rel, "system file: not an image"))
+            elif f.startswith("."):
+                out.append((rel, "hidden: the name starts with '.'"))
+            elif p.is_symlink() and not p.exists():
+                out.append((rel, f"broken link: it points to {os.readlink(p)}, which does not exist"))
+    return out
+
+
 def discover_folder(spec: FolderDataset, files_dir: Path) -> Discovery:
     root = spec.path
     if not root.exists():
@@ -38,7 +62,14 @@ def discover_folder(spec: FolderDataset, files_dir: Path) -> Discovery:
     out = Discovery()
     for entry in sorted(root.iterdir()):
         rel = entry.relative_to(root).as_posix()
-        if entry.name.startswith(".") or entry.name.lower() in IGNORED_NAMES:
+        if entry.name.lower() in IGNORED_NAMES:
+            out.skipped.append((rel, "system file: not an image"))
+            continue
+        if entry.name.startswith("."):
+            out.skipped.append((rel + ("/" if entry.is_dir() else ""), "hidden: the name starts with '.'"))
+            continue
+        if entry.is_symlink() and not entry.exists():
+            out.skipped.append((rel, f"broken link: it points to {os.readlink(entry)}, which does not exist"))
             continue
         if not entry.is_dir():
             out.skipped.append((rel, "not in a label folder: files go in <path>/<label>/"))
@@ -46,6 +77,7 @@ def discover_folder(spec: FolderDataset, files_dir: Path) -> Discovery:
         files = label_files(root, entry)
         for p in files:
             out.candidates.append(Candidate(p, p.relative_to(root).as_posix(), entry.name))
+        out.skipped.extend(left_out(root, entry))
         if not files:
             out.empty_labels.append(entry.name)
     if not out.candidates and not out.empty_labels:

@@ -17,7 +17,7 @@ import polars as pl
 
 from ..config.datasets import LabelRule
 from .base import Candidate, DatasetError, Discovery
-from .folders import derive_label, is_label_folder, label_files
+from .folders import derive_label, is_label_folder, label_files, left_out
 
 _YEAR_RE = re.compile(r"(?<!\d)(1[0-9]{3}|20[0-9]{2})(?!\d)")
 _DECADE_RE = re.compile(r"^(?P<year>1[0-9]{3}|20[0-9]{2})(?:s|'?s)?(?:\s*[-_]\s*(1[0-9]{3}|20[0-9]{2}))?$")
@@ -121,6 +121,7 @@ def discover_ftt(spec, files_dir: Path) -> Discovery:
             out.skipped.extend((p.relative_to(root).as_posix(), f"no label: folder {entry.name!r} is not a decade (1950, 1950s)") for p in files)
             continue
         out.candidates.extend(Candidate(p, p.relative_to(root).as_posix(), decade) for p in files)
+        out.skipped.extend(left_out(root, entry))
         if not files:
             out.empty_labels.append(decade)
     if not out.candidates and not out.skipped and not out.empty_labels:

@@ -144,6 +144,11 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
         shutil.rmtree(staging)
     else:
         os.replace(staging, final)
+    if result.steps >= result.planned_steps:
+        # a finished fit, published: its resumable state and snapshots (copied
+        # above) are done with; left behind, a later fit could resume them
+        shutil.rmtree(checkpoints_dir / IN_PROGRESS, ignore_errors=True)
+        shutil.rmtree(snapshots, ignore_errors=True)
     last = result.log[-1] if result.log else {}
     gain = result.diagnostics[-1]["bands"] if result.diagnostics else []
     cfg = model.config()
@@ -166,6 +171,7 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
                 # held-out L(null) - L(own label) per timestep band: did the model learn the labels?
                 "label_gain": json.dumps(gain),
                 "planned_steps": result.planned_steps,
+                "unbudgeted_steps": result.unbudgeted_steps,
                 "data_version": meta["data_version"],
                 "seed": params["seed"],
                 "params": json.dumps(params, sort_keys=True),

@@ -139,7 +139,18 @@ def estimate_run(labels: list[str], images: int, held_out: int, train_images: in
 
 def training_budget(total_budget_s: float, estimate: RunEstimate) -> float:
     """The seconds training may take so the whole run fits `total_budget_s`:
-    what is left after the estimated typicality and the rest, never under a
-    tenth of the budget."""
-    left = total_budget_s - estimate.typicality_s - estimate.other_s
-    return max(total_budget_s / 10, math.floor(left))
+    what is left after the estimated typicality, translation and the rest.
+    Raises BudgetTooShort when that is under a tenth of the budget: the run
+    would overrun it whatever training got."""
+    rest = estimate.typicality_s + estimate.translation_s + estimate.other_s
+    left = math.floor(total_budget_s - rest)
+    if left < total_budget_s / 10:
+        raise BudgetTooShort(
+            f"a budget of {total_budget_s:.0f} s is too short for this run: besides training, it is estimated at {rest:.0f} s "
+            f"(typicality {estimate.typicality_s:.0f} s, translation {estimate.translation_s:.0f} s, the rest {estimate.other_s:.0f} s); "
+            f"give at least {math.ceil(rest / 0.9)} s, select fewer assets or labels, or run without --budget")
+    return float(left)
+
+
+class BudgetTooShort(ValueError):
+    """Even with no training the run would not fit the time it was given."""

@@ -62,6 +62,8 @@ class TrainResult:
     log: list[dict]
     diagnostics: list[dict] = field(default_factory=list)  # held-out label gain per band, at some steps
     planned_steps: int = 0
+    # the steps asked for before a time budget cut them (planned_steps after)
+    unbudgeted_steps: int = 0
 
 
 def _optimizer(model: Denoiser, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -226,7 +228,7 @@ def train(
         raise ValueError("no training image")
     opt = _optimizer(model, cfg)
     n = len(pixels)
-    total = planned_steps(cfg, n)
+    total = unbudgeted = planned_steps(cfg, n)
     start = 0
     log: list[dict] = []
     diagnostics: list[dict] = []
@@ -342,7 +344,7 @@ def train(
     if ema is not None:
         ema.copy_to(model.module)
     model.module.eval()
-    return TrainResult(steps=step, resumed_from=start, seconds=time.monotonic() - t0, log=log, diagnostics=diagnostics, planned_steps=total)
+    return TrainResult(steps=step, resumed_from=start, seconds=time.monotonic() - t0, log=log, diagnostics=diagnostics, planned_steps=total, unbudgeted_steps=unbudgeted)
 
 
 def _eval_view(model: Denoiser, ema: "_Ema | None") -> Denoiser:

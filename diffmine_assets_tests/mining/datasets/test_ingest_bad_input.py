@@ -41,8 +41,8 @@ def test_corrupt_truncated_and_non_image_files_are_counted_skips(tmp_path):
     assert why["cats/notes.txt"].startswith("not an image")
     assert why["cats/garbage.jpg"].split(":")[0] in ("not an image", "corrupt or truncated", "unreadable")
     assert why["cats/truncated.jpg"].startswith("corrupt or truncated")
-    assert ".DS_Store" not in " ".join(why)  # system files are not even candidates
-    assert sum(r.skip_counts.values()) == 3
+    assert why["cats/.DS_Store"] == "system file: not an image"  # not a candidate, but counted
+    assert sum(r.skip_counts.values()) == 4
     assert Path(r.images["path"][0]) == good.resolve()
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from diffmine_assets.mining.config import TrainingOptions, TranslationOptions, TypicalityOptions
-from diffmine_assets.mining.training.estimate import estimate_run, training_budget, typicality_evaluations
+from diffmine_assets.mining.training.estimate import BudgetTooShort, estimate_run, training_budget, typicality_evaluations
 
 
 def test_typicality_work_is_counted_as_the_engine_spends_it():
@@ -31,7 +31,9 @@ def test_estimate_and_budget_from_a_calibration():
     assert "min in all" in est.describe()
     # a whole-run budget leaves training what typicality and the rest do not take
     assert training_budget(est.total_s, est) == int(est.training_s)
-    assert training_budget(1.0, est) == 0.1  # never less than a tenth of the budget
+    # a budget the rest of the run alone overruns is refused, naming the figures
+    with pytest.raises(BudgetTooShort, match=r"too short .* give at least \d+ s"):
+        training_budget(1.0, est)
     capped = estimate_run(["a", "b"], 1100, 100, 1000, 16, training.model_copy(update={"time_budget": 30}), TypicalityOptions(), calibration=(0.5, 1000.0))
     assert capped.training_steps == 60 and capped.training_s == 30
 

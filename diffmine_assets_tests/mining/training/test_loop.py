@@ -106,6 +106,7 @@ def test_time_budget_cuts_the_run_and_a_resume_keeps_the_cut(tmp_path):
     r = train(m, pixels, keys, names, opts, tmp_path, meta={}, stop_after=2)
     state = load_state(tmp_path)[1]
     assert state["budgeted"] and state["total_steps"] == 2 == r.planned_steps  # one timed step, then the budget is spent
+    assert r.unbudgeted_steps == 1000  # what was asked for is kept beside the cut, so the cut can be reported
     again = train(TinyDenoiser(LABELS, 16), pixels, keys, names, opts.model_copy(update={"time_budget": 3600.0}), tmp_path, meta={})
     assert again.steps == 2 and again.resumed_from == 2  # the recorded number of steps, not a new budget
 
