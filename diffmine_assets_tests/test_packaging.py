@@ -8,9 +8,8 @@ from diffmine_assets_tests.conftest import REPO
 # distributions used without an import of their own name
 NOT_IMPORTED = {
     "dagster-webserver": "the UI server that `diffmine ui` (dagster dev) starts",
-    "scikit-image": "its sample photographs, found with importlib.util.find_spec and read from disk",
 }
-IMPORT_NAMES = {"scikit-learn": "sklearn", "pillow": "PIL", "pyyaml": "yaml", "universal-pathlib": "upath"}
+IMPORT_NAMES = {"scikit-image": "skimage", "scikit-learn": "sklearn", "pillow": "PIL", "pyyaml": "yaml", "universal-pathlib": "upath"}
 
 
 def test_every_pinned_dependency_is_imported_by_the_package():

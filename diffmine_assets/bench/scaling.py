@@ -26,7 +26,7 @@ from ..mining.config.project import with_overrides
 from ..mining.evaluation.metrics import top1_hit_rate
 from ..mining.patches import patch_table
 from ..mining.report.pictures import line_chart
-from ..mining.training.checkpoints import fit
+from ..mining.training.checkpoints import discard_state, fit
 from ..mining.typicality.score import score_labels
 from ..storage.lake import Lake
 from .common import prepare, set_overrides
@@ -67,8 +67,10 @@ def scaling_run(spec, work: Path, sizes=SIZES, log=print) -> dict:
         per_label = max(2, n // labels)
         sized = spec.model_copy(update={"options": spec.options.model_copy(update={"images_per_label": per_label})})
         images, boxes = prepare(sized, work / f"images-{per_label * labels}")
+        model_dir = work / f"model-{per_label * labels}"
+        discard_state(model_dir)  # an interrupted earlier run's state would be resumed, and its time not counted
         t0 = time.monotonic()
-        fitted = fit(spec.name, images, sized.training, sized.options.resolution, f"scaling-{per_label}", work / f"model-{per_label * labels}")
+        fitted = fit(spec.name, images, sized.training, sized.options.resolution, f"scaling-{per_label}", model_dir)
         train_s = time.monotonic() - t0
         t0 = time.monotonic()
         ours = _mine(fitted.model, images, sized)
@@ -79,7 +81,7 @@ def scaling_run(spec, work: Path, sizes=SIZES, log=print) -> dict:
                             for key in sorted(images["label_key"].unique().to_list())])
         base_s = time.monotonic() - t0
         row = {"images": len(images), "train_s": round(train_s, 2), "diffmine_s": round(mine_s, 2), "diffmine_with_training_s": round(train_s + mine_s, 2),
-               "baseline_s": round(base_s, 2), "training_steps": fitted.result.steps,
+               "baseline_s": round(base_s, 2), "training_steps": fitted.result.steps, "resumed_from_step": fitted.result.resumed_from,
                "top1_hit_rate": round(top1_hit_rate(ours, boxes, images)[0], 4), "top1_hit_rate_baseline": round(top1_hit_rate(theirs, boxes, images)[0], 4)}
         log(f"{row['images']:>6} images: diffmine {mine_s:.1f} s (+ training {train_s:.1f} s), baseline {base_s:.1f} s; "
             f"top-1 {row['top1_hit_rate']:.3f} vs {row['top1_hit_rate_baseline']:.3f}")

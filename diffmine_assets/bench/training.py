@@ -24,7 +24,7 @@ from ..mining.config.project import with_overrides
 from ..mining.evaluation.controls import shuffled_labels
 from ..mining.evaluation.metrics import chance_levels
 from ..mining.evaluation.scoring import score_model
-from ..mining.training.checkpoints import fit
+from ..mining.training.checkpoints import discard_state, fit
 from ..mining.training.diagnostics import BandGain, gain_over
 from ..storage.lake import Lake
 from .common import mean_sd, prepare, set_overrides
@@ -55,6 +55,7 @@ def quality_run(spec, images: pl.DataFrame, boxes: pl.DataFrame | None, work_dir
     """Train with `spec.training` (on shuffled labels when control is
     "shuffled") and score the held-out images."""
     train_images = shuffled_labels(images, spec.training.seed) if control == "shuffled" else images
+    discard_state(work_dir)  # a whole training is timed, never the rest of an interrupted one
     t0 = time.monotonic()
     fitted = fit(spec.name, train_images, spec.training, spec.options.resolution, "bench", work_dir, progress)
     train_s = time.monotonic() - t0
@@ -66,6 +67,7 @@ def quality_run(spec, images: pl.DataFrame, boxes: pl.DataFrame | None, work_dir
         "label_gain_in_range": gain_over(gains, spec.typicality.t_min * T, spec.typicality.t_max * T),
         "label_gain_by_band": [round(b.gain, 6) for b in gains],
         "steps": fitted.result.steps,
+        "resumed_from_step": fitted.result.resumed_from,
         "train_seconds": round(train_s, 1),
         "images_per_s": round(fitted.result.steps * spec.training.batch_size / max(fitted.result.seconds, 1e-9), 1),
         "final_val_loss": fitted.table["final_val_loss"][0],
@@ -74,7 +76,7 @@ def quality_run(spec, images: pl.DataFrame, boxes: pl.DataFrame | None, work_dir
     return QualityRun(figures, chance)
 
 
-def summarise(runs: list[dict], keys=("accuracy_val", "top1_hit_rate", "pixel_auc_pr", "label_gain_in_range", "train_seconds")) -> dict:
+def summarise(runs: list[dict], keys=("accuracy_val", "top1_hit_rate", "pixel_auc_pr", "label_gain_in_range", "steps", "train_seconds")) -> dict:
     """Mean and standard deviation over seeds of each figure."""
     return {k: s for k in keys if (s := mean_sd([r.get(k) for r in runs])) is not None}
 

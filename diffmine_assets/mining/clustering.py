@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import polars as pl
-from sklearn.cluster import KMeans
 
 from .config.options import ClusterOptions
 
@@ -21,6 +20,8 @@ def cluster_patches(features: np.ndarray, patches: pl.DataFrame, opts: ClusterOp
     if n == 0:
         raise ValueError("no patches to cluster")
     k = min(opts.k, n)
+    from sklearn.cluster import KMeans  # scikit-learn takes about 2 s to import: only where it is used
+
     km = KMeans(n_clusters=k, random_state=opts.seed, n_init=opts.n_init).fit(features.astype(np.float64))
     assign = km.labels_
     dist = np.linalg.norm(features - km.cluster_centers_[assign], axis=1)

@@ -28,17 +28,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
-from skimage.feature import hog
-from sklearn.neighbors import NearestNeighbors
-from sklearn.svm import LinearSVC
 
 from ..images import load_rgb
 from ..config.options import CorrespondenceOptions
+
+if TYPE_CHECKING:
+    from sklearn.svm import LinearSVC
+
+# scikit-image and scikit-learn (about 2 s to import) are imported in the
+# functions that use them, so loading the definitions does not pay for them
 
 BLOCK = 2  # HOG cells per block side
 
@@ -66,6 +70,8 @@ def image_windows(rgb: np.ndarray, window_px: int, opts: CorrespondenceOptions) 
     if min(h, w) < side:
         d = (opts.cells - BLOCK + 1) ** 2 * BLOCK * BLOCK * opts.orientations
         return np.zeros((0, d), np.float32), np.zeros((0, 4), np.int32), np.zeros(0, np.float32)
+    from skimage.feature import hog
+
     small = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
     blocks = hog(small, orientations=opts.orientations, pixels_per_cell=(opts.cell_px, opts.cell_px), cells_per_block=(BLOCK, BLOCK),
                  feature_vector=False, channel_axis=-1)  # (by, bx, 2, 2, o)
@@ -73,7 +79,7 @@ def image_windows(rgb: np.ndarray, window_px: int, opts: CorrespondenceOptions) 
     win = sliding_window_view(blocks, (nb, nb), axis=(0, 1))  # (ny, nx, 2, 2, o, nb, nb)
     ny, nx = win.shape[:2]
     desc = np.ascontiguousarray(win).reshape(ny * nx, -1).astype(np.float32)
-    energy = np.linalg.norm(desc, axis=1)
+    energy = window_energy(small, opts.cell_px, opts.cells)
     desc = desc - desc.mean(axis=1, keepdims=True)
     desc /= np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-6)
     ys, xs = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
@@ -81,6 +87,18 @@ def image_windows(rgb: np.ndarray, window_px: int, opts: CorrespondenceOptions) 
     y0 = np.round(ys.ravel() * opts.cell_px / f).astype(np.int32)
     boxes = np.stack([x0, y0, np.minimum(x0 + window_px, W), np.minimum(y0 + window_px, H)], axis=1).astype(np.int32)
     return desc, boxes, energy.astype(np.float32)
+
+
+def window_energy(small: np.ndarray, cell_px: int, cells: int) -> np.ndarray:
+    """Gradient energy of every window (the HOG windows' grid, row-major):
+    the sum of gradient magnitudes over its cells, taken from the pixels.
+    Not from the descriptor: HOG's blocks are normalised (L2-Hys), so every
+    descriptor has about the same norm and a filter on it keeps everything."""
+    gy, gx = np.gradient(small.mean(axis=2))
+    magnitude = np.hypot(gx, gy)
+    cy, cx = small.shape[0] // cell_px, small.shape[1] // cell_px
+    per_cell = magnitude[: cy * cell_px, : cx * cell_px].reshape(cy, cell_px, cx, cell_px).sum(axis=(1, 3))
+    return sliding_window_view(per_cell, (cells, cells)).sum(axis=(2, 3)).ravel()
 
 
 def all_windows(paths: list[str], image_ids: list[str], opts: CorrespondenceOptions) -> Windows:
@@ -101,6 +119,8 @@ def neighbours(queries: np.ndarray, query_image: np.ndarray, pool: Windows, k: i
     image and none from the query's own image (-1 where fewer exist). One
     exact k-NN search over enough neighbours to skip whole images."""
     want = min(len(pool.desc), k * per_image_max + per_image_max)
+    from sklearn.neighbors import NearestNeighbors
+
     nn = NearestNeighbors(n_neighbors=want, algorithm="brute", metric="euclidean").fit(pool.desc)
     _, idx = nn.kneighbors(queries)
     out = np.full((len(queries), k), -1, dtype=np.int64)
@@ -139,7 +159,7 @@ def brute_force_neighbours(queries: np.ndarray, query_image: np.ndarray, pool: W
 @dataclass
 class Detector:
     seed: int  # the candidate window it grew from
-    svm: LinearSVC
+    svm: "LinearSVC"
     purity: float
 
 
@@ -155,6 +175,8 @@ def _best_per_image(scores: np.ndarray, image: np.ndarray, images: np.ndarray) -
 
 def mine(positives: Windows, negatives: Windows, opts: CorrespondenceOptions) -> tuple[list[Detector], dict]:
     """The detectors of the positive set, best first, and timings."""
+    from sklearn.svm import LinearSVC
+
     rng = np.random.default_rng(opts.seed)
     t0 = time.monotonic()
     pool = Windows(np.concatenate([positives.desc, negatives.desc]), np.concatenate([positives.boxes, negatives.boxes]),

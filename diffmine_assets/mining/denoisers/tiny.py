@@ -20,9 +20,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
-from diffusers.models.attention_processor import AttnProcessor
-from diffusers.utils import is_accelerate_available
+# diffusers (about 2.5 s to import) is imported where a model is built, so a process that only
+# loads the definitions (a Dagster step worker, the CLI) does not pay for it
 from safetensors.torch import load_file, save_file
 
 from .base import CONFIG_FILE, Denoiser
@@ -89,6 +88,8 @@ class LabelTokens(torch.nn.Module):
 class CrossAttentionNet(torch.nn.Module):
     def __init__(self, architecture: dict, conditions: int):
         super().__init__()
+        from diffusers import UNet2DConditionModel
+
         self.unet = UNet2DConditionModel(**architecture)
         self.tokens = LabelTokens(conditions, architecture["cross_attention_dim"])
 
@@ -101,6 +102,8 @@ def _plain_attention(net: torch.nn.Module) -> None:
     kernel: on these short sequences (64 to 256 tokens) the fused kernel's
     backward pass was a fifth of a training step; the plain one trains about
     1.2x faster with the same results (docs/PERFORMANCE.md)."""
+    from diffusers.models.attention_processor import AttnProcessor
+
     for m in net.modules():
         if hasattr(m, "set_processor") and hasattr(m, "processor"):
             m.set_processor(AttnProcessor())
@@ -124,6 +127,8 @@ class TinyDenoiser(Denoiser):
         self.architecture["sample_size"] = resolution // patch
         self.num_train_timesteps = num_train_timesteps
         torch.manual_seed(seed)
+        from diffusers import DDPMScheduler, UNet2DModel
+
         conditions = len(self.labels) + 1
         if conditioning == "cross-attention":
             self.net = CrossAttentionNet(self.architecture, conditions)
@@ -251,6 +256,9 @@ class TinyDenoiser(Denoiser):
         cfg = json.loads((directory / CONFIG_FILE).read_text())
         model = cls(cfg["labels"], cfg["resolution"], cfg["architecture"], cfg["num_train_timesteps"], conditioning=cfg.get("conditioning", "class"), patch=cfg.get("patch", 1))
         if (directory / UNET_DIR / "config.json").exists():
+            from diffusers import UNet2DConditionModel, UNet2DModel
+            from diffusers.utils import is_accelerate_available
+
             unet_cls = UNet2DConditionModel if isinstance(model.net, CrossAttentionNet) else UNet2DModel
             # accelerate is optional (the sd extra brings it): without it, load the
             # plain way instead of letting diffusers warn on every checkpoint load

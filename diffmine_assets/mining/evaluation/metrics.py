@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import torch
-from sklearn.metrics import average_precision_score
 
 from ..patches import upsample
 
@@ -57,6 +56,8 @@ def distractor_share(patches: pl.DataFrame, boxes: pl.DataFrame, top: int = 50) 
 def pixel_average_precision(maps: np.ndarray, images: pl.DataFrame, boxes: pl.DataFrame) -> tuple[float, int]:
     """Mean over images (holding an own-label element) of the average precision
     of the upsampled map against the mask of own-label element boxes."""
+    from sklearn.metrics import average_precision_score  # scikit-learn takes about 2 s to import: only where it is used
+
     own = boxes.filter(pl.col("role") == "label")
     aps = []
     for i, r in enumerate(images.iter_rows(named=True)):

@@ -23,7 +23,6 @@ from typing import Callable
 import numpy as np
 import polars as pl
 from PIL import Image
-from skimage.metrics import structural_similarity
 
 from ..arrays import load_array
 from ..training.checkpoints import checkpoint_of_rows
@@ -50,6 +49,8 @@ def background_mask(boxes: pl.DataFrame, image_id: str, width: int, height: int,
 def layout_figures(source: np.ndarray, translated: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """(SSIM of standardised luminance, PSNR of RGB) outside the boxes, for
     two (R, R, 3) uint8 images."""
+    from skimage.metrics import structural_similarity  # imported where used: scikit-image is slow to import
+
     a, b = _luminance(source), _luminance(translated)
     rng = float(max(a.max(), b.max()) - min(a.min(), b.min())) or 1.0
     _, ssim_map = structural_similarity(a, b, data_range=rng, win_size=SSIM_WINDOW, full=True)
@@ -81,15 +82,19 @@ def translation_figures(rows: pl.DataFrame, maps: np.ndarray, sources: dict[str,
         return out
     own = boxes.filter(pl.col("role") == "label")
     swaps, ssims, psnrs, unrelated = [], [], [], []
-    ids = rows["image_id"].to_list()
+    ids = list(dict.fromkeys(rows["image_id"].to_list()))
+    same_label: dict[str, list[str]] = {}
+    for image_id, label_key in zip(rows["image_id"], rows["label_key"]):
+        if image_id not in same_label.setdefault(label_key, []):
+            same_label[label_key].append(image_id)
     for i, r in enumerate(rows.iter_rows(named=True)):
         side = outputs[i].shape[0]
         mask = background_mask(boxes, r["image_id"], r["width"], r["height"], side)
         ssim, psnr = layout_figures(sources[r["image_id"]], outputs[i], mask)
         ssims.append(ssim)
         psnrs.append(psnr)
-        # another image of the same source label: what two unrelated scenes score
-        others = [j for j in ids if j != r["image_id"]]
+        # another source image of the same label (else of any label): what two unrelated scenes score
+        others = [j for j in same_label[r["label_key"]] if j != r["image_id"]] or [j for j in ids if j != r["image_id"]]
         if others:
             other = others[i % len(others)]
             unrelated.append(layout_figures(sources[other], outputs[i], mask)[0])

@@ -102,6 +102,13 @@ def fit(
     return publish(dataset, model, result, meta, checkpoints_dir, params)
 
 
+def discard_state(checkpoints_dir: Path) -> None:
+    """Forget an unfinished fit's saved state and snapshots, so the next fit
+    starts at step 0 (a benchmark times whole trainings, never a resume)."""
+    shutil.rmtree(Path(checkpoints_dir) / IN_PROGRESS, ignore_errors=True)
+    shutil.rmtree(snapshots_dir(Path(checkpoints_dir) / IN_PROGRESS), ignore_errors=True)
+
+
 def up_to_date(previous: dict | None, options: TrainingOptions, resolution: int, data_version: str) -> bool:
     """Whether the last published checkpoint was trained on this data with
     these options (all that change results): then it is the answer, and a
@@ -147,8 +154,7 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
     if result.steps >= result.planned_steps:
         # a finished fit, published: its resumable state and snapshots (copied
         # above) are done with; left behind, a later fit could resume them
-        shutil.rmtree(checkpoints_dir / IN_PROGRESS, ignore_errors=True)
-        shutil.rmtree(snapshots, ignore_errors=True)
+        discard_state(checkpoints_dir)
     last = result.log[-1] if result.log else {}
     gain = result.diagnostics[-1]["bands"] if result.diagnostics else []
     cfg = model.config()

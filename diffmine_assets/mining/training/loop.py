@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from diffusers.optimization import get_scheduler
 from safetensors.torch import load_file, save_file
 
 from ..config.options import TrainingOptions as TrainConfig
@@ -361,4 +360,6 @@ def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, done: in
     for group in opt.param_groups:
         group["lr"] = group["initial_lr"] = cfg.learning_rate * group.get("lr_mult", 1.0)
     name = "cosine" if cfg.lr_schedule == "cosine" else "constant_with_warmup"
+    from diffusers.optimization import get_scheduler  # lazily: see denoisers/tiny.py
+
     return get_scheduler(name, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=total, last_epoch=done - 1)

@@ -21,19 +21,24 @@ import contextlib
 import inspect
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from diffusers import DDIMInverseScheduler, DDIMScheduler
 
 from ..config.options import TranslationOptions
 from ..denoisers.base import Denoiser
 from ..precision import autocast, resolve_precision
 
+if TYPE_CHECKING:
+    from diffusers import DDIMInverseScheduler, DDIMScheduler
+
 
 def schedulers(model: Denoiser, opts: TranslationOptions) -> tuple[DDIMScheduler, DDIMInverseScheduler]:
     """DDIM and inverse DDIM on the model's training schedule; no clipping of
     the predicted image (clipping breaks inversion)."""
+    from diffusers import DDIMInverseScheduler, DDIMScheduler  # lazily: see denoisers/tiny.py
+
     cfg = {k: v for k, v in model.schedule_config().items() if not k.startswith("_")}
     cfg.update(clip_sample=False, timestep_spacing="leading", steps_offset=0)
 

@@ -95,6 +95,12 @@ def test_bench_scaling_smoke(tmp_path, capsys):
     for key in ("diffmine_slope", "baseline_slope", "crossover_images", "quality_by_size"):
         assert key in figures
     assert all(r["diffmine_s"] > 0 and r["baseline_s"] > 0 for r in figures["runs"])
+    # run again in the same lake: every training runs whole again (nothing resumed, nothing reused)
+    assert cli_main(argv) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for first, second in zip(figures["runs"], again["runs"]):
+        assert first["training_steps"] == second["training_steps"] == 4
+        assert first["resumed_from_step"] == second["resumed_from_step"] == 0 and second["train_s"] > 0
     assert set(figures["quality_by_size"]) == {"8", "16"}
     assert (tmp_path / "lake" / "files" / "builtin" / "bench" / "scaling" / "scaling.png").exists()
     from diffmine_assets.mining.report.page import render_report
@@ -102,3 +108,18 @@ def test_bench_scaling_smoke(tmp_path, capsys):
     bench = tmp_path / "lake" / "files" / "builtin" / "bench" / "scaling"
     page = render_report("builtin", [], None, {}, scaling=((bench / "scaling.png").read_bytes(), json.loads((bench / "scaling.json").read_text())))
     assert "Cost against the number of images" in page and "baseline_slope" in page
+
+
+def test_candidates_are_drawn_from_the_high_gradient_windows():
+    """Doersch et al. draw candidates among high-contrast patches: on an image
+    flat on its left half and textured on its right, every window that
+    passes the filter lies on the textured side (an energy read from the
+    block-normalised descriptor passed nearly every window)."""
+    rgb = np.full((48, 96, 3), 128, np.uint8)
+    rgb[:, 48:] = (np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)
+    opts = CorrespondenceOptions()
+    _, boxes, energy = image_windows(rgb, 16, opts)
+    strong = energy >= np.median(energy)
+    assert strong.mean() <= 0.6
+    assert (boxes[strong, 2] > 48).all()  # each reaches into the textured half
+    assert energy[boxes[:, 2] <= 44].max() == 0.0  # windows clear of the texture (and of its edge) have none
