@@ -4,6 +4,7 @@ partition, as a backfill launched from the UI would do."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -222,8 +223,10 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
             planned = _estimate_quietly(project, dataset, log)
             ops = {}
             if budget_s is not None and planned is not None:
+                # the label runs this command will make: none without label assets, the named ones with --label
+                share = 0.0 if not (label_keys or baseline_keys) else (min(1.0, len(labels) / max(planned.labels, 1)) if labels else 1.0)
                 try:
-                    train_s = training_budget(budget_s, planned)
+                    train_s = training_budget(budget_s, planned, share, spent_s=time.monotonic() - t0)
                 except BudgetTooShort as exc:
                     raise SelectionError(f"--budget: {exc}") from None
                 ops["time_budget_s"] = train_s
@@ -246,28 +249,29 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
         # The checkpoint just continued for new labels: like the new_labels
         # sensor, mine the labels never mined; those mined with the previous
         # checkpoint are left stale for the user to ask for (named with
-        # --label, or the next run), or adding one label would cost the whole dataset.
-        mined_before = set()
+        # --label, or the next run), or adding one label would cost the whole
+        # dataset. A continuation for changed images alone mines what is stale.
+        mined_before, gained = set(), []
         if checkpoint is not None and checkpoint["continued_from"] and not force and not labels:
-            mined_before = set(instance.get_materialized_partitions(asset_key(dataset, "clusters")))
+            gained = _labels_gained(checkpoint)
+            if gained:
+                mined_before = set(instance.get_materialized_partitions(asset_key(dataset, "clusters")))
         for label, key in pairs:
             partition = multi_key(dataset, key)
             if partition in mined_before:
                 left_stale.append(label)
                 continue
-            if budget_s is not None and time.monotonic() - t0 > budget_s:
-                over_budget.append(label)
+            work = [(kind, *_needs(instance, graph, keys, partition, force)) for kind, keys in ((LABEL_JOB, label_keys), (BASELINE_JOB, baseline_keys)) if keys]
+            if budget_s is not None and any(todo for _, todo, _ in work) and time.monotonic() - t0 > budget_s:
+                over_budget.append(label)  # checked between runs: a run that started finishes
                 continue
             label_pairs.append(label)
-            for kind, keys in ((LABEL_JOB, label_keys), (BASELINE_JOB, baseline_keys)):
-                if not keys:
-                    continue
-                todo, fresh = _needs(instance, graph, keys, partition, force)
+            for kind, todo, fresh in work:
                 skip(fresh, label)
                 if todo:
                     ok = launch(kind, partition, todo, f"{dataset} / {label}") and ok
     if left_stale:
-        log(f"not mined again: {', '.join(left_stale)} (mined with the checkpoint before it continued for new labels; stale in the UI); "
+        log(f"not mined again: {', '.join(left_stale)} (mined with the checkpoint before it continued for the new labels {', '.join(gained)}; stale in the UI); "
             f"the same command again mines them, or --label NAME one of them")
     if over_budget:
         log(f"budget of {budget_s:.0f} s spent after {time.monotonic() - t0:.0f} s: labels not mined: {', '.join(over_budget)}; "
@@ -325,10 +329,21 @@ def _ingest_summary(instance: DagsterInstance, dataset: str, run_id: str, log) -
     empty = list(meta["empty_labels"].value) if "empty_labels" in meta else []
     if by_reason or empty:
         reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(by_reason.items(), key=lambda kv: -kv[1]))
-        log(f"       not used: {sum(by_reason.values())} files" + (f" ({reasons})" if reasons else "")
+        log(f"       not used: {sum(by_reason.values())}" + (f" ({reasons})" if reasons else "")
             + (f"; labels with no usable image: {', '.join(empty)}" if empty else "")
             + "; the list: the images asset's skipped_files in the UI, or --verbose")
     return {"files_by_reason": by_reason, "empty_labels": empty}
+
+
+def _labels_gained(checkpoint: dict) -> list[str]:
+    """Label keys a continued checkpoint has that the one it continued from
+    did not (read from that checkpoint's training record; none if it is gone)."""
+    record = Path(checkpoint["path"]).parent / checkpoint["continued_from"] / "training.json"
+    try:
+        before = set(json.loads(record.read_text())["labels"])
+    except (OSError, ValueError, KeyError):
+        return []
+    return [k for k in checkpoint["labels"] if k not in before]
 
 
 def _trained_checkpoint(instance: DagsterInstance, project, dataset: str, runs: list[dict], log) -> dict | None:

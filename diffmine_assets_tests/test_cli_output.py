@@ -84,7 +84,7 @@ def test_a_default_run_says_what_it_did_not_use_and_an_empty_stage_fails(tmp_pat
     out = done.stdout + done.stderr
     said = [line for line in out.splitlines() if "not used:" in line]
     assert len(said) == 1, out[-3000:]
-    for part in ("6 files", "hidden", "system file", "broken link", "not in a label folder", "not an image", "labels with no usable image: green"):
+    for part in ("not used: 6 (", "hidden", "system file", "broken link", "not in a label folder", "not an image", "labels with no usable image: green"):
         assert part in said[0], (part, said[0])
     figures = json.loads(done.stdout.splitlines()[-1])
     assert sum(figures["not_used"]["files_by_reason"].values()) == 6 and figures["not_used"]["empty_labels"] == ["green"]

@@ -81,3 +81,23 @@ def test_results_stream_and_a_closed_pipe_ends_quietly(lake_project):
     assert done.stdout.splitlines() == ["i"] + [str(i) for i in range(25000)]
     done = subprocess.run([*diffmine, "select range as i from range(25000)", "--format", "json"], capture_output=True, text=True, timeout=120)
     assert [r["i"] for r in json.loads(done.stdout)] == list(range(25000))
+
+
+def test_reader_settings_are_locked_and_a_notebook_connection_coexists(lake_project, tmp_path, capsys):
+    import duckdb
+
+    cfg, lake = lake_project
+    catalog = Catalog(tmp_path / "catalog.duckdb", lake)
+    # a notebook's own read-only connection, in the same process, as the README suggests
+    notebook = duckdb.connect(str(tmp_path / "catalog.duckdb"), read_only=True)
+    try:
+        with catalog.reader() as con:
+            for sql in ("SET autoinstall_known_extensions = true", "SET enable_external_access = false"):
+                with pytest.raises(duckdb.InvalidInputException, match="configuration has been locked"):
+                    con.execute(sql)
+        assert notebook.execute("select count(*) from images").fetchone() == (13,)
+        for sql, want in (("show tables", "images"), ("describe images", "label"), ("summarize images", "n")):
+            assert cli_main(["--config", str(cfg), "sql", sql, "--format", "csv"]) == 0
+            assert want in capsys.readouterr().out, sql
+    finally:
+        notebook.close()

@@ -75,15 +75,22 @@ def read_only_statement(sql: str) -> None:
         raise ReadOnlyError(f"one statement at a time, got {len(statements)}")
 
 
-def _connect(path: Path, read_only: bool, timeout_s: float = 60.0) -> duckdb.DuckDBPyConnection:
+def _connect_reader(path: Path, timeout_s: float = 60.0) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB (READER_CONFIG) that attaches the catalog read-only
+    and then locks its configuration. Attached, not opened with that
+    configuration: DuckDB refuses two connections of one process to one file
+    with different configurations, and a notebook may hold a plain one."""
     deadline = time.monotonic() + timeout_s
     delay = 0.02
     while True:
+        con = duckdb.connect(":memory:", config=READER_CONFIG)
         try:
-            if read_only:
-                return duckdb.connect(str(path), read_only=True, config={**READER_CONFIG, "lock_configuration": True})
-            return duckdb.connect(str(path))
+            con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS catalog (READ_ONLY)")
+            con.execute("USE catalog")
+            con.execute("SET lock_configuration = true")
+            return con
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            con.close()
             if not _is_lock_error(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(delay * (1 + random.random()))
@@ -214,7 +221,7 @@ class Catalog:
             return
         if not self.path.exists():
             raise FileNotFoundError(f"no catalog at {self.path}: materialize a dataset first (diffmine demo)")
-        con = _connect(self.path, read_only=True)
+        con = _connect_reader(self.path)
         try:
             yield con
         finally:

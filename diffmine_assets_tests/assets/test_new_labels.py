@@ -197,3 +197,9 @@ def test_the_command_line_adds_a_label_as_the_sensor_does_within_its_budget(phot
     # the rest when asked for: the same command again mines what is stale, and only that
     again = run_dataset(instance, cfg, "photos", select=mined, log=lines.append)
     assert set(again["ran"]) == {"photos / cats", "photos / dogs"} and again["left_stale"] == []
+    # new images in an existing label: the checkpoint continues with no new label, and what is stale is mined as before
+    write_image(root / "photos" / "cats" / "9.png", size=(32, 32), seed=300)
+    lines.clear()
+    changed = run_dataset(instance, cfg, "photos", select=["images", "checkpoint", *mined], log=lines.append)
+    assert changed["left_stale"] == [] and {"photos / birds", "photos / cats", "photos / dogs"} <= set(changed["ran"]), changed
+    assert not any("not mined again" in line for line in lines)

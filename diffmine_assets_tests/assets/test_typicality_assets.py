@@ -225,7 +225,10 @@ def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline
     # the control was trained like the model (same steps) on shuffled labels, and is kept: a second eval trains nothing
     trained = list((root / "lake" / "files" / "builtin" / "controls" / "shuffled").glob("*/training.json"))
     assert len(trained) == 1 and json.loads(trained[0].read_text())["steps"] == 30
+    state = root / "lake" / "files" / "builtin" / "controls" / "shuffled" / "in_progress" / "train_state.json"
+    stamp = state.stat().st_mtime_ns
     again = _evaluate(cfg, "shuffled")
+    assert state.stat().st_mtime_ns == stamp  # found finished: not one step trained, not even a save
     assert again["control"] == control
     assert len(list((root / "lake" / "files" / "builtin" / "controls" / "shuffled").glob("*/training.json"))) == 1
     # the untrained control is built like the checkpoint's network (here 2x2 cells, the default)

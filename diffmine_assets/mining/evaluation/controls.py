@@ -39,10 +39,11 @@ def shuffled_labels(images: pl.DataFrame, seed: int) -> pl.DataFrame:
 
 def fit_shuffled_control(dataset: str, images: pl.DataFrame, options, resolution: int, data_version: str, controls_dir: Path, progress: Callable[[dict], None] | None = None) -> FittedCheckpoint:
     """Train the shuffled-label control with the dataset's own training
-    options. Its state is kept under `controls_dir`, so a second call with
-    the same data and options finds the run finished and trains nothing."""
+    options. Its finished state is kept under `controls_dir` (keep_state),
+    so a second call with the same data and options finds the run finished
+    and trains nothing."""
     shuffled = shuffled_labels(images, options.seed)
-    return fit(dataset, shuffled, options, resolution, f"{data_version}-shuffled", controls_dir / "shuffled", progress)
+    return fit(dataset, shuffled, options, resolution, f"{data_version}-shuffled", controls_dir / "shuffled", progress, keep_state=True)
 
 
 def control_model(kind: str, spec, checkpoint: dict, images: pl.DataFrame, controls_dir: Path, log: Callable[[str], None] = print) -> tuple[Denoiser, Path | None]:

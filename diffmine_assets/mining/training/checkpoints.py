@@ -56,6 +56,7 @@ def fit(
     progress: Callable[[dict], None] | None = None,
     stop_after: int | None = None,
     previous: dict | None = None,
+    keep_state: bool = False,
 ) -> FittedCheckpoint:
     """Train the dataset's denoiser. With `previous` (the last published
     checkpoint's row) and data that changed since, training continues from
@@ -99,7 +100,7 @@ def fit(
         stop_after=stop_after,
         in_model_space=True,
     )
-    return publish(dataset, model, result, meta, checkpoints_dir, params)
+    return publish(dataset, model, result, meta, checkpoints_dir, params, keep_state)
 
 
 def discard_state(checkpoints_dir: Path) -> None:
@@ -136,7 +137,7 @@ def continuation_base(previous: dict | None, options: TrainingOptions, resolutio
     return previous
 
 
-def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, checkpoints_dir: Path, params: dict) -> FittedCheckpoint:
+def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, checkpoints_dir: Path, params: dict, keep_state: bool = False) -> FittedCheckpoint:
     staging = checkpoints_dir / f".staging-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
@@ -151,9 +152,10 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
         shutil.rmtree(staging)
     else:
         os.replace(staging, final)
-    if result.steps >= result.planned_steps:
+    if result.steps >= result.planned_steps and not keep_state:
         # a finished fit, published: its resumable state and snapshots (copied
         # above) are done with; left behind, a later fit could resume them
+        # (`keep_state`: the caller wants exactly that, a second fit that finds it finished)
         discard_state(checkpoints_dir)
     last = result.log[-1] if result.log else {}
     gain = result.diagnostics[-1]["bands"] if result.diagnostics else []

@@ -137,19 +137,23 @@ def estimate_run(labels: list[str], images: int, held_out: int, train_images: in
     return RunEstimate(images, len(labels), steps, train_s, evaluations, evaluations / rate, other, per_step, rate, trans, trans / rate * slower)
 
 
-def training_budget(total_budget_s: float, estimate: RunEstimate) -> float:
+def training_budget(total_budget_s: float, estimate: RunEstimate, share: float = 1.0, spent_s: float = 0.0) -> float:
     """The seconds training may take so the whole run fits `total_budget_s`:
-    what is left after the estimated typicality, translation and the rest.
-    Raises BudgetTooShort when that is under a tenth of the budget: the run
-    would overrun it whatever training got."""
-    rest = estimate.typicality_s + estimate.translation_s + estimate.other_s
-    left = math.floor(total_budget_s - rest)
+    what is left after `spent_s` (already used: reading the files, the
+    estimate) and the estimated typicality, translation and the rest of the
+    `share` of the labels the run will mine (0 when it mines none). Raises
+    BudgetTooShort when that is under a tenth of the budget: the run would
+    overrun it whatever training got."""
+    rest = share * (estimate.typicality_s + estimate.translation_s + estimate.other_s)
+    left = total_budget_s - spent_s - rest
     if left < total_budget_s / 10:
+        need = math.ceil((rest + spent_s) / 0.9) + 1
         raise BudgetTooShort(
-            f"a budget of {total_budget_s:.0f} s is too short for this run: besides training, it is estimated at {rest:.0f} s "
-            f"(typicality {estimate.typicality_s:.0f} s, translation {estimate.translation_s:.0f} s, the rest {estimate.other_s:.0f} s); "
-            f"give at least {math.ceil(rest / 0.9)} s, select fewer assets or labels, or run without --budget")
-    return float(left)
+            f"a budget of {total_budget_s:.0f} s is too short for this run: besides training, it is estimated at {rest + spent_s:.0f} s "
+            f"(typicality {share * estimate.typicality_s:.0f} s, translation {share * estimate.translation_s:.0f} s, "
+            f"the rest {share * estimate.other_s:.0f} s, already spent {spent_s:.0f} s); "
+            f"give at least {need} s, select fewer assets or labels, or run without --budget")
+    return float(math.floor(left))
 
 
 class BudgetTooShort(ValueError):

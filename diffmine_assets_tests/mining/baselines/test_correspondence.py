@@ -112,14 +112,16 @@ def test_bench_scaling_smoke(tmp_path, capsys):
 
 def test_candidates_are_drawn_from_the_high_gradient_windows():
     """Doersch et al. draw candidates among high-contrast patches: on an image
-    flat on its left half and textured on its right, every window that
-    passes the filter lies on the textured side (an energy read from the
-    block-normalised descriptor passed nearly every window)."""
-    rgb = np.full((48, 96, 3), 128, np.uint8)
-    rgb[:, 48:] = (np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)
+    of faint texture on its left half and strong texture on its right, every
+    window that passes the filter reaches into the strong half. (An energy
+    read from the block-normalised descriptor is about the same for both
+    textures, and let as many faint windows through as strong ones.)"""
+    noise = np.random.default_rng(0).random((48, 96, 3))
+    rgb = (128 + (noise - 0.5) * np.where(np.arange(96) < 48, 16, 250)[None, :, None]).astype(np.uint8)
     opts = CorrespondenceOptions()
     _, boxes, energy = image_windows(rgb, 16, opts)
     strong = energy >= np.median(energy)
-    assert strong.mean() <= 0.6
-    assert (boxes[strong, 2] > 48).all()  # each reaches into the textured half
-    assert energy[boxes[:, 2] <= 44].max() == 0.0  # windows clear of the texture (and of its edge) have none
+    assert 0.3 <= strong.mean() <= 0.6
+    assert (boxes[strong, 2] > 48).all()
+    faint, bright = energy[boxes[:, 2] <= 44], energy[boxes[:, 0] >= 52]
+    assert faint.max() * 5 < bright.min()

@@ -34,6 +34,8 @@ def test_estimate_and_budget_from_a_calibration():
     # a budget the rest of the run alone overruns is refused, naming the figures
     with pytest.raises(BudgetTooShort, match=r"too short .* give at least \d+ s"):
         training_budget(1.0, est)
+    # a run that mines no label (--select checkpoint) gives training the whole budget, less what is spent
+    assert training_budget(100.0, est, share=0.0, spent_s=10.5) == 89.0
     capped = estimate_run(["a", "b"], 1100, 100, 1000, 16, training.model_copy(update={"time_budget": 30}), TypicalityOptions(), calibration=(0.5, 1000.0))
     assert capped.training_steps == 60 and capped.training_s == 30
 
