@@ -119,6 +119,10 @@ def test_builtin_end_to_end_on_postgres_celery_and_s3_with_a_worker_killed(tmp_p
         home = Path(env["DAGSTER_HOME"])
         procs = []
         try:
+            # two workers: two GPUs in the torch pool, set the way docs/DEPLOY.md says. First, alone: it
+            # creates the instance's tables in the empty database, which two workers starting at once
+            # would race to create (one dies on "type asset_keys already exists")
+            subprocess.run([str(BIN / "dagster"), "instance", "concurrency", "set", "torch", "2"], env=env, cwd=home, check=True, capture_output=True)
             # two workers, one run at a time each, on both queues
             workers = []
             for name in ("w1", "w2"):
@@ -128,8 +132,6 @@ def test_builtin_end_to_end_on_postgres_celery_and_s3_with_a_worker_killed(tmp_p
                                                  "-n", name, "--", "--concurrency", "1"],
                                                 env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             procs += workers
-            # two workers: two GPUs in the torch pool, set the way docs/DEPLOY.md says
-            subprocess.run([str(BIN / "dagster"), "instance", "concurrency", "set", "torch", "2"], env=env, cwd=home, check=True, capture_output=True)
             procs.append(subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-m", "diffmine_assets.definitions"], env=env, cwd=home,
                                           stdout=open(tmp_path / "daemon.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
             os.environ.update(DAGSTER_HOME=str(home), DAGSTER_POSTGRES_URL=pg)
