@@ -142,11 +142,6 @@ class _TableWriter:
         self.out.write("  ".join(v.ljust(w) for v, w in zip(values, self.widths)).rstrip() + "\n")
 
 
-def run_sql(config_path: Path, query: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
-    project = load_config(config_path)
-    return Catalog(project.catalog, Lake(project.lake)).query(query, params)
-
-
 def _parse_params(items: list[str] | None) -> dict:
     params = {}
     for item in items or []:
