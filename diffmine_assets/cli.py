@@ -247,9 +247,11 @@ def cmd_eval(args) -> int:
     if figures is None:
         print(f"diffmine eval: the evaluation run failed (run {run['run_ids'][-1][:8]}; see above, or the UI)", file=sys.stderr)
         return 1
-    for k, v in figures.items():
-        if k not in ("goals_met",):
-            print(f"{k:28s} {v}")
+    from .mining.evaluation.verdicts import verdict_lines  # see the note on imports above
+
+    print(f"{args.dataset}: checkpoint {figures['checkpoint_id']}, {figures['labels']} labels, {figures['images']} images")
+    for line in verdict_lines(figures):
+        print(line)
     _emit(figures)
     return 0
 

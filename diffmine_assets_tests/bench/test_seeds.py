@@ -10,7 +10,8 @@ def _run(acc, top1, ssim, regen_ssim):
             "chance": {"accuracy_val": 0.25, "top1_hit_rate": 0.1},
             "control": {"kind": "shuffled", "accuracy_val": 0.3, "top1_hit_rate": 0.35},
             "translation_control": {"kind": "plain regeneration", "layout_ssim": regen_ssim},
-            "goals_met": {"accuracy_val": acc >= 0.95, "top1_hit_rate": top1 >= 0.9, "layout_ssim": ssim >= 0.7}}
+            "gaps": {"layout_ssim_minus_regeneration": {"difference": ssim - regen_ssim, "low": ssim - regen_ssim - 0.01, "high": ssim - regen_ssim + 0.01}},
+            "goals_met": {"accuracy_val": acc >= 0.95, "top1_hit_rate": top1 >= 0.9}}
 
 
 def test_goals_on_means_use_the_datasets_preset_only():
@@ -19,12 +20,13 @@ def test_goals_on_means_use_the_datasets_preset_only():
     # photo-shapes sets accuracy >= 0.9 and top-1 >= 0.85: they must not judge the planted dataset
     assert planted["goals_met_on_means"]["accuracy_val"] is False
     assert planted["goals_met_on_means"]["top1_hit_rate"] is False
-    assert planted["goals_met_on_means"]["layout_ssim_above_regeneration"] is True
+    # the translation gap is judged on its interval over the seeds (0.05 both times: sd 0, interval [0.05, 0.05])
+    assert planted["goals_met_on_means"]["layout_ssim_minus_regeneration"] is True
     shapes = _spread(runs, "shuffled", "photo-shapes")
     assert shapes["goals_met_on_means"]["accuracy_val"] is True and shapes["goals_met_on_means"]["top1_hit_rate"] is True
     assert planted["translation_control"]["layout_ssim"]["mean"] == 0.21
     assert planted["control"]["accuracy_val"]["mean"] == 0.3
-    assert _spread(runs, "shuffled", None)["goals_met_on_means"] == {}
+    assert _spread(runs, "shuffled", None)["goals_met_on_means"] == {"layout_ssim_minus_regeneration": True}
 
 
 def test_a_seed_study_runs_the_graph_and_its_evaluation_asset_on_new_seeds(tmp_path, monkeypatch):

@@ -17,6 +17,12 @@ def test_the_benchmark_compares_on_equal_footing():
     fig = run_benchmark(model, x0, "a", base, image_size=16, window=6, stride=2, target=0.2, reference_n=32, equal_n=8, repeats=1,
                         held_out_share=0.5, ladder=(8, 16), log=lines.append)
     assert fig["precision"] == "float32" and fig["ladder"] == [8, 16]
+    # equal footing: the engine ran at the published loop's precision, and both estimate the same maps (the same estimand)
+    assert fig["engine_precision"] == fig["precision"]
+    assert fig["spearman_published_vs_engine_equal_n"] > 0.3, fig["spearman_published_vs_engine_equal_n"]
+    # the same budget in samples: equal_n for both sides, each scored against the same float32 reference
+    assert fig["equal_n"] == 8 and set(fig["spearman_at_equal_n"]) == {"published", "engine"}
+    assert all(-1 <= v <= 1 for v in fig["spearman_at_equal_n"].values())
     assert any(line.startswith("published loop (float32)") for line in lines) and any("engine (" in line for line in lines)
     for key in ("fidelity_speedup", "speedup_from_sampling", "speedup_from_batching", "overhead_ratio", "speedup_from_precision_not_counted"):
         assert key in fig

@@ -62,5 +62,7 @@ def goals_met(figures: dict, goals: dict) -> CheckOutcome:
     """The quality goals of a dataset with ground truth (name -> met)."""
     missed = sorted(k for k, v in goals.items() if not v)
     metadata = {k: figures[k] for k in goals if k in figures and isinstance(figures[k], (int, float))}
+    # a translation goal is a paired difference: its value and interval
+    metadata.update({k: f"{g['difference']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]" for k, g in (figures.get("gaps") or {}).items() if k in goals})
     return CheckOutcome(not missed, "every quality goal met" if not missed else f"goals not met: {', '.join(missed)}",
                         {**metadata, "missed": ", ".join(missed) or "none"})

@@ -46,21 +46,33 @@ def fit_shuffled_control(dataset: str, images: pl.DataFrame, options, resolution
     return fit(dataset, shuffled, options, resolution, f"{data_version}-shuffled", controls_dir / "shuffled", progress, keep_state=True)
 
 
-def control_model(kind: str, spec, checkpoint: dict, images: pl.DataFrame, controls_dir: Path, log: Callable[[str], None] = print) -> tuple[Denoiser, Path | None]:
-    """(model, folder of its published checkpoint or None) of the control of
-    `kind` for the dataset's `checkpoint`: `shuffled` (trained the same way
-    on permuted labels; trained once and kept under `controls_dir`) or
-    `untrained` (what the backend calls untrained: the same network never
-    trained, or the pretrained model it was finetuned from)."""
+def control_recipe(training, checkpoint: dict):
+    """The training options a control gets: the dataset's, with the steps
+    the checkpoint actually trained (its record, whatever fixed them: a
+    time budget, epochs, a continuation's extra steps) and no time budget,
+    so the control has the model's budget in steps on any machine and load."""
+    steps = checkpoint.get("steps")
+    return training.model_copy(update={"steps": int(steps), "time_budget": None}) if steps else training
+
+
+def control_model(kind: str, spec, checkpoint: dict, images: pl.DataFrame, controls_dir: Path,
+                  log: Callable[[str], None] = print) -> tuple[Denoiser, Path | None, int | None]:
+    """(model, folder of its published checkpoint or None, steps it trained
+    or None) of the control of `kind` for the dataset's `checkpoint`:
+    `shuffled` (trained from scratch on permuted labels for the checkpoint's
+    recorded steps, `control_recipe`; trained once and kept under
+    `controls_dir`) or `untrained` (what the backend calls untrained: the
+    same network never trained, or the pretrained model it was finetuned from)."""
     if kind == "untrained":
-        return untrained_like(checkpoint["path"], spec.training), None
+        return untrained_like(checkpoint["path"], spec.training), None, None
     if kind != "shuffled":
         raise ValueError(f"unknown control {kind!r}; controls are shuffled, untrained, none")
-    log("control: the same training on the same images with the labels shuffled across them (trained once, then kept) ...")
+    recipe = control_recipe(spec.training, checkpoint)
+    log(f"control: the same training ({recipe.steps} steps, the checkpoint's) on the same images with the labels shuffled across them (trained once, then kept) ...")
 
     def progress(row: dict) -> None:
         if row.get("step", 0) % 100 == 0 and "loss" in row:
             log(f"  control step {row['step']}/{row['total_steps']}")
 
-    fitted = fit_shuffled_control(spec.name, images, spec.training, spec.options.resolution, checkpoint["data_version"], controls_dir, progress)
-    return fitted.model, fitted.path
+    fitted = fit_shuffled_control(spec.name, images, recipe, spec.options.resolution, checkpoint["data_version"], controls_dir, progress)
+    return fitted.model, fitted.path, fitted.result.steps

@@ -84,7 +84,8 @@ def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Pat
     translated = stored.translations
     if translated is not None and not translated.is_empty() and len(keys) > 1:
         with_control = control != "none"
-        log("translations: scoring the stored ones" + (", then plain regeneration (no injection) of the same images, their control ..." if with_control else ""))
+        log("translations: scoring the stored ones and their sources left untranslated (the chance level)"
+            + (", then plain regeneration (no injection) of the same images, their control ..." if with_control else " ..."))
         tf, tc = translation_evaluation(translated, typ_all, images, boxes, ckpt, spec, files, with_control)
         chance.update(tf.pop("chance"))
         figures.update(tf)
@@ -92,10 +93,12 @@ def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Pat
             figures["translation_control"] = {"kind": "plain regeneration", **{k: v for k, v in tc.items() if k != "chance"}}
     ctrl_path = None
     if control != "none":
-        ctrl, ctrl_path = control_model(control, spec, ckpt, images, files("controls"), log)
+        ctrl, ctrl_path, ctrl_steps = control_model(control, spec, ckpt, images, files("controls"), log)
         log(f"scoring the {control} control like the model ...")
         c = score_model(ctrl, images, boxes, spec.typicality, spec.patches).figures
-        figures["control"] = {"kind": control, **c}
+        # a control that did not get the model's steps is flagged, never silently compared
+        figures["control"] = {"kind": control, **c, "steps": ctrl_steps, "model_steps": ckpt.get("steps"),
+                              "same_budget": None if ctrl_steps is None else ctrl_steps == ckpt.get("steps")}
         for key in ("pixel_auc_pr", "localisation_ap", "accuracy_val"):
             if key in figures and c.get(key):
                 figures[f"{key}_over_{control}"] = round(figures[key] / c[key], 3)
@@ -128,9 +131,10 @@ def localisation_along_training(dataset: str, spec, ckpt: dict, boxes, images: p
 
 
 def evaluation_table(figures: dict, spec) -> pl.DataFrame:
-    """The figures as rows (label, metric, value, chance, control): every
-    number of `evaluate`, per-label figures under their label, the others
-    under "all"."""
+    """The figures as rows (label, metric, value, chance, control, and the
+    95 % interval where one was measured): every number of `evaluate`,
+    per-label figures under their label, the others under "all"; the
+    translations' paired differences from their controls as `<figure>_minus_<control>`."""
     control = figures.get("control") or {}
     translation_control = figures.get("translation_control") or {}
     chance = figures.get("chance") or {}
@@ -149,6 +153,10 @@ def evaluation_table(figures: dict, spec) -> pl.DataFrame:
             for label, v in value.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     rows.append((label, base, float(v), chance.get(base) if chance.get(base) is not None else figures.get("accuracy_chance"), None, None))
+    rows = [(*r, None, None) for r in rows]
+    for name, gap in (figures.get("gaps") or {}).items():
+        # a paired difference: its null is 0, its interval is the 95 % bootstrap over images
+        rows.append(("all", name, float(gap["difference"]), 0.0, None, None, float(gap["low"]), float(gap["high"])))
     params = json.dumps({name: getattr(spec, name).model_dump(mode="json") for name in ("training", "typicality", "patches", "features", "clusters")}, sort_keys=True)
     return pl.DataFrame(
         {
@@ -159,10 +167,12 @@ def evaluation_table(figures: dict, spec) -> pl.DataFrame:
             "chance": [None if r[3] is None else float(r[3]) for r in rows],
             "control": [None if r[4] is None or isinstance(r[4], bool) else float(r[4]) for r in rows],
             "control_kind": [r[5] if r[4] is not None else None for r in rows],
+            "interval_low": [r[6] for r in rows],
+            "interval_high": [r[7] for r in rows],
             "checkpoint_id": [figures["checkpoint_id"]] * len(rows),
             "params": [params] * len(rows),
             "evaluated_at": [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())] * len(rows),
         },
         schema={"dataset": pl.String, "label": pl.String, "metric": pl.String, "value": pl.Float64, "chance": pl.Float64, "control": pl.Float64,
-                "control_kind": pl.String, "checkpoint_id": pl.String, "params": pl.String, "evaluated_at": pl.String},
+                "control_kind": pl.String, "interval_low": pl.Float64, "interval_high": pl.Float64, "checkpoint_id": pl.String, "params": pl.String, "evaluated_at": pl.String},
     )

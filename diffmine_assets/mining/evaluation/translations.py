@@ -1,12 +1,18 @@
-"""How good translations are, on datasets with ground-truth boxes, beside
-their control: the same images inverted and regenerated under the same
-targets without injection (plain regeneration).
+"""How good translations are, beside their controls: plain regeneration
+(the same images inverted and regenerated under the same targets without
+injection: is the injection worth it?) and the source left untranslated,
+scored under the same (target, source) pair (did the label change at all?).
+Each figure is also given as a paired difference from each control, with a
+95 % bootstrap interval over images (`gaps`); a goal is met only when the
+interval clears zero.
 
 - `translation_target_win`: share of translations more typical of their target
-  label than of their source label (chance 0.5: a coin says which);
+  label than of their source label (its chance level: the untranslated
+  source's share, computed);
 - `element_swap_rate`: of the translations whose source image holds an element
   of its own label, the share where that element's box is, after translation,
-  more typical of the target than of the source (chance 0.5);
+  more typical of the target than of the source (chance: the untranslated
+  source's share);
 - `layout_ssim`: structural similarity (scikit-image) of source and translation
   outside every element box, on luminance standardised per image, so that a
   label-wide change of tint does not count as lost layout; its chance level is
@@ -26,7 +32,9 @@ from PIL import Image
 
 from ..arrays import load_array
 from ..training.checkpoints import checkpoint_of_rows
-from ..translation.tables import translate_label
+from ..tensors import model_space
+from ..translation.tables import score_translations, translate_label
+from .intervals import paired_gap
 
 SSIM_WINDOW = 7
 
@@ -70,72 +78,129 @@ def box_mean(tmap: np.ndarray, box: tuple[float, float, float, float], width: in
     return float(tmap[fy0:fy1, fx0:fx1].mean())
 
 
+def per_translation(rows: pl.DataFrame, maps: np.ndarray, sources: dict[str, np.ndarray], outputs: list[np.ndarray], boxes: pl.DataFrame | None) -> pl.DataFrame:
+    """One row per translation (image_id, target_label_key) with what each
+    figure counts: `target_win` (1/0), `element_swap` (1/0; null where the
+    source holds no element of its label), `layout_ssim` and `background_psnr_db`
+    (null without boxes), and `unrelated_ssim`: the layout figure between the
+    output and another source image of the same label (else of any label)."""
+    win = (maps[:, 0].mean(axis=(1, 2)) > maps[:, 1].mean(axis=(1, 2))).astype(float)
+    n = len(rows)
+    swaps, ssims, psnrs, unrelated = [None] * n, [None] * n, [None] * n, [None] * n
+    if boxes is not None:
+        own = boxes.filter(pl.col("role") == "label")
+        ids = list(dict.fromkeys(rows["image_id"].to_list()))
+        same_label: dict[str, list[str]] = {}
+        for image_id, label_key in zip(rows["image_id"], rows["label_key"]):
+            if image_id not in same_label.setdefault(label_key, []):
+                same_label[label_key].append(image_id)
+        for i, r in enumerate(rows.iter_rows(named=True)):
+            side = outputs[i].shape[0]
+            mask = background_mask(boxes, r["image_id"], r["width"], r["height"], side)
+            ssims[i], psnrs[i] = layout_figures(sources[r["image_id"]], outputs[i], mask)
+            others = [j for j in same_label[r["label_key"]] if j != r["image_id"]] or [j for j in ids if j != r["image_id"]]
+            if others:
+                unrelated[i] = layout_figures(sources[others[i % len(others)]], outputs[i], mask)[0]
+            element = own.filter(pl.col("image_id") == r["image_id"]).head(1)  # one element per image: images count once
+            for b in element.iter_rows(named=True):
+                box = (b["x0"], b["y0"], b["x1"], b["y1"])
+                swaps[i] = float(box_mean(maps[i, 0], box, r["width"], r["height"]) > box_mean(maps[i, 1], box, r["width"], r["height"]))
+    return pl.DataFrame({"image_id": rows["image_id"], "target_label_key": rows["target_label_key"], "target_win": win,
+                         "element_swap": swaps, "layout_ssim": ssims, "background_psnr_db": psnrs, "unrelated_ssim": unrelated},
+                        schema={"image_id": pl.String, "target_label_key": pl.String, "target_win": pl.Float64, "element_swap": pl.Float64,
+                                "layout_ssim": pl.Float64, "background_psnr_db": pl.Float64, "unrelated_ssim": pl.Float64})
+
+
+def _mean(values: pl.Series, digits: int) -> float:
+    values = values.drop_nulls().drop_nans()
+    return round(float(values.mean()), digits) if len(values) else float("nan")
+
+
+def summarise(each: pl.DataFrame, with_boxes: bool) -> dict:
+    """The figures of `per_translation`'s rows, with the layout figure's chance level."""
+    out: dict = {"translation_target_win": _mean(each["target_win"], 4), "translations": len(each), "chance": {}}
+    if not with_boxes:
+        return out
+    psnr = each["background_psnr_db"].filter(each["background_psnr_db"].is_finite())
+    out.update({
+        "element_swap_rate": _mean(each["element_swap"], 4),
+        "element_swap_translations": int(each["element_swap"].drop_nulls().len()),
+        "layout_ssim": _mean(each["layout_ssim"], 4),
+        "background_psnr_db": _mean(psnr, 2),
+    })
+    unrelated = each["unrelated_ssim"].drop_nulls()
+    out["chance"]["layout_ssim"] = _mean(unrelated, 4) if len(unrelated) else None
+    return out
+
+
 def translation_figures(rows: pl.DataFrame, maps: np.ndarray, sources: dict[str, np.ndarray], outputs: list[np.ndarray], boxes: pl.DataFrame | None) -> dict:
     """Figures of a set of translations. `rows`: one per translation (image_id,
     label_key, target_label_key, width, height), in the order of `maps`
     ((P, 2, h, w): under target, under source) and `outputs` (uint8 images at
     model resolution); `sources`: image_id -> the source at model resolution."""
-    win = (maps[:, 0].mean(axis=(1, 2)) > maps[:, 1].mean(axis=(1, 2))).astype(float)
-    out: dict = {"translation_target_win": round(float(win.mean()), 4) if len(win) else float("nan"), "translations": len(rows),
-                 "chance": {"translation_target_win": 0.5}}
-    if boxes is None:
-        return out
-    own = boxes.filter(pl.col("role") == "label")
-    swaps, ssims, psnrs, unrelated = [], [], [], []
-    ids = list(dict.fromkeys(rows["image_id"].to_list()))
-    same_label: dict[str, list[str]] = {}
-    for image_id, label_key in zip(rows["image_id"], rows["label_key"]):
-        if image_id not in same_label.setdefault(label_key, []):
-            same_label[label_key].append(image_id)
-    for i, r in enumerate(rows.iter_rows(named=True)):
-        side = outputs[i].shape[0]
-        mask = background_mask(boxes, r["image_id"], r["width"], r["height"], side)
-        ssim, psnr = layout_figures(sources[r["image_id"]], outputs[i], mask)
-        ssims.append(ssim)
-        psnrs.append(psnr)
-        # another source image of the same label (else of any label): what two unrelated scenes score
-        others = [j for j in same_label[r["label_key"]] if j != r["image_id"]] or [j for j in ids if j != r["image_id"]]
-        if others:
-            other = others[i % len(others)]
-            unrelated.append(layout_figures(sources[other], outputs[i], mask)[0])
-        elements = own.filter(pl.col("image_id") == r["image_id"])
-        for b in elements.iter_rows(named=True):
-            box = (b["x0"], b["y0"], b["x1"], b["y1"])
-            swaps.append(box_mean(maps[i, 0], box, r["width"], r["height"]) > box_mean(maps[i, 1], box, r["width"], r["height"]))
-            break  # one element per image: images count once
-    out.update({
-        "element_swap_rate": round(float(np.mean(swaps)), 4) if swaps else float("nan"),
-        "element_swap_translations": len(swaps),
-        "layout_ssim": round(float(np.nanmean(ssims)), 4) if ssims else float("nan"),
-        "background_psnr_db": round(float(np.mean([p for p in psnrs if np.isfinite(p)])), 2) if psnrs else float("nan"),
-    })
-    out["chance"].update({"element_swap_rate": 0.5, "layout_ssim": round(float(np.nanmean(unrelated)), 4) if unrelated else None})
-    return out
+    return summarise(per_translation(rows, maps, sources, outputs, boxes), boxes is not None)
 
 
 def _pixels(path: str) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def _figures_of(rows: pl.DataFrame, maps: np.ndarray, boxes: pl.DataFrame | None) -> dict:
+def _per_translation_of(rows: pl.DataFrame, maps: np.ndarray, boxes: pl.DataFrame | None, outputs_column: str = "path") -> pl.DataFrame:
     sources = {r["image_id"]: _pixels(r["source_model_path"]) for r in rows.unique("image_id").iter_rows(named=True)}
-    return translation_figures(rows, maps, sources, [_pixels(p) for p in rows["path"]], boxes)
+    return per_translation(rows, maps, sources, [_pixels(p) for p in rows[outputs_column]], boxes)
+
+
+# what each translation figure is compared with: plain regeneration (is the
+# injection worth it?) and, where nothing changing is the null, the source
+# left untranslated (did the label change at all?)
+GAPS = {"regeneration": ("target_win", "element_swap", "layout_ssim"), "untranslated": ("target_win", "element_swap")}
+FIGURE_OF = {"target_win": "translation_target_win", "element_swap": "element_swap_rate", "layout_ssim": "layout_ssim"}
+
+
+def translation_gaps(model: pl.DataFrame, controls: dict[str, pl.DataFrame]) -> dict[str, dict]:
+    """`<figure>_minus_<control>`: the paired difference per translation
+    (same image, same target) with its 95 % bootstrap interval over images."""
+    gaps = {}
+    for control, columns in GAPS.items():
+        if control not in controls:
+            continue
+        for column in columns:
+            gap = paired_gap(model, controls[control], column)
+            if gap is not None:
+                gaps[f"{FIGURE_OF[column]}_minus_{control}"] = gap
+    return gaps
 
 
 def translation_evaluation(translated: pl.DataFrame, typicality: pl.DataFrame, images: pl.DataFrame, boxes: pl.DataFrame | None, checkpoint: dict,
                            spec, files: Callable[..., Path], with_control: bool = True) -> tuple[dict, dict | None]:
     """Figures of the stored translations (every label's `translations`
-    rows), and of their control: the same images inverted and regenerated
-    under the same targets without injection, written under
-    `files("controls", "regenerate", ...)` (`files`: the dataset's files folder)."""
+    rows) with the sources left untranslated, scored under the same target
+    and source labels, as their chance level; and, with `with_control`, the
+    figures of plain regeneration: the same images inverted and regenerated
+    under the same targets without injection (written under
+    `files("controls", "regenerate", ...)`; `files`: the dataset's files
+    folder). The model's figures carry `gaps`: each figure minus each
+    control's, paired, with a 95 % interval."""
     # each label's map file read once; rows keep their own order, maps follow them
     stored = {path: load_array(path).astype(np.float32) for path in translated["map_path"].unique(maintain_order=True)}
     maps = np.stack([stored[p][i] for p, i in zip(translated["map_path"], translated["map_index"])])
-    model_figures = _figures_of(translated, maps, boxes)
-    if not with_control:
-        return model_figures, None
+    model_each = _per_translation_of(translated, maps, boxes)
+    model_figures = summarise(model_each, boxes is not None)
     checkpoint_id = translated["checkpoint_id"][0]
     model = checkpoint_of_rows(translated, checkpoint, files("checkpoints"))
+    # the source itself under the same (target, source) pair: what a translation that changed nothing scores
+    sources = model_space(model, translated["source_path"].to_list())
+    pilot = images.filter(pl.col("label_key").is_in(model.labels))
+    unchanged = score_translations(model, sources, translated["label_key"].to_list(), translated["target_label_key"].to_list(), spec.typicality, pilot)
+    untranslated_each = _per_translation_of(translated, unchanged.maps.numpy(), boxes, outputs_column="source_model_path")
+    untranslated = summarise(untranslated_each, boxes is not None)
+    model_figures["chance"]["translation_target_win"] = untranslated["translation_target_win"]
+    if boxes is not None:
+        model_figures["chance"]["element_swap_rate"] = untranslated["element_swap_rate"]
+    controls = {"untranslated": untranslated_each}
+    if not with_control:
+        model_figures["gaps"] = translation_gaps(model_each, controls)
+        return model_figures, None
     tables, control_maps = [], []
     for key in sorted(translated["label_key"].unique().to_list()):
         typ = typicality.filter(pl.col("label_key") == key)
@@ -143,4 +208,7 @@ def translation_evaluation(translated: pl.DataFrame, typicality: pl.DataFrame, i
         t, m = translate_label(model, typ, images, key, spec.translation, spec.typicality, out_dir, checkpoint_id, method="regenerate")
         tables.append(t)
         control_maps.append(m)
-    return model_figures, _figures_of(pl.concat(tables), np.concatenate(control_maps), boxes)
+    regeneration_each = _per_translation_of(pl.concat(tables), np.concatenate(control_maps), boxes)
+    controls["regeneration"] = regeneration_each
+    model_figures["gaps"] = translation_gaps(model_each, controls)
+    return model_figures, summarise(regeneration_each, boxes is not None)

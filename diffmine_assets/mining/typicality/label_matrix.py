@@ -43,6 +43,25 @@ def _image_losses(model: Denoiser, x0, noise: NoiseSet, img, smp, cond, batch_si
     return out
 
 
+def replicate_stderr(diff: torch.Tensor, have: torch.Tensor, group: torch.Tensor, groups: int) -> torch.Tensor:
+    """(B, L) standard error of each entry's mean from its replicates: each
+    replicate's mean over the samples the entry got (`have`, (B, N, L)), then
+    the spread of those means over the replicates that got any. Replicates
+    are read from `group`, never from sample order: iid sampling interleaves
+    them (sample i is in replicate i mod G), so the first samples of a
+    non-finalist touch every replicate, a few samples each."""
+    B, N, L = diff.shape
+    idx = group.view(1, N, 1).expand(B, N, L)
+    sums = torch.zeros((B, groups, L), dtype=torch.float64).scatter_add_(1, idx, torch.where(have, diff, 0).double())
+    counts = torch.zeros((B, groups, L), dtype=torch.float64).scatter_add_(1, idx, have.double())
+    g_have = counts > 0
+    reps = sums / counts.clamp_min(1)
+    n_g = g_have.sum(1)
+    mean_g = torch.where(g_have, reps, 0).sum(1) / n_g.clamp_min(1)
+    var = torch.where(g_have, (reps - mean_g.unsqueeze(1)) ** 2, 0).sum(1) / (n_g - 1).clamp_min(1)
+    return torch.where(n_g > 1, (var / n_g).sqrt(), float("nan"))
+
+
 def label_scores(model: Denoiser, x0: torch.Tensor, own: TypicalityResult, own_key: str, labels: list[str], opts: TypicalityOptions) -> LabelScores:
     """Every image's typicality under every label of `labels`, on the noise
     set of `own` (the maps pass of the images' own label `own_key`), reusing
@@ -98,12 +117,6 @@ def label_scores(model: Denoiser, x0: torch.Tensor, own: TypicalityResult, own_k
     samples = torch.where(full, N, first)
     have = ~torch.isnan(diff)
     scores = torch.where(have, diff, 0).sum(1) / samples
-    groups = noise.group.view(1, N, 1).expand(B, N, L)
-    reps = torch.zeros((B, G, L), dtype=torch.float64).scatter_add_(1, groups, torch.where(have, diff, 0)) / per_group
-    g_have = torch.where(full.unsqueeze(1), torch.ones(1, G, 1, dtype=torch.bool), (torch.arange(G) < first // per_group).view(1, G, 1))
-    n_g = g_have.sum(1)
-    mean_g = torch.where(g_have, reps, 0).sum(1) / n_g
-    var = torch.where(g_have, (reps - mean_g.unsqueeze(1)) ** 2, 0).sum(1) / (n_g - 1).clamp_min(1)
-    stderr = torch.where(n_g > 1, (var / n_g).sqrt(), float("nan"))
+    stderr = replicate_stderr(diff, have, noise.group, G)
     predicted = torch.where(finalist, scores, float("-inf")).argmax(1)
     return LabelScores(list(labels), scores.float(), stderr.float(), samples, finalist, predicted, rows, time.monotonic() - t0)

@@ -29,3 +29,19 @@ def test_shuffle_keeps_counts_per_split_and_moves_labels():
     assert (joined["label"].str.to_lowercase() == joined["label_key"]).all()
     assert (joined["label_shuffled"].str.to_lowercase() == joined["label_key_shuffled"]).all()  # label text follows its key
     assert shuffled_labels(images, seed=0).equals(out) and not shuffled_labels(images, seed=1).equals(out)
+
+
+def test_the_control_trains_the_steps_the_checkpoint_trained():
+    """Issue 25: the control was trained from the config's options, so a
+    model cut by a time budget, or continued with extra steps, was compared
+    with a control of another budget."""
+    from diffmine_assets.mining.config import TrainingOptions
+    from diffmine_assets.mining.evaluation.controls import control_recipe
+
+    budgeted = TrainingOptions(epochs=60, time_budget="10m")
+    recipe = control_recipe(budgeted, {"steps": 137, "continued_from": None})
+    assert recipe.steps == 137 and recipe.time_budget is None
+    # a continued checkpoint: its recorded steps are the whole run's (first training and continuation)
+    assert control_recipe(TrainingOptions(steps=500, continue_steps=250), {"steps": 750, "continued_from": "abc"}).steps == 750
+    # everything else is the model's
+    assert recipe.model_copy(update={"steps": None, "time_budget": budgeted.time_budget}) == budgeted

@@ -85,3 +85,30 @@ def test_tensors_are_scored_under_the_labels_given_and_the_noise_is_the_datasets
         score_labels(model, x0, OPTS)
     with pytest.raises(ValueError, match="names labels for 2 images; there are 4"):
         score_labels(model, x0[:4], OPTS, under=["a", "b"])
+
+
+def test_the_label_matrix_error_reads_replicates_from_the_noise_set_not_from_sample_order():
+    """Issue 25: under sampling iid, replicate g holds samples g, g + G, ...;
+    a non-finalist entry got the first 8 of 16 samples, two in each of 4
+    replicates. Its error is the spread of those 4 replicate means (the old
+    code took replicates 0 and 1 as whole, and divided their partial sums by 4)."""
+    import numpy as np
+    import torch
+
+    from diffmine_assets.mining.typicality.label_matrix import replicate_stderr
+
+    rng = np.random.default_rng(0)
+    N, G = 16, 4
+    diff = torch.from_numpy(rng.normal(size=(1, N, 1)))
+    have = torch.zeros((1, N, 1), dtype=torch.bool)
+    have[:, :8] = True
+    iid = torch.arange(N) % G
+    got = float(replicate_stderr(diff, have, iid, G)[0, 0])
+    d = diff[0, :8, 0].numpy()
+    means = np.array([d[g::G].mean() for g in range(G)])
+    assert got == pytest.approx(means.std(ddof=1) / np.sqrt(G))
+    # contiguous replicates (the stratified samplers): the first 8 samples are replicates 0 and 1, whole
+    contiguous = torch.arange(N) // (N // G)
+    got = float(replicate_stderr(diff, have, contiguous, G)[0, 0])
+    means = np.array([d[:4].mean(), d[4:8].mean()])
+    assert got == pytest.approx(means.std(ddof=1) / np.sqrt(2))

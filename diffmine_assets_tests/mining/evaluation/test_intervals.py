@@ -1,0 +1,68 @@
+"""Paired differences from a control, with their interval: what every
+translation goal is judged by (issue 25: a strict `>` on a margin of 0.01
+with no uncertainty was called a goal met)."""
+
+import numpy as np
+import polars as pl
+
+from diffmine_assets.bench.seeds import gaps_over_runs
+from diffmine_assets.mining.evaluation.goals import judge
+from diffmine_assets.mining.evaluation.intervals import paired_gap
+
+
+def scored(values: dict[str, list[float]]) -> pl.DataFrame:
+    return pl.DataFrame([{"image_id": i, "target_label_key": f"t{j}", "layout_ssim": v} for i, vs in values.items() for j, v in enumerate(vs)])
+
+
+def test_a_method_equal_to_its_control_does_not_clear_zero():
+    same = scored({f"i{k}": [0.3, 0.5] for k in range(6)})
+    gap = paired_gap(same, same, "layout_ssim")
+    assert gap == {"difference": 0.0, "low": 0.0, "high": 0.0, "pairs": 12, "images": 6}
+    assert judge({"gaps": {"layout_ssim_minus_regeneration": gap}}, None) == {"layout_ssim_minus_regeneration": False}
+
+
+def test_a_consistent_gain_clears_and_noise_does_not():
+    rng = np.random.default_rng(0)
+    control = scored({f"i{k}": list(rng.random(3)) for k in range(20)})
+    better = control.with_columns(pl.col("layout_ssim") + 0.1 + rng.normal(0, 0.02, len(control)))
+    gap = paired_gap(better, control, "layout_ssim")
+    assert 0.09 < gap["difference"] < 0.11 and 0.08 < gap["low"] < gap["difference"] < gap["high"] < 0.12
+    noisy = control.with_columns(pl.col("layout_ssim") + rng.normal(0, 0.2, len(control)))
+    gap = paired_gap(noisy, control, "layout_ssim")
+    assert gap["low"] < 0 < gap["high"]
+
+
+def test_a_small_mean_margin_with_wide_uncertainty_is_not_a_goal_met():
+    """The old goal (layout_ssim > regeneration's) was met by any margin; the
+    interval of the paired difference must clear zero."""
+    rng = np.random.default_rng(1)
+    control = scored({f"i{k}": [0.25] * 3 for k in range(8)})
+    model = control.with_columns(pl.col("layout_ssim") + 0.01 + rng.normal(0, 0.1, len(control)))
+    gap = paired_gap(model, control, "layout_ssim")
+    assert model["layout_ssim"].mean() > control["layout_ssim"].mean()
+    assert judge({"gaps": {"layout_ssim_minus_regeneration": gap}}, "planted")["layout_ssim_minus_regeneration"] is False
+
+
+def test_an_images_translations_are_resampled_together():
+    """Two images, ten targets each, one all +1 and one all -1: resampling
+    images, the mean is -1, 0 or +1, so the interval spans both; resampling
+    the 20 pairs as if independent would give about +-0.45."""
+    control = scored({"a": [0.0] * 10, "b": [0.0] * 10})
+    model = scored({"a": [1.0] * 10, "b": [-1.0] * 10})
+    gap = paired_gap(model, control, "layout_ssim")
+    assert gap["difference"] == 0.0 and gap["low"] == -1.0 and gap["high"] == 1.0 and gap["images"] == 2
+
+
+def test_pairs_are_matched_by_image_and_target_not_by_row():
+    control = scored({"a": [0.1, 0.9], "b": [0.5, 0.5]})
+    model = control.with_columns(pl.col("layout_ssim") + 0.2).reverse()
+    assert paired_gap(model, control, "layout_ssim")["difference"] == 0.2
+
+
+def test_over_seeds_the_interval_is_over_runs():
+    runs = [{"gaps": {"layout_ssim_minus_regeneration": {"difference": d, "low": d - 0.01, "high": d + 0.01}}} for d in (0.05, 0.06, -0.04)]
+    gap = gaps_over_runs(runs)["layout_ssim_minus_regeneration"]
+    assert gap["difference"] == round(np.mean([0.05, 0.06, -0.04]), 4) and gap["n"] == 3
+    assert gap["low"] < 0 < gap["high"]  # each run's own interval clears zero in two runs of three: over seeds it does not
+    one = gaps_over_runs(runs[:1])["layout_ssim_minus_regeneration"]
+    assert (one["low"], one["high"]) == (runs[0]["gaps"]["layout_ssim_minus_regeneration"]["low"], runs[0]["gaps"]["layout_ssim_minus_regeneration"]["high"])
