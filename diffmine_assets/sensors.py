@@ -41,7 +41,29 @@ def _unusable_labels(context: SensorEvaluationContext, dataset: str) -> dict[str
     return dict(entry.value) if entry is not None else {}
 
 
-def build_new_label_sensor(jobs, interval_s: int = 30):
+SENSOR_INTERVAL_ENV = "DIFFMINE_SENSOR_INTERVAL"
+DEFAULT_SENSOR_INTERVAL_S = 30
+
+
+def sensor_interval() -> int:
+    """Seconds between the sensor's looks at the data: DIFFMINE_SENSOR_INTERVAL,
+    default 30 (each look lists every declared folder: a large collection on a
+    network disk may want minutes)."""
+    raw = os.environ.get(SENSOR_INTERVAL_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SENSOR_INTERVAL_S
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{SENSOR_INTERVAL_ENV}={raw!r}: give whole seconds of at least 1 (default {DEFAULT_SENSOR_INTERVAL_S})")
+    return value
+
+
+def build_new_label_sensor(jobs, interval_s: int | None = None):
+    interval_s = sensor_interval() if interval_s is None else interval_s
+
     @sensor(
         name="new_labels",
         jobs=jobs,

@@ -15,7 +15,7 @@ from diffmine_assets.mining.config import TrainingOptions
 from diffmine_assets.partitions import multi_key
 from diffmine_assets.runner import run_dataset
 from diffmine_assets.storage.lake import Lake
-from diffmine_assets_tests.conftest import FAST, SMALL_BUILTIN, write_config, write_image
+from diffmine_assets_tests.conftest import FAST, write_config, write_image
 
 QUIET = dict(log=lambda *_: None)
 
@@ -24,12 +24,16 @@ def materializations(instance, name: str) -> int:
     return len(instance.fetch_materializations(AssetKey(["builtin", name]), limit=1000).records)
 
 
-def test_a_second_materialize_trains_nothing_and_scores_nothing(project, instance):
+def test_a_second_materialize_does_nothing_and_an_option_that_changes_results_marks_what_it_changes_stale(project, instance):
+    """Days of use in one project (one whole-graph run shared by every step
+    of the story): run again, force one step, change a logging option, then
+    an option that changes results."""
     first = run_dataset(instance, project, "builtin", **QUIET)
     assert first["failed_runs"] == 0 and first["runs"] == 6
     ckpt = Lake(project.parent / "lake").read_partition("checkpoint", "builtin")["checkpoint_id"][0]
     counts = {n: materializations(instance, n) for n in ("checkpoint", "image_typicality", "clusters", "report")}
 
+    # the same command again trains nothing and scores nothing
     second = run_dataset(instance, project, "builtin", **QUIET)
     assert second["failed_runs"] == 0
     assert {n: materializations(instance, n) for n in counts} == counts
@@ -40,9 +44,6 @@ def test_a_second_materialize_trains_nothing_and_scores_nothing(project, instanc
     forced = run_dataset(instance, project, "builtin", labels=["amber"], select=["image_typicality"], force=True, **QUIET)
     assert forced["ran"] == {"builtin / amber": ["image_typicality", "label_matrix", "typicality_history"]}
 
-
-def test_an_option_that_changes_results_marks_what_it_changes_stale(project, instance):
-    assert run_dataset(instance, project, "builtin", **QUIET)["failed_runs"] == 0
     cfg = yaml.safe_load(project.read_text())
     # a logging interval changes nothing: all stays fresh
     cfg["datasets"][0]["training"]["log_every"] = 7

@@ -203,3 +203,16 @@ def test_the_command_line_adds_a_label_as_the_sensor_does_within_its_budget(phot
     changed = run_dataset(instance, cfg, "photos", select=["images", "checkpoint", *mined], log=lines.append)
     assert changed["left_stale"] == [] and {"photos / birds", "photos / cats", "photos / dogs"} <= set(changed["ran"]), changed
     assert not any("not mined again" in line for line in lines)
+
+
+def test_the_sensor_interval_is_set_by_the_environment_and_checked(monkeypatch):
+    from diffmine_assets.sensors import SENSOR_INTERVAL_ENV, build_new_label_sensor, sensor_interval
+
+    monkeypatch.delenv(SENSOR_INTERVAL_ENV, raising=False)
+    assert sensor_interval() == 30
+    monkeypatch.setenv(SENSOR_INTERVAL_ENV, "5")
+    assert build_new_label_sensor([]).minimum_interval_seconds == 5
+    for bad in ("0", "-3", "5s", "fast"):
+        monkeypatch.setenv(SENSOR_INTERVAL_ENV, bad)
+        with pytest.raises(ValueError, match=f"{SENSOR_INTERVAL_ENV}='{bad}'"):
+            sensor_interval()

@@ -47,7 +47,7 @@ def cluster_home(root: Path, pg: str, broker: str, endpoint: str) -> dict:
     return dict(os.environ, **aws_env(endpoint), DAGSTER_HOME=str(home), DIFFMINE_DEPLOYMENT="cluster",
                 DIFFMINE_LAKE_URL="s3://lake/e2e", DIFFMINE_CELERY_BROKER=f"{broker}/0", DIFFMINE_CELERY_BACKEND=f"{broker}/1",
                 DAGSTER_POSTGRES_URL=pg, DIFFMINE_LOG_BUCKET="logs", DIFFMINE_LAKE_MIRROR=str(root / "mirror"),
-                OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+                OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", DIFFMINE_SENSOR_INTERVAL="5",
                 # dagster-celery starts `celery` from PATH: this environment's
                 PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 
@@ -113,113 +113,128 @@ QUERIES = {
 def test_builtin_end_to_end_on_postgres_celery_and_s3_with_a_worker_killed(tmp_path):
     cfg = write_config(tmp_path, [SMALL_BUILTIN])
     (tmp_path / "dagster.yaml").unlink()  # the instance is the cluster's, in home/
-    with postgres() as pg, redis() as broker, s3() as endpoint:
-        env = cluster_home(tmp_path, pg, broker, endpoint)
-        env["DIFFMINE_CONFIG"] = str(cfg)
-        home = Path(env["DAGSTER_HOME"])
-        procs = []
-        try:
-            # two workers: two GPUs in the torch pool, set the way docs/DEPLOY.md says. First, alone: it
-            # creates the instance's tables in the empty database, which two workers starting at once
-            # would race to create (one dies on "type asset_keys already exists")
-            subprocess.run([str(BIN / "dagster"), "instance", "concurrency", "set", "torch", "2"], env=env, cwd=home, check=True, capture_output=True)
-            # two workers, one run at a time each, on both queues
-            workers = []
-            for name in ("w1", "w2"):
-                log = open(tmp_path / f"{name}.log", "w")
-                workers.append(subprocess.Popen([str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-                                                 "-y", str(REPO / "deploy" / "cluster" / "celery.yaml"), "-q", "gpu,cpu",
-                                                 "-n", name, "--", "--concurrency", "1"],
-                                                env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-            procs += workers
-            procs.append(subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-m", "diffmine_assets.definitions"], env=env, cwd=home,
-                                          stdout=open(tmp_path / "daemon.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
-            os.environ.update(DAGSTER_HOME=str(home), DAGSTER_POSTGRES_URL=pg)
-            instance = DagsterInstance.get()
-            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    # the same project, same seed, on the laptop deployment, to compare rows with at the end: started first, it
+    # runs while the cluster's services start and its daemon waits between ticks
+    local = tmp_path / "local"
+    local.mkdir()
+    local_cfg = write_config(local, [SMALL_BUILTIN])
+    local_env = {k: v for k, v in os.environ.items() if not k.startswith(("DIFFMINE_", "DAGSTER_"))}
+    local_env.update(DAGSTER_HOME=str(local), DIFFMINE_CONFIG=str(local_cfg), OMP_NUM_THREADS="1")
+    local_log = open(local / "materialize.log", "w")
+    local_run = subprocess.Popen([str(BIN / "diffmine"), "materialize", "--dataset", "builtin"], env=local_env, stdout=local_log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with postgres() as pg, redis() as broker, s3() as endpoint:
+            env = cluster_home(tmp_path, pg, broker, endpoint)
+            env["DIFFMINE_CONFIG"] = str(cfg)
+            home = Path(env["DAGSTER_HOME"])
+            procs = []
+            try:
+                # two workers: two GPUs in the torch pool, set the way docs/DEPLOY.md says. First, alone: it
+                # creates the instance's tables in the empty database, which two workers starting at once
+                # would race to create (one dies on "type asset_keys already exists")
+                subprocess.run([str(BIN / "dagster"), "instance", "concurrency", "set", "torch", "2"], env=env, cwd=home, check=True, capture_output=True)
+                # two workers, one run at a time each, on both queues
+                workers = []
+                for name in ("w1", "w2"):
+                    log = open(tmp_path / f"{name}.log", "w")
+                    workers.append(subprocess.Popen([str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
+                                                     "-y", str(REPO / "deploy" / "cluster" / "celery.yaml"), "-q", "gpu,cpu",
+                                                     "-n", name, "--", "--concurrency", "1"],
+                                                    env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                procs += workers
+                procs.append(subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-m", "diffmine_assets.definitions"], env=env, cwd=home,
+                                              stdout=open(tmp_path / "daemon.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
+                os.environ.update(DAGSTER_HOME=str(home), DAGSTER_POSTGRES_URL=pg)
+                instance = DagsterInstance.get()
+                assert type(instance.run_storage).__name__ == "PostgresRunStorage"
 
-            deadline = time.monotonic() + 900
-            killed, killed_pid = None, None
-            while time.monotonic() < deadline:
+                deadline = time.monotonic() + 900
+                killed, killed_pid = None, None
+                while time.monotonic() < deadline:
+                    runs = instance.get_runs()
+                    label_runs = [r for r in runs if r.job_name == LABEL_JOB]
+                    if killed is None:
+                        # the first label run that reached a torch step: kill its worker process
+                        for r in label_runs:
+                            if r.status != DagsterRunStatus.STARTED:
+                                continue
+                            started = [e.step_key for e in instance.all_logs(r.run_id, of_type=DagsterEventType.STEP_START)]
+                            pid = _step_pid(instance, r.run_id)
+                            if "builtin__image_typicality" in started and pid:
+                                os.kill(pid, signal.SIGKILL)
+                                killed, killed_pid = r.run_id, pid
+                                break
+                    partitions = {r.tags.get("dagster/partition") for r in label_runs if r.status == DagsterRunStatus.SUCCESS}
+                    if len(partitions) == 4 and all(r.status in FINAL for r in runs):
+                        break
+                    time.sleep(0.3)
                 runs = instance.get_runs()
+                states = [(r.job_name, r.tags.get("dagster/partition"), r.status.value) for r in runs]
+                assert killed is not None, states
                 label_runs = [r for r in runs if r.job_name == LABEL_JOB]
-                if killed is None:
-                    # the first label run that reached a torch step: kill its worker process
-                    for r in label_runs:
-                        if r.status != DagsterRunStatus.STARTED:
-                            continue
-                        started = [e.step_key for e in instance.all_logs(r.run_id, of_type=DagsterEventType.STEP_START)]
-                        pid = _step_pid(instance, r.run_id)
-                        if "builtin__image_typicality" in started and pid:
-                            os.kill(pid, signal.SIGKILL)
-                            killed, killed_pid = r.run_id, pid
-                            break
-                partitions = {r.tags.get("dagster/partition") for r in label_runs if r.status == DagsterRunStatus.SUCCESS}
-                if len(partitions) == 4 and all(r.status in FINAL for r in runs):
-                    break
-                time.sleep(0.3)
-            runs = instance.get_runs()
-            states = [(r.job_name, r.tags.get("dagster/partition"), r.status.value) for r in runs]
-            assert killed is not None, states
-            label_runs = [r for r in runs if r.job_name == LABEL_JOB]
-            dead = instance.get_run_by_id(killed)
-            assert dead.status == DagsterRunStatus.FAILURE, states
-            failure = [e.message for e in instance.all_logs(killed, of_type=DagsterEventType.RUN_FAILURE)]
-            retries = [r for r in runs if r.tags.get("dagster/parent_run_id") == killed]
-            assert len(retries) == 1 and retries[0].status == DagsterRunStatus.SUCCESS, (states, failure)
-            assert len({r.tags.get("dagster/partition") for r in label_runs if r.status == DagsterRunStatus.SUCCESS}) == 4, states
-            # runs at once, from the instance's own start and end times
-            records = instance.get_run_records()
-            edges = sorted([(r.start_time, 1) for r in records if r.start_time] + [(r.end_time, -1) for r in records if r.end_time])
-            at_once = max_at_once = 0
-            for _, step in edges:
-                at_once += step
-                max_at_once = max(max_at_once, at_once)
-            assert 2 <= max_at_once <= 3, max_at_once
+                dead = instance.get_run_by_id(killed)
+                assert dead.status == DagsterRunStatus.FAILURE, states
+                failure = [e.message for e in instance.all_logs(killed, of_type=DagsterEventType.RUN_FAILURE)]
+                retries = [r for r in runs if r.tags.get("dagster/parent_run_id") == killed]
+                assert len(retries) == 1 and retries[0].status == DagsterRunStatus.SUCCESS, (states, failure)
+                assert len({r.tags.get("dagster/partition") for r in label_runs if r.status == DagsterRunStatus.SUCCESS}) == 4, states
+                # runs at once, from the instance's own start and end times
+                records = instance.get_run_records()
+                edges = sorted([(r.start_time, 1) for r in records if r.start_time] + [(r.end_time, -1) for r in records if r.end_time])
+                at_once = max_at_once = 0
+                for _, step in edges:
+                    at_once += step
+                    max_at_once = max(max_at_once, at_once)
+                assert 2 <= max_at_once <= 3, max_at_once
 
-            # the runs ran in the workers' processes, on both workers
-            pids = set()
-            for run in label_runs:
-                for rec in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
-                    worker = rec.asset_materialization.metadata.get("worker")
-                    if worker is not None:
-                        pids.add(int(worker.value.rsplit(":", 1)[1]))
-            # a run's process is a child of the `celery` worker that
-            # `dagster-celery worker start` (w1, w2) started
-            parents = {_worker_of(p, {w.pid for w in workers}) for p in pids}
-            assert parents == {w.pid for w in workers}, (pids, parents)
+                # the runs ran in the workers' processes, on both workers
+                pids = set()
+                for run in label_runs:
+                    for rec in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+                        worker = rec.asset_materialization.metadata.get("worker")
+                        if worker is not None:
+                            pids.add(int(worker.value.rsplit(":", 1)[1]))
+                # a run's process is a child of the `celery` worker that
+                # `dagster-celery worker start` (w1, w2) started
+                parents = {_worker_of(p, {w.pid for w in workers}) for p in pids}
+                assert parents == {w.pid for w in workers}, (pids, parents)
 
-            # the torch pool (2 slots, counted per run) never let three torch steps run at once
-            spans = _torch_intervals(instance, runs)
-            depth = max_depth = 0
-            for _, d in sorted([(a, 1) for a, _b, _k in spans] + [(b, -1) for _a, b, _k in spans], key=lambda e: (e[0], e[1])):
-                depth += d
-                max_depth = max(max_depth, depth)
-            assert 1 <= max_depth <= 2, spans
+                # the torch pool (2 slots, counted per run) never let three torch steps run at once
+                spans = _torch_intervals(instance, runs)
+                depth = max_depth = 0
+                for _, d in sorted([(a, 1) for a, _b, _k in spans] + [(b, -1) for _a, b, _k in spans], key=lambda e: (e[0], e[1])):
+                    depth += d
+                    max_depth = max(max_depth, depth)
+                assert 1 <= max_depth <= 2, spans
 
-            # compute logs of the workers' steps are in the object store
-            logs = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="logs").get("KeyCount", 0)
-            assert logs > 0
+                # compute logs of the workers' steps are in the object store
+                logs = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="logs").get("KeyCount", 0)
+                assert logs > 0
 
-            cluster_rows = {name: _sql(env, q) for name, q in QUERIES.items()}
-            figures = {"runs": len(runs), "label_runs": len(label_runs), "max_concurrent_runs": max_at_once, "killed_run": killed[:8],
-                       "killed_pid": killed_pid, "retry": retries[0].run_id[:8], "worker_pids": sorted(pids),
-                       "workers": sorted(p for p in parents if p), "torch_steps": len(spans), "torch_steps_at_once": max_depth, "compute_log_objects": logs,
-                       "failure": failure[:1]}
-            instance.dispose()
-        finally:
-            for p in procs:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-            for p in procs:
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-            for k in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL"):
-                os.environ.pop(k, None)
+                cluster_rows = {name: _sql(env, q) for name, q in QUERIES.items()}
+                figures = {"runs": len(runs), "label_runs": len(label_runs), "max_concurrent_runs": max_at_once, "killed_run": killed[:8],
+                           "killed_pid": killed_pid, "retry": retries[0].run_id[:8], "worker_pids": sorted(pids),
+                           "workers": sorted(p for p in parents if p), "torch_steps": len(spans), "torch_steps_at_once": max_depth, "compute_log_objects": logs,
+                           "failure": failure[:1]}
+                instance.dispose()
+            finally:
+                for p in procs:
+                    try:
+                        os.killpg(p.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+                for p in procs:
+                    try:
+                        p.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(p.pid, signal.SIGKILL)
+                for k in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL"):
+                    os.environ.pop(k, None)
+    except BaseException:
+        if local_run.poll() is None:
+            os.killpg(local_run.pid, signal.SIGKILL)  # the comparison will not be read: it must not outlive the test
+        raise
 
     # no duplicate rows, every label complete
     per_label = SMALL_BUILTIN["options"]["images_per_label"]
@@ -227,14 +242,14 @@ def test_builtin_end_to_end_on_postgres_celery_and_s3_with_a_worker_killed(tmp_p
     assert len({r["image_id"] for r in cluster_rows["typicality"]}) == len(cluster_rows["typicality"])
     assert all(r["n"] == r["distinct_windows"] for r in cluster_rows["patch_counts"]), cluster_rows["patch_counts"]
 
-    # the same project, same seed, on the laptop deployment
-    local = tmp_path / "local"
-    local.mkdir()
-    local_cfg = write_config(local, [SMALL_BUILTIN])
-    local_env = {k: v for k, v in os.environ.items() if not k.startswith(("DIFFMINE_", "DAGSTER_"))}
-    local_env.update(DAGSTER_HOME=str(local), DIFFMINE_CONFIG=str(local_cfg), OMP_NUM_THREADS="1")
-    out = subprocess.run([str(BIN / "diffmine"), "materialize", "--dataset", "builtin"], env=local_env, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # the local run of the same project, same seed
+    try:
+        rc = local_run.wait(timeout=900)
+    finally:
+        if local_run.poll() is None:
+            os.killpg(local_run.pid, signal.SIGKILL)
+        local_log.close()
+    assert rc == 0, (local / "materialize.log").read_text()[-3000:]
     local_rows = {name: _sql(local_env, q) for name, q in QUERIES.items()}
     for name in QUERIES:
         assert cluster_rows[name] == local_rows[name], name
