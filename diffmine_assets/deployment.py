@@ -2,9 +2,10 @@
 Kubernetes, chosen by one environment variable (DIFFMINE_DEPLOYMENT).
 
 What differs per deployment is configuration, never code: where the lake is
-(a folder, or an object-store URL), where runs and steps execute (one process
-per step on this machine; each run a task on a Celery worker, on the `gpu` or
-`cpu` queue; one Kubernetes job per run and per step), and the instance (deploy/<name>/dagster.yaml:
+(a folder, or an object-store URL), where runs and steps execute (each run
+in a process of its own on this machine, its steps in it; each run a task on
+a Celery worker, on the `gpu` or `cpu` queue; one Kubernetes job per run and
+per step), and the instance (deploy/<name>/dagster.yaml:
 SQLite beside the project, or Postgres). Hosts and secrets come from the
 environment only. docs/DEPLOY.md walks through each.
 """
@@ -45,13 +46,18 @@ def deployment_name() -> str:
 
 
 def executor_for(name: str):
-    """The executor of every job in this deployment; None: Dagster's default
-    (a process per step, on this machine)."""
-    if name == "cluster":
-        # The run already is a Celery task in a worker process (the run
-        # launcher of deploy/cluster/dagster.yaml); its steps run in that
-        # process, which keeps torch and the model warm between steps and
-        # is all a prefork worker may do (its children cannot fork).
+    """The executor of every job in this deployment: the run's own process
+    (local, cluster) or a Kubernetes job per step."""
+    if name in ("local", "cluster"):
+        # A run already has a process of its own (the UI's run worker, the
+        # command line, or a Celery task in a worker process: the run
+        # launcher of deploy/cluster/dagster.yaml), and its steps run in it.
+        # That keeps torch and the model warm between steps; a process per
+        # step (Dagster's default) spent about 6 s importing torch and the
+        # definitions before each of a label run's dozen steps and checks
+        # (a one-step UI run took 22 s, 7 of them computing), and its steps
+        # could not overlap anyway: torch steps share one `torch` pool slot
+        # on a small machine. A prefork Celery worker's children cannot fork.
         from dagster import in_process_executor
 
         return in_process_executor
@@ -63,7 +69,7 @@ def executor_for(name: str):
             {"env_vars": [LAKE_ENV, DEPLOYMENT_ENV, "AWS_ENDPOINT_URL"], "max_concurrent": 8},
             name="k8s_steps",
         )
-    return None
+    raise DeploymentError(f"no executor for the deployment {name!r}; expected one of {', '.join(DEPLOYMENTS)}")
 
 
 # The Celery queue of a run (CeleryRunLauncher reads it from the run's tags).

@@ -113,7 +113,8 @@ def test_definitions_load_per_deployment(monkeypatch, tmp_path):
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
     keys = {}
-    for name, executor in (("local", "multi_or_in_process_executor"), ("cluster", "in_process"), ("kubernetes", "k8s_steps")):
+    # on one machine and on Celery a run has a process of its own and runs its steps in it
+    for name, executor in (("local", "in_process"), ("cluster", "in_process"), ("kubernetes", "k8s_steps")):
         monkeypatch.setenv("DIFFMINE_DEPLOYMENT", name)
         defs = build_definitions(REPO / "diffmine.yaml")
         job = defs.resolve_job_def("builtin__label_assets")
