@@ -234,21 +234,22 @@ def test_builtin_end_to_end_on_postgres_celery_and_s3_with_a_worker_killed(tmp_p
     except BaseException:
         if local_run.poll() is None:
             os.killpg(local_run.pid, signal.SIGKILL)  # the comparison will not be read: it must not outlive the test
+        local_log.close()
         raise
 
-    # no duplicate rows, every label complete
-    per_label = SMALL_BUILTIN["options"]["images_per_label"]
-    assert len(cluster_rows["images"]) == 4 * per_label
-    assert len({r["image_id"] for r in cluster_rows["typicality"]}) == len(cluster_rows["typicality"])
-    assert all(r["n"] == r["distinct_windows"] for r in cluster_rows["patch_counts"]), cluster_rows["patch_counts"]
-
-    # the local run of the same project, same seed
+    # the local run of the same project, same seed, waited for before any assertion can leave it running
     try:
         rc = local_run.wait(timeout=900)
     finally:
         if local_run.poll() is None:
             os.killpg(local_run.pid, signal.SIGKILL)
         local_log.close()
+
+    # no duplicate rows, every label complete
+    per_label = SMALL_BUILTIN["options"]["images_per_label"]
+    assert len(cluster_rows["images"]) == 4 * per_label
+    assert len({r["image_id"] for r in cluster_rows["typicality"]}) == len(cluster_rows["typicality"])
+    assert all(r["n"] == r["distinct_windows"] for r in cluster_rows["patch_counts"]), cluster_rows["patch_counts"]
     assert rc == 0, (local / "materialize.log").read_text()[-3000:]
     local_rows = {name: _sql(local_env, q) for name, q in QUERIES.items()}
     for name in QUERIES:

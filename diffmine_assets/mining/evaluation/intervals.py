@@ -9,6 +9,8 @@ import numpy as np
 import polars as pl
 
 BOOTSTRAP_REPLICATES = 2000
+# under this many images a percentile bootstrap has too few distinct resamples to mean anything: no interval, no verdict
+MIN_IMAGES = 5
 BOOTSTRAP_SEED = 0
 LEVEL = 0.95
 
@@ -17,13 +19,16 @@ def paired_gap(method: pl.DataFrame, control: pl.DataFrame, column: str, keys=("
                replicates: int = BOOTSTRAP_REPLICATES, seed: int = BOOTSTRAP_SEED) -> dict | None:
     """Mean of `method[column] - control[column]` over the items both score
     (joined on `keys`), with its 95 % percentile-bootstrap interval over
-    images; None when no item is scored by both."""
+    images (low and high None under MIN_IMAGES images); None when no item
+    is scored by both."""
     joined = method.select(*keys, pl.col(column).alias("m")).join(control.select(*keys, pl.col(column).alias("c")), on=list(keys))
     joined = joined.filter(pl.col("m").is_not_null() & pl.col("c").is_not_null() & pl.col("m").is_not_nan() & pl.col("c").is_not_nan())
     if joined.is_empty():
         return None
     per_image = joined.group_by("image_id").agg((pl.col("m") - pl.col("c")).sum().alias("d"), pl.len().alias("n")).sort("image_id")
     d, n = per_image["d"].to_numpy(), per_image["n"].to_numpy().astype(float)
+    if len(d) < MIN_IMAGES:
+        return {"difference": round(float(d.sum() / n.sum()), 4), "low": None, "high": None, "pairs": int(n.sum()), "images": len(d)}
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(d), size=(replicates, len(d)))
     means = d[draws].sum(axis=1) / n[draws].sum(axis=1)

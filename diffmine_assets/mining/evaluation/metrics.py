@@ -73,20 +73,22 @@ def pixel_average_precision(maps: np.ndarray, images: pl.DataFrame, boxes: pl.Da
     return (float(np.mean(aps)) if aps else float("nan")), len(aps)
 
 
-def random_window_hit_rate(images: pl.DataFrame, boxes: pl.DataFrame, window_px: int, stride_px: int) -> float:
+def random_window_hit_rate(images: pl.DataFrame, boxes: pl.DataFrame, window_px: int, stride_px: int, counted: set[str] | None = None) -> float:
     """The top-1 hit rate of a window that knows nothing: for each image
     holding an own-label element (the images `top1_hit_rate` counts), the
     share of the positions on the grid the model's windows are chosen from
     (`window_px`, `stride_px`) whose centre lies in such an element, averaged
-    over the images. Exact, not sampled: the stored random windows are cut
-    to `per_label` a label, so on a label of more images than that most
-    images have none, and counting those as misses deflated chance."""
+    over the images; an image not in `counted` (when given) is a miss, as
+    it is for the model. Exact, not sampled: the stored random windows are
+    cut to `per_label` a label on their own draw, so on a label of more
+    images than that most images had none, and chance fell far below what
+    the model's figure was held to."""
     own = boxes.filter(pl.col("role") == "label").filter(pl.col("image_id").is_in(images["image_id"].implode()))
     sizes = {r["image_id"]: (r["width"], r["height"]) for r in images.select("image_id", "width", "height").iter_rows(named=True)}
     rates = []
     for (image_id,), group in own.group_by("image_id"):
         w, h = sizes[image_id]
-        if min(w, h) < window_px:
+        if min(w, h) < window_px or (counted is not None and image_id not in counted):
             rates.append(0.0)  # no window fits: a miss, as for the model
             continue
         cx = np.arange(0, w - window_px + 1, stride_px) + window_px / 2
@@ -100,13 +102,16 @@ def random_window_hit_rate(images: pl.DataFrame, boxes: pl.DataFrame, window_px:
 
 def chance_levels(patches: pl.DataFrame, boxes: pl.DataFrame, images: pl.DataFrame) -> dict:
     """What each figure is without any typicality: the top-1 hit rate of a
-    random window on the same grid over the same images
+    random window on the same grid over the same images, those whose best
+    window the model kept counted, the others misses as for the model
     (`random_window_hit_rate`; the grid is read from the patches table),
     the share of pixels inside own-label boxes (the average precision of a
     map that knows nothing), and the distractor share of the stored random
     windows."""
     window_px, stride_px = int(patches["window_px"][0]), int(patches["stride_px"][0])
-    hit = random_window_hit_rate(images, boxes, window_px, stride_px)
+    # the same images count as the model's: those whose best window survived the label's per_label cut
+    survived = set(patches.filter((pl.col("selection") == "top") & (pl.col("rank_in_image") == 1))["image_id"].to_list())
+    hit = random_window_hit_rate(images, boxes, window_px, stride_px, counted=survived)
     own = boxes.filter(pl.col("role") == "label")
     sizes = images.select("image_id", "width", "height")
     shares = []

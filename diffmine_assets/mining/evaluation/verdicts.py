@@ -2,9 +2,9 @@
 
 A figure must beat its computed chance level and its control (the shuffled
 or untrained model for mining; for translations, the source left
-untranslated, and plain regeneration for the layout); the level to beat is
-the stronger of those. A translation's paired difference from a control
-clears when its 95 % interval lies above zero. Nothing here is assumed:
+untranslated); the level to beat is the stronger of those. A translation's
+paired difference from a control (plain regeneration for the layout) clears
+when its 95 % interval lies above zero. Nothing here is assumed:
 a figure with neither a chance level nor a control is listed as such."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from .goals import TRANSLATION_METRICS
 LOWER_IS_BETTER = ("distractor_share_top50", "distractor_top3_share", "distractor_share_top50_correspondence")
 # a translation's label change is bounded above by plain regeneration (free to redraw everything):
 # it must beat the untranslated source; regeneration's figure is shown beside it, not to beat
-TRANSLATION_LEVELS = {"translation_target_win": ("chance",), "element_swap_rate": ("chance",), "layout_ssim": ("chance", "translation_control")}
+# layout against regeneration is judged by its paired difference and interval (a row of its own), never by a bare `>`
+TRANSLATION_LEVELS = {"translation_target_win": ("chance",), "element_swap_rate": ("chance",), "layout_ssim": ("chance",)}
 NOT_FIGURES = ("labels", "images", "translations", "accuracy_chance", "dataset", "checkpoint_id", "localisation_labels")
 
 
@@ -51,8 +52,10 @@ def verdicts(figures: dict) -> list[dict]:
             row["beside"] = f"plain regeneration {regeneration[name]:.4f}"
         rows.append(row)
     for name, gap in (figures.get("gaps") or {}).items():
-        rows.append({"figure": name, "model": gap["difference"], "level": 0.0, "against": "no difference (paired, 95 % interval over images)",
-                     "low": gap["low"], "high": gap["high"], "cleared": gap["low"] > 0})
+        measured = gap.get("low") is not None
+        rows.append({"figure": name, "model": gap["difference"], "level": 0.0, "gap": True,
+                     "against": "no difference (paired, 95 % interval over images)" if measured else f"no difference (too few images for an interval: {gap['images']})",
+                     "low": gap.get("low"), "high": gap.get("high"), "cleared": gap["low"] > 0 if measured else None})
     return rows
 
 
@@ -66,7 +69,7 @@ def verdict_lines(figures: dict) -> list[str]:
                      + ("" if same else "  << NOT THE MODEL'S BUDGET: its comparisons are not fair"))
     lines.append(f"{'figure':40s} {'model':>9s} {'to beat':>9s}  {'cleared':7s}  against")
     for r in verdicts(figures):
-        model = f"{r['model']:+9.4f}" if r["low"] is not None else f"{r['model']:9.4f}"
+        model = f"{r['model']:+9.4f}" if r.get("gap") else f"{r['model']:9.4f}"
         level = f"{r['level']:9.4f}" if r["level"] is not None else f"{'-':>9s}"
         cleared = {True: "yes", False: "NO", None: "-"}[r["cleared"]]
         against = r["against"] or "nothing to compare with"

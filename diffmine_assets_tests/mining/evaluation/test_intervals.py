@@ -44,13 +44,16 @@ def test_a_small_mean_margin_with_wide_uncertainty_is_not_a_goal_met():
 
 
 def test_an_images_translations_are_resampled_together():
-    """Two images, ten targets each, one all +1 and one all -1: resampling
-    images, the mean is -1, 0 or +1, so the interval spans both; resampling
-    the 20 pairs as if independent would give about +-0.45."""
-    control = scored({"a": [0.0] * 10, "b": [0.0] * 10})
-    model = scored({"a": [1.0] * 10, "b": [-1.0] * 10})
+    """Six images, ten targets each, three all +1 and three all -1:
+    resampling images, the mean swings by whole images and the interval is
+    about +-0.8; resampling the 60 pairs as if independent would give about
+    +-0.25."""
+    signs = {f"i{k}": (1.0 if k < 3 else -1.0) for k in range(6)}
+    control = scored({i: [0.0] * 10 for i in signs})
+    model = scored({i: [v] * 10 for i, v in signs.items()})
     gap = paired_gap(model, control, "layout_ssim")
-    assert gap["difference"] == 0.0 and gap["low"] == -1.0 and gap["high"] == 1.0 and gap["images"] == 2
+    assert gap["difference"] == 0.0 and gap["images"] == 6 and gap["pairs"] == 60
+    assert gap["low"] <= -0.6 and gap["high"] >= 0.6, gap
 
 
 def test_pairs_are_matched_by_image_and_target_not_by_row():
@@ -66,3 +69,10 @@ def test_over_seeds_the_interval_is_over_runs():
     assert gap["low"] < 0 < gap["high"]  # each run's own interval clears zero in two runs of three: over seeds it does not
     one = gaps_over_runs(runs[:1])["layout_ssim_minus_regeneration"]
     assert (one["low"], one["high"]) == (runs[0]["gaps"]["layout_ssim_minus_regeneration"]["low"], runs[0]["gaps"]["layout_ssim_minus_regeneration"]["high"])
+
+
+def test_too_few_images_give_no_interval_and_no_verdict():
+    control = scored({"a": [0.0] * 3, "b": [0.0] * 3})
+    gap = paired_gap(control.with_columns(pl.col("layout_ssim") + 0.5), control, "layout_ssim")
+    assert gap["difference"] == 0.5 and gap["low"] is None and gap["images"] == 2
+    assert judge({"gaps": {"layout_ssim_minus_regeneration": gap}}, "planted") == {}

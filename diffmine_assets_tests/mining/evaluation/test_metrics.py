@@ -31,18 +31,23 @@ def test_top1_counts_only_the_scored_images():
 def test_chance_of_pixel_ap_is_the_share_of_element_pixels():
     images = pl.DataFrame({"image_id": ["a", "b", "c"], "width": [20] * 3, "height": [20] * 3})
     rand = best(["a", "b", "c"], [0, 10, 10]).with_columns(pl.lit("random").alias("selection"), pl.lit(8).alias("window_px"), pl.lit(2).alias("stride_px"))
-    chance = chance_levels(rand, boxes(), images)
+    top = rand.with_columns(pl.lit("top").alias("selection"))
+    chance = chance_levels(pl.concat([rand, top]), boxes(), images)
     assert chance["pixel_auc_pr"] == pytest.approx(100 / 400)
     # 8 px windows every 2 px on 20 px: centres at 4, 6, ..., 16; inside the 10 px box: 4, 6, 8 of 7 per axis
     assert chance["top1_hit_rate"] == pytest.approx((3 / 7) ** 2, abs=1e-4)
+    # an image whose best window the model lost to the per_label cut is a miss for chance too
+    cut = chance_levels(pl.concat([rand, top.filter(pl.col("image_id") != "c")]), boxes(), images)
+    assert cut["top1_hit_rate"] == pytest.approx((3 / 7) ** 2 * 2 / 3, abs=1e-4)
     assert chance["distractor_share_top50"] == 0.0  # no distractor box: no random window can be on one
 
 
 def test_top1_chance_is_over_every_image_not_the_random_windows_that_survived_the_cut():
     """Issue 25: 40 images, half of each covered by its element; the stored
-    random windows are cut to per_label (10) of the label's 120, so about 3
-    images keep their first one, and counting the others as misses put
-    chance near 0.04 instead of 0.5."""
+    random windows are cut to per_label (10) of the label's 120 on their own
+    draw, so chance (0.025) counted other images as misses than the model's
+    figure did. Now both count the same images: those whose best window the
+    model kept, each at its exact rate (0.5)."""
     import numpy as np
 
     from diffmine_assets.mining.config.options import PatchOptions
@@ -57,4 +62,6 @@ def test_top1_chance_is_over_every_image_not_the_random_windows_that_survived_th
     assert patches.filter((pl.col("selection") == "random") & (pl.col("rank_in_image") == 1)).height < 10
     half = pl.DataFrame({"image_id": typ["image_id"], "role": ["label"] * n, "x0": [0] * n, "y0": [0] * n, "x1": [side // 2] * n, "y1": [side] * n})
     chance = chance_levels(patches, half, typ)
-    assert chance["top1_hit_rate"] == pytest.approx(0.5, abs=0.05)
+    kept = patches.filter((pl.col("selection") == "top") & (pl.col("rank_in_image") == 1))["image_id"].n_unique()
+    assert 0 < kept < n
+    assert chance["top1_hit_rate"] == pytest.approx(0.5 * kept / n, abs=0.01)
