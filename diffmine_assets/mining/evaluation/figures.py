@@ -156,7 +156,8 @@ def evaluation_table(figures: dict, spec) -> pl.DataFrame:
     rows = [(*r, None, None) for r in rows]
     for name, gap in (figures.get("gaps") or {}).items():
         # a paired difference: its null is 0, its interval is the 95 % bootstrap over images
-        rows.append(("all", name, float(gap["difference"]), 0.0, None, None, float(gap["low"]), float(gap["high"])))
+        low, high = gap.get("low"), gap.get("high")  # None: too few images for an interval
+        rows.append(("all", name, float(gap["difference"]), 0.0, None, None, None if low is None else float(low), None if high is None else float(high)))
     params = json.dumps({name: getattr(spec, name).model_dump(mode="json") for name in ("training", "typicality", "patches", "features", "clusters")}, sort_keys=True)
     return pl.DataFrame(
         {
