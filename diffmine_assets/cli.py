@@ -229,6 +229,13 @@ def cmd_eval(args) -> int:
             print(f"{k:28s} {fmt(v['mean'])} {fmt(v['sd'])}   {fmt(ch)}   {fmt(ct.get('mean') if isinstance(ct, dict) else None)}")
         print(f"over {len(figures['seeds'])} runs (data seed, model seed): {figures['seeds']}; sd is the sample standard deviation (n - 1); "
               f"the translations' control column is plain regeneration")
+        print(f"{'paired difference':44s} {'mean':>8s}   95 % t-interval over the runs")
+        for name, gap in figures["gaps"].items():
+            interval = f"[{gap['low']:+.4f}, {gap['high']:+.4f}]" if gap.get("low") is not None else "(no interval)"
+            print(f"{name:44s} {gap['difference']:+8.4f}   {interval}")
+        goals = figures["goals_met_on_means"]
+        print(f"goals met on the means: {sum(goals.values())} of {len(goals)}; in each run: "
+              + ", ".join(f"{k} {v}" for k, v in figures["goals_met_in_runs"].items()))
         _emit({k: v for k, v in figures.items() if k != "runs"})
         return 0
     # stored as the dataset's `evaluation` asset (kept per checkpoint), then printed

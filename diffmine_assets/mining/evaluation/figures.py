@@ -19,7 +19,8 @@ from ..training.checkpoints import snapshots_of
 from .controls import control_model
 from .goals import TRANSLATION_METRICS, judge, preset_of
 from .localisation import boxed_images, localisation_by_label, localisation_chance, localisation_curve
-from .metrics import chance_levels, classification_figures, cluster_figures, distractor_share, top1_hit_rate, typicality_figures
+from .intervals import figure_gaps
+from .metrics import chance_levels, classification_figures, classification_items, cluster_figures, distractor_share, top1_hits, typicality_figures, typicality_items
 from .scoring import score_model
 from .translations import translation_evaluation
 
@@ -57,8 +58,10 @@ def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Pat
     typ_all = stored.typicality
     figures: dict = {"dataset": dataset, "checkpoint_id": ckpt["checkpoint_id"], "labels": len(keys), "images": len(images)}
     figures["checkpoints_used"] = sorted(typ_all["checkpoint_id"].unique().to_list())
+    items = []  # per image and figure, the model's value and its chance: what the intervals resample
     if stored.label_matrix is not None and "predicted" in stored.label_matrix.columns:
         figures.update(classification_figures(stored.label_matrix, images))
+        items.append(classification_items(stored.label_matrix, images))
     chance: dict = {"accuracy_val": figures.get("accuracy_chance")}
     if boxes is not None:
         maps, ordered = {}, []
@@ -67,7 +70,8 @@ def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Pat
             maps[key] = load_array(typ["map_path"][0]).astype(np.float32).mean(axis=1)
             ordered.append(images.join(typ.select("image_id", "map_index"), on="image_id").sort("map_index"))
         ordered = pl.concat(ordered)
-        figures.update(typicality_figures(stored.patches, boxes, ordered, maps))
+        items.append(typicality_items(stored.patches, boxes, ordered, maps))
+        figures.update(typicality_figures(stored.patches, boxes, ordered, maps, items[-1]))
         chance.update(chance_levels(stored.patches, boxes, ordered))
         figures.update(localisation_by_label(maps, ordered, boxes))
         chance["localisation_ap"] = localisation_chance(ordered, boxes)
@@ -75,8 +79,11 @@ def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Pat
             figures.update(cluster_figures({k: stored.members.filter(pl.col("label_key") == k) for k in keys}, boxes))
         if stored.baseline is not None:
             # the correspondence baseline on the same images and boxes (its windows are its own, so no pixel map)
-            hit, _ = top1_hit_rate(stored.baseline, boxes, ordered)
-            figures["top1_hit_rate_correspondence"] = round(hit, 4)
+            hits = top1_hits(stored.baseline, boxes, ordered)
+            figures["top1_hit_rate_correspondence"] = round(float(hits["value"].mean()), 4) if len(hits) else float("nan")
+            # its chance is the model's (the same images, the same window grid)
+            model_chance = items[-1].filter(pl.col("figure") == "top1_hit_rate").select("image_id", "chance")
+            items.append(hits.join(model_chance, on="image_id", how="left").select("image_id", pl.lit("top1_hit_rate_correspondence").alias("figure"), "value", "chance"))
             figures["distractor_share_top50_correspondence"] = round(distractor_share(stored.baseline, boxes, 50), 4)
             chance["top1_hit_rate_correspondence"] = chance.get("top1_hit_rate")
             chance["distractor_share_top50_correspondence"] = chance.get("distractor_share_top50")
@@ -91,17 +98,21 @@ def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Pat
         figures.update(tf)
         if tc is not None:
             figures["translation_control"] = {"kind": "plain regeneration", **{k: v for k, v in tc.items() if k != "chance"}}
-    ctrl_path = None
+    ctrl_path, ctrl_items = None, None
     if control != "none":
         ctrl, ctrl_path, ctrl_steps = control_model(control, spec, ckpt, images, files("controls"), log)
         log(f"scoring the {control} control like the model ...")
-        c = score_model(ctrl, images, boxes, spec.typicality, spec.patches).figures
+        scored = score_model(ctrl, images, boxes, spec.typicality, spec.patches)
+        c, ctrl_items = scored.figures, scored.items
         # a control that did not get the model's steps is flagged, never silently compared
         figures["control"] = {"kind": control, **c, "steps": ctrl_steps, "model_steps": ckpt.get("steps"),
                               "same_budget": None if ctrl_steps is None else ctrl_steps == ckpt.get("steps")}
         for key in ("pixel_auc_pr", "localisation_ap", "accuracy_val"):
             if key in figures and c.get(key):
                 figures[f"{key}_over_{control}"] = round(figures[key] / c[key], 3)
+    if items:
+        # the mining figures' paired differences from chance and from the control, image by image, with their intervals
+        figures["gaps"] = {**figure_gaps(pl.concat(items), ctrl_items, None if control == "none" else control), **(figures.get("gaps") or {})}
     if curve:
         figures["localisation_curve"] = localisation_along_training(dataset, spec, ckpt, boxes, images, ctrl_path, control, chance, curve_images, files, log)
     figures["goals_met"] = judge(figures, preset_of(spec))

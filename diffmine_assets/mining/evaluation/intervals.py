@@ -47,3 +47,23 @@ def mean_interval(values: list[float]) -> tuple[float, float] | None:
         return None
     half = float(t.ppf(1 - (1 - LEVEL) / 2, len(vals) - 1) * vals.std(ddof=1) / np.sqrt(len(vals)))
     return round(float(vals.mean()) - half, 4), round(float(vals.mean()) + half, 4)
+
+
+def figure_gaps(model: pl.DataFrame, control: pl.DataFrame | None = None, control_kind: str | None = None) -> dict[str, dict]:
+    """For each figure of per-image items (image_id, figure, value, chance:
+    what `metrics.typicality_items` and `classification_items` give), the
+    paired difference of the model from chance on the same images
+    (`<figure>_minus_chance`) and, given a control's items scored the same
+    way, from the control (`<figure>_minus_<control_kind>`), each with its
+    95 % interval over images."""
+    gaps = {}
+    for (figure,), rows in model.group_by("figure", maintain_order=True):
+        if "chance" in rows.columns and rows["chance"].null_count() < len(rows):
+            gap = paired_gap(rows, rows.with_columns(pl.col("chance").alias("value")), "value", keys=("image_id",))
+            if gap is not None:
+                gaps[f"{figure}_minus_chance"] = gap
+        if control is not None and control_kind:
+            gap = paired_gap(rows, control.filter(pl.col("figure") == figure), "value", keys=("image_id",))
+            if gap is not None:
+                gaps[f"{figure}_minus_{control_kind}"] = gap
+    return gaps

@@ -11,7 +11,7 @@ import polars as pl
 from ..patches import patch_table
 from ..typicality.score import score_labels
 from .localisation import localisation_by_label
-from .metrics import classification_figures, typicality_figures
+from .metrics import classification_figures, classification_items, typicality_figures, typicality_items
 
 
 @dataclass
@@ -20,6 +20,7 @@ class ModelScores:
     seconds: float  # typicality and the label matrix
     patches: pl.DataFrame | None = None  # the patch tables the box figures were computed on (with boxes)
     images: pl.DataFrame | None = None  # the scored images, in the order of the maps (with boxes)
+    items: pl.DataFrame | None = None  # per image and figure: value and chance (what an interval resamples)
 
 
 def score_model(model, images: pl.DataFrame, boxes: pl.DataFrame | None, typ_opts, patch_opts, *,
@@ -33,12 +34,14 @@ def score_model(model, images: pl.DataFrame, boxes: pl.DataFrame | None, typ_opt
     groups = score_labels(model, images, typ_opts, pilot=everything, matrix="held-out")
     matrices = [m for m in (g.matrix_table(checkpoint_id) for g in groups) if m is not None]
     figures = classification_figures(pl.concat(matrices), everything) if matrices else {}
+    items = [classification_items(pl.concat(matrices), everything)] if matrices else []
     seconds = sum(g.seconds for g in groups)
     if boxes is None:
-        return ModelScores(figures, seconds)
+        return ModelScores(figures, seconds, items=pl.concat(items) if items else None)
     ordered = pl.concat([g.rows for g in groups])
     patches = pl.concat([patch_table(g.table(checkpoint_id), g.replicate_maps, patch_opts)[0] for g in groups])
     maps = {g.key: g.maps for g in groups}
-    figures.update(typicality_figures(patches, boxes, ordered, maps))
+    items.append(typicality_items(patches, boxes, ordered, maps))
+    figures.update(typicality_figures(patches, boxes, ordered, maps, items[-1]))
     figures.update(localisation_by_label(maps, ordered, boxes))
-    return ModelScores(figures, seconds, patches, ordered)
+    return ModelScores(figures, seconds, patches, ordered, pl.concat(items))

@@ -4,8 +4,12 @@ A figure must beat its computed chance level and its control (the shuffled
 or untrained model for mining; for translations, the source left
 untranslated); the level to beat is the stronger of those. A translation's
 paired difference from a control (plain regeneration for the layout) clears
-when its 95 % interval lies above zero. Nothing here is assumed:
-a figure with neither a chance level nor a control is listed as such."""
+when its 95 % interval lies above zero; so does a mining figure measured
+image by image (accuracy, top-1, pixel AP): its paired difference from the
+level it must beat, resampled over images, must lie above zero. Nothing
+here is assumed: a figure with neither a chance level nor a control is
+listed as such, one without an interval is judged by its value alone and
+says so."""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ def verdicts(figures: dict) -> list[dict]:
     chance = figures.get("chance") or {}
     control = figures.get("control") or {}
     regeneration = figures.get("translation_control") or {}
+    gaps = figures.get("gaps") or {}
     rows = []
     for name, value in figures.items():
         if not _number(value) or name in NOT_FIGURES or name.endswith(("_images", "_translations")) or "_over_" in name:
@@ -38,20 +43,27 @@ def verdicts(figures: dict) -> list[dict]:
         lower = name in LOWER_IS_BETTER
         if name in TRANSLATION_METRICS:
             sources = TRANSLATION_LEVELS.get(name, ())
-            candidates = [(chance.get(name), "untranslated source" if name != "layout_ssim" else "chance: another image of its label")] if "chance" in sources else []
+            candidates = [(chance.get(name), "untranslated source" if name != "layout_ssim" else "chance: another image of its label", None)] if "chance" in sources else []
             if "translation_control" in sources:
-                candidates.append((regeneration.get(name), "plain regeneration"))
+                candidates.append((regeneration.get(name), "plain regeneration", None))
         else:
-            candidates = [(chance.get(name), "chance"), (control.get(name), f"{control.get('kind', 'control')} control")]
-        candidates = [(v, what) for v, what in candidates if _number(v)]
+            candidates = [(chance.get(name), "chance", f"{name}_minus_chance"),
+                          (control.get(name), f"{control.get('kind', 'control')} control", f"{name}_minus_{control.get('kind')}")]
+        candidates = [c for c in candidates if _number(c[0])]
         row = {"figure": name, "model": value, "level": None, "against": None, "low": None, "high": None, "cleared": None}
         if candidates:
-            level, against = (min if lower else max)(candidates, key=lambda c: c[0])
+            level, against, gap_name = (min if lower else max)(candidates, key=lambda c: c[0])
             row.update(level=level, against=against, cleared=value < level if lower else value > level)
+            gap = gaps.get(gap_name) if gap_name else None
+            if gap and gap.get("low") is not None:
+                # measured image by image: cleared only when the paired difference's interval lies above zero
+                row.update(low=gap["low"], high=gap["high"], cleared=gap["low"] > 0, interval="difference")
         if name in TRANSLATION_METRICS and _number(regeneration.get(name)) and "translation_control" not in TRANSLATION_LEVELS.get(name, ()):
             row["beside"] = f"plain regeneration {regeneration[name]:.4f}"
         rows.append(row)
-    for name, gap in (figures.get("gaps") or {}).items():
+    for name, gap in gaps.items():
+        if not name.startswith(TRANSLATION_METRICS):
+            continue  # a mining figure's difference is shown on the figure's own row
         measured = gap.get("low") is not None
         rows.append({"figure": name, "model": gap["difference"], "level": 0.0, "gap": True,
                      "against": "no difference (paired, 95 % interval over images)" if measured else f"no difference (too few images for an interval: {gap['images']})",
@@ -74,7 +86,7 @@ def verdict_lines(figures: dict) -> list[str]:
         cleared = {True: "yes", False: "NO", None: "-"}[r["cleared"]]
         against = r["against"] or "nothing to compare with"
         if r["low"] is not None:
-            against += f" [{r['low']:+.4f}, {r['high']:+.4f}]"
+            against += f"{'; model minus it ' if r.get('interval') else ' '}[{r['low']:+.4f}, {r['high']:+.4f}]"
         if r.get("beside"):
             against += f"; beside {r['beside']}"
         lines.append(f"{r['figure']:40s} {model} {level}  {cleared:7s}  {against}")

@@ -7,7 +7,8 @@ import polars as pl
 
 from diffmine_assets.bench.seeds import gaps_over_runs
 from diffmine_assets.mining.evaluation.goals import judge
-from diffmine_assets.mining.evaluation.intervals import paired_gap
+from diffmine_assets.mining.evaluation.intervals import figure_gaps, paired_gap
+from diffmine_assets.mining.evaluation.verdicts import verdict_lines, verdicts
 
 
 def scored(values: dict[str, list[float]]) -> pl.DataFrame:
@@ -76,3 +77,37 @@ def test_too_few_images_give_no_interval_and_no_verdict():
     gap = paired_gap(control.with_columns(pl.col("layout_ssim") + 0.5), control, "layout_ssim")
     assert gap["difference"] == 0.5 and gap["low"] is None and gap["images"] == 2
     assert judge({"gaps": {"layout_ssim_minus_regeneration": gap}}, "planted") == {}
+
+
+def items(figure: str, values: list[float], chance: float) -> pl.DataFrame:
+    return pl.DataFrame({"image_id": [f"i{k}" for k in range(len(values))], "figure": figure, "value": values, "chance": chance})
+
+
+def test_a_mining_figure_above_its_control_by_luck_is_not_cleared():
+    """Accuracy 0.55 against a shuffled control's 0.45 on 20 images: above
+    it by value (the old verdict: cleared), but the paired interval over
+    images straddles zero, so the verdict is not cleared; the same margin on
+    400 images clears. Chance (0.1) is cleared either way."""
+    rng = np.random.default_rng(3)
+    for n, expected in ((20, False), (400, True)):
+        model = (rng.random(n) < 0.55).astype(float)
+        control = (rng.random(n) < 0.45).astype(float)
+        model[: n // 10], control[: n // 10] = 1.0, 0.0  # the model ahead of its control by about 0.1 whatever the draw
+        gaps = figure_gaps(items("accuracy_val", list(model), 0.1), items("accuracy_val", list(control), 0.1), "shuffled")
+        assert set(gaps) == {"accuracy_val_minus_chance", "accuracy_val_minus_shuffled"}
+        assert gaps["accuracy_val_minus_chance"]["low"] > 0
+        figures = {"accuracy_val": float(model.mean()), "chance": {"accuracy_val": 0.1}, "control": {"kind": "shuffled", "accuracy_val": float(control.mean())},
+                   "gaps": gaps}
+        row = next(r for r in verdicts(figures) if r["figure"] == "accuracy_val")
+        assert row["model"] > row["level"] and row["against"] == "shuffled control"
+        assert (row["low"], row["high"]) == (gaps["accuracy_val_minus_shuffled"]["low"], gaps["accuracy_val_minus_shuffled"]["high"])
+        assert row["cleared"] is expected, (n, row)
+        assert not any(r["figure"].startswith("accuracy_val_minus") for r in verdicts(figures))  # shown on the figure's row, not twice
+
+
+def test_a_figure_without_per_image_items_is_judged_by_value_and_says_so():
+    figures = {"cluster_purity": 0.4, "top1_hit_rate": 0.5, "chance": {"top1_hit_rate": 0.2}}
+    rows = {r["figure"]: r for r in verdicts(figures)}
+    assert rows["top1_hit_rate"]["cleared"] is True and rows["top1_hit_rate"]["low"] is None
+    assert rows["cluster_purity"]["cleared"] is None and rows["cluster_purity"]["level"] is None
+    assert "nothing to compare with" in "\n".join(verdict_lines(figures))
