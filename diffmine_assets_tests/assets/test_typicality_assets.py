@@ -319,6 +319,12 @@ def test_diffmine_eval_stores_the_evaluation_and_prints_its_figures(pipeline, ca
     gap = figures["gaps"]["translation_target_win_minus_untranslated"]
     assert f"[{gap['low']:+.4f}, {gap['high']:+.4f}]" in table["translation_target_win_minus_untranslated"]
     assert any(line.startswith("goals met: ") for line in out)
+    # a mining figure is judged by its paired difference from the level it must beat, image by image, with its interval
+    top1 = figures["gaps"]["top1_hit_rate_minus_chance"]
+    assert top1["images"] == figures["top1_images"] and top1["low"] is not None
+    assert f"chance; model minus it [{top1['low']:+.4f}, {top1['high']:+.4f}]" in table["top1_hit_rate"]
+    assert table["top1_hit_rate"].split()[3] == ("yes" if top1["low"] > 0 else "NO")
+    assert query(root, "select round(value, 4), round(interval_low, 4) from evaluation where metric = 'top1_hit_rate_minus_chance'") == [(top1["difference"], top1["low"])]
     assert "layout_ssim" in figures and "translation_control" not in figures  # no control asked, none run
     # the correspondence baseline ran on the same images first, and is compared on the same boxes
     assert 0 <= figures["top1_hit_rate_correspondence"] <= 1 and figures["chance"]["top1_hit_rate_correspondence"] == figures["chance"]["top1_hit_rate"]
