@@ -13,6 +13,7 @@ from pathlib import Path
 from dagster import AssetKey, AssetSelection, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContext
+from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
 from .definitions import build_definitions
 from .mining.config.project import ConfigError
@@ -21,6 +22,12 @@ from .mining.datasets.registry import discover
 from .mining.training.estimate import BudgetTooShort, RunEstimate, estimate_run, training_budget
 from .partitions import BASELINE_JOB, DATASET_JOB, LABEL_JOB, REPORT_JOB, asset_key, identifier, job_name, multi_key
 from .storage.lake import Lake
+
+
+# The UI lists a job's runs by the job's name and this tag ("<repository>@<code location>"), which only runs launched
+# through a code location get: without it the command line's runs are in the global Runs list but not under their jobs.
+# The location is named after the module wherever it is loaded (dagster dev -m, diffmine ui, workspace.yaml).
+LOCATION_LABEL = "__repository__@diffmine_assets.definitions"
 
 
 class SelectionError(ConfigError):
@@ -184,7 +191,7 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
             asset_selection=keys,
             run_config=run_config,
             raise_on_error=False,
-            tags={"diffmine/launched_by": "cli", "diffmine/pid": str(os.getpid()), "diffmine/host": socket.gethostname(),
+            tags={"diffmine/launched_by": "cli", "diffmine/pid": str(os.getpid()), "diffmine/host": socket.gethostname(), REPOSITORY_LABEL_TAG: LOCATION_LABEL,
                   # the command line reports a failure to the person who ran it; Dagster's run retries are for runs nobody watches
                   "dagster/max_retries": "0"},
         )

@@ -1,7 +1,9 @@
 """The sensor that turns new labels into work.
 
 Each tick it looks, cheaply, at every declared dataset, with the same file
-filter as ingestion. Labels found in the data but not in the `images` table
+filter as ingestion. A dataset never materialized is left alone: its first
+run is the user's act (`diffmine materialize`, or Materialize in the UI), so
+opening the UI never starts a training nobody asked for. Labels found in the data but not in the `images` table
 request a run of the dataset's per-dataset assets (images, then the
 checkpoint, which continues training with the new labels added). Labels the
 current checkpoint knows whose `clusters` partition was never materialized
@@ -12,7 +14,9 @@ labels it found but could not use (only a text file, only corrupt images)
 with a fingerprint of their files: such a label is not asked for again until
 its files change, and it never holds back the dataset's other labels.
 A run that fails is retried by Dagster's run retries (dagster.yaml), not by
-this sensor.
+this sensor; a run the user cancelled is not asked for again (its run key
+is spent) until the label's files change, and each tick says so in its
+skip reason, which the UI shows in the sensor's tick history.
 
 Old labels' results are not recomputed when the checkpoint changes: the UI
 shows them stale (upstream changed), and the user decides (materialize them,
@@ -24,13 +28,20 @@ much as the whole dataset.
 import hashlib
 import os
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import DagsterRunStatus, DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster._core.storage.tags import RUN_KEY_TAG
 
 from .mining.datasets.base import DatasetError
 from .mining.datasets.registry import label_fingerprints
 from .mining.labels import label_key
 from .partitions import DATASET_JOB, LABEL_JOB, asset_key, job_name, multi_key
 from .resources import DiffmineResource
+
+
+def _cancelled(context: SensorEvaluationContext, run_key: str) -> str | None:
+    """The id of the run asked for under `run_key`, when the user cancelled it."""
+    runs = context.instance.get_runs(filters=RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+    return runs[0].run_id if runs and runs[0].status in (DagsterRunStatus.CANCELED, DagsterRunStatus.CANCELING) else None
 
 
 def _unusable_labels(context: SensorEvaluationContext, dataset: str) -> dict[str, str]:
@@ -84,13 +95,22 @@ def build_new_label_sensor(jobs, interval_s: int | None = None):
                 notes.append(f"{name}: cannot list labels: {exc}")
                 continue
             images = lake.read_partition_or_none("images", name, columns=["label_key"])
-            have = set(images["label_key"].unique().to_list()) if images is not None else set()
+            if images is None:
+                notes.append(f"{name}: never materialized; its first run is yours (diffmine materialize --dataset {name}, or Materialize in the UI), "
+                             "new labels are picked up after it")
+                continue
+            have = set(images["label_key"].unique().to_list())
             unusable = _unusable_labels(context, name)
             # a label ingestion could not use is new again only once its files change
             new = sorted(k for k in set(found) - have if unusable.get(found[k][0]) != found[k][1])
             if new:
                 listing = "\n".join(f"{k}:{found[k][1]}" for k in new)
                 run_key = f"ingest:{name}:{hashlib.sha1(listing.encode()).hexdigest()[:12]}"
+                cancelled = _cancelled(context, run_key)
+                if cancelled:
+                    notes.append(f"{name}: new labels {[found[k][0] for k in new]} not asked for again: their run {cancelled[:8]} was cancelled "
+                                 f"(asked again when their files change; or materialize {name} yourself)")
+                    continue
                 notes.append(f"{name}: new labels {[found[k][0] for k in new]}")
                 requests.append(RunRequest(job_name=job_name(name, DATASET_JOB), partition_key=name, run_key=run_key, tags={"diffmine/reason": "new labels"}))
                 # the checkpoint is about to change: mine with the new one
@@ -103,7 +123,12 @@ def build_new_label_sensor(jobs, interval_s: int | None = None):
             for key in sorted(have & set(ckpt["labels"])):
                 partition = multi_key(name, key)
                 if str(partition) not in mined:
-                    requests.append(RunRequest(job_name=job_name(name, LABEL_JOB), partition_key=partition, run_key=f"mine:{name}:{key}:{ckpt['checkpoint_id']}", tags={"diffmine/reason": "label not mined"}))
+                    run_key = f"mine:{name}:{key}:{ckpt['checkpoint_id']}"
+                    cancelled = _cancelled(context, run_key)
+                    if cancelled:
+                        notes.append(f"{name}: label {key} not mined and not asked for again: its run {cancelled[:8]} was cancelled (materialize it yourself)")
+                        continue
+                    requests.append(RunRequest(job_name=job_name(name, LABEL_JOB), partition_key=partition, run_key=run_key, tags={"diffmine/reason": "label not mined"}))
         if not requests:
             return SkipReason("no new label and no label left to mine" + (f" ({'; '.join(notes)})" if notes else ""))
         context.log.info("; ".join(notes) or f"{len(requests)} label partitions to mine")

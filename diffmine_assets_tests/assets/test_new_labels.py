@@ -1,12 +1,15 @@
 """Backfilling a new label: the sensor finds it, the checkpoint continues
 training with it (old labels kept), then only the new label is mined; the
-old labels' results show stale."""
+old labels' results show stale. A dataset's first run is the user's: the
+sensor never starts one, and never asks again for a run the user cancelled."""
+
+from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 
-from dagster import AssetKey, DagsterInstance, SkipReason, build_sensor_context
+from dagster import AssetKey, DagsterInstance, RunRequest, RunsFilter, SkipReason, build_sensor_context
+from dagster._core.storage.tags import REPOSITORY_LABEL_TAG, RUN_KEY_TAG
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 from diffmine_assets.definitions import build_definitions
@@ -15,13 +18,23 @@ from diffmine_assets.storage.lake import Lake
 from diffmine_assets_tests.conftest import FAST, write_config, write_image
 
 
-def tick(defs, instance):
+def evaluate(defs, instance):
     sensor = defs.resolve_sensor_def("new_labels")
-    ctx = build_sensor_context(instance=instance, resources={"diffmine": defs.resources["diffmine"]})
-    result = sensor(ctx)
+    return sensor(build_sensor_context(instance=instance, resources={"diffmine": defs.resources["diffmine"]}))
+
+
+def tick(defs, instance):
+    result = evaluate(defs, instance)
     if isinstance(result, SkipReason):
         return []
     return list(result.run_requests)
+
+
+def first_run(defs, instance, dataset="photos"):
+    """The user's act (diffmine materialize, or Materialize in the UI): the sensor asks for nothing before it."""
+    result = evaluate(defs, instance)
+    assert isinstance(result, SkipReason) and f"{dataset}: never materialized" in result.skip_message, result
+    execute(defs, instance, [RunRequest(job_name=f"{dataset}__dataset_assets", partition_key=dataset)])
 
 
 def execute(defs, instance, requests):
@@ -49,9 +62,7 @@ def test_sensor_ingests_continues_training_and_mines_only_the_new_label(photos):
     defs = build_definitions(cfg)
     lake = Lake(root / "lake")
 
-    first = tick(defs, instance)
-    assert [(r.job_name, r.partition_key) for r in first] == [("photos__dataset_assets", "photos")]
-    execute(defs, instance, first)
+    first_run(defs, instance)
     second = tick(defs, instance)
     assert sorted(str(r.partition_key) for r in second) == ["photos|cats", "photos|dogs"]
     execute(defs, instance, second)
@@ -113,7 +124,7 @@ def test_retrain_option_starts_from_scratch(photos):
     training = {**FAST["training"], "continue_steps": 20, "on_new_data": "retrain"}
     write_config(root, [{"name": "photos", "kind": "folder", "path": "photos", "options": {"resolution": 16, "val_fraction": 0.0}, **FAST, "training": training}])
     defs = build_definitions(cfg)
-    execute(defs, instance, tick(defs, instance))
+    first_run(defs, instance)
     write_image(root / "photos" / "birds" / "0.png", size=(32, 32), seed=7)
     execute(defs, instance, tick(defs, instance))
     row = Lake(root / "lake").read_partition("checkpoint", "photos").row(0, named=True)
@@ -131,16 +142,27 @@ def test_a_label_ingestion_cannot_use_never_blocks_the_others(photos):
     (notes / "readme.txt").write_text("not an image")
     (notes / "broken.jpg").write_bytes(b"nope")
     defs = build_definitions(cfg)
-    first = tick(defs, instance)
-    assert [(r.job_name, r.partition_key) for r in first] == [("photos__dataset_assets", "photos")]
-    for r in first:
-        res = defs.resolve_job_def(r.job_name).execute_in_process(instance=instance, partition_key=r.partition_key, tags=r.tags)
-        assert res.success
+    first_run(defs, instance)
     second = tick(defs, instance)
     assert sorted(str(r.partition_key) for r in second) == ["photos|cats", "photos|dogs"]
     write_image(notes / "0.png", size=(32, 32), seed=99)
     third = tick(defs, instance)
     assert [(r.job_name, r.partition_key) for r in third] == [("photos__dataset_assets", "photos")]
+
+
+def test_a_run_the_user_cancelled_is_not_asked_for_again_and_the_tick_says_why(photos):
+    root, cfg, instance = photos
+    defs = build_definitions(cfg)
+    first_run(defs, instance)
+    write_image(root / "photos" / "birds" / "0.png", size=(32, 32), seed=7)
+    (asked,) = tick(defs, instance)  # a new label comes before the old labels' mining
+    job = defs.resolve_job_def(asked.job_name)
+    run = instance.create_run_for_job(job, tags={**asked.tags, RUN_KEY_TAG: asked.run_key, "dagster/partition": asked.partition_key})
+    instance.report_run_canceled(run)
+    result = evaluate(defs, instance)
+    assert isinstance(result, SkipReason) and f"their run {run.run_id[:8]} was cancelled" in result.skip_message, result
+    write_image(root / "photos" / "birds" / "1.png", size=(32, 32), seed=8)  # the files change: asked again
+    assert [(r.job_name, r.partition_key) for r in tick(defs, instance)] == [("photos__dataset_assets", "photos")]
 
 
 def test_the_sensor_polls_with_the_filter_of_ingestion(tmp_path):
@@ -203,6 +225,20 @@ def test_the_command_line_adds_a_label_as_the_sensor_does_within_its_budget(phot
     changed = run_dataset(instance, cfg, "photos", select=["images", "checkpoint", *mined], log=lines.append)
     assert changed["left_stale"] == [] and {"photos / birds", "photos / cats", "photos / dogs"} <= set(changed["ran"]), changed
     assert not any("not mined again" in line for line in lines)
+    # the command line's runs are listed under their jobs in the UI: it asks for the job's name and its code location's label
+    for job in ("photos__dataset_assets", "photos__label_assets"):
+        assert len(instance.get_runs(filters=RunsFilter(job_name=job, tags={REPOSITORY_LABEL_TAG: ui_location_label()}))) >= 2, job
+
+
+def ui_location_label() -> str:
+    """The label the UI filters a job's runs by, as Dagster computes it for the project's workspace.yaml (and for
+    `dagster dev -m`, which `diffmine ui` runs: the same name)."""
+    from dagster._core.remote_origin import RemoteRepositoryOrigin
+    from dagster._core.workspace.load import location_origin_from_module_name, location_origins_from_yaml_paths
+
+    (origin,) = location_origins_from_yaml_paths([str(Path(__file__).parents[2] / "workspace.yaml")])
+    assert origin.location_name == location_origin_from_module_name("diffmine_assets.definitions", None, None).location_name
+    return RemoteRepositoryOrigin(origin, "__repository__").get_label()
 
 
 def test_the_sensor_interval_is_set_by_the_environment_and_checked(monkeypatch):
