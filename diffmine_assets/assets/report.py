@@ -4,6 +4,7 @@ import json
 
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from ..mining.evaluation.goals import GOALS, preset_of
 from ..mining.report.page import LabelResults, label_section, parallel_picture, render_report
 from ..mining.report.pictures import ImageCache
 from ..partitions import REPORT_JOB, asset_key, dataset_of_label, dataset_partitions
@@ -72,10 +73,13 @@ def build_report_assets(spec):
         cache = ImageCache()
         sections = [label_section(r, images, cache) for r in labels]
         figures = _figures(context, ds, ckpt["checkpoint_id"]) if lake.has_partition("ground_truth_boxes", ds) and not missing else None
-        parameters = {"dataset": ds, "checkpoint": {k: ckpt[k] for k in ("checkpoint_id", "path", "steps", "data_version", "seed", "params")},
+        recorded = {k: ckpt[k] for k in ("checkpoint_id", "path", "steps", "data_version", "seed", "params")}
+        recorded["params"] = json.loads(recorded["params"]) if isinstance(recorded["params"], str) else recorded["params"]  # a table, not an escaped string
+        parameters = {"dataset": ds, "checkpoint": recorded,
                       **{name: getattr(spec, name).model_dump() for name in ("typicality", "patches", "features", "clusters")},
                       "labels_not_mined_yet": missing}
-        page = render_report(ds, sections, figures, parameters, _parallel(lake, ds, ckpt["checkpoint_id"], images), _scaling(lake, ds))
+        page = render_report(ds, sections, figures, parameters, _parallel(lake, ds, ckpt["checkpoint_id"], images), _scaling(lake, ds),
+                             GOALS.get(preset_of(spec), {}))
         path = lake.files_dir(ds, "report", "index.html")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.with_suffix(".html.tmp").write_text(page, encoding="utf-8")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import polars as pl
 
 from ..arrays import load_array
 from .pictures import ImageCache
+from .quality import flat_parameters, per_label_rows, quality_rows
 from .visuals import as_png, cluster_grid, heatmaps, parallel_grid, patch_strips, translation_grid
 
 
@@ -65,10 +65,39 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def _table(header: list[str], rows: list[list], cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table{f' class={chr(34)}{cls}{chr(34)}' if cls else ''}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+QUALITY_HEADER = ["figure", "what it measures", "model", "must beat", "against", "interval of model − level", "cleared", "goal", "met"]
+
+
+def quality_html(figures: dict, goals: dict, dataset: str) -> str:
+    """The figures table (`quality.quality_rows`), goals not met marked, then per-label figures."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in QUALITY_HEADER)
+    body, section = [], None
+    for r in quality_rows(figures, goals):
+        if r["section"] != section:
+            section = r["section"]
+            body.append(f'<tr class="question"><th colspan="{len(QUALITY_HEADER)}">{html.escape(section)}</th></tr>')
+        cells = [r["figure"], r["meaning"], r["model"], r["must_beat"], r["against"], r["interval"], r["cleared"], r["goal"], r["met"]]
+        css = {"NOT MET": "miss", "met": "met", "no": "miss", "yes": "met"}
+        tds = "".join(f'<td class="{css.get(v, "")}">{html.escape(str(v))}</td>' if i in (6, 8) else f"<td>{html.escape(str(v))}</td>" for i, v in enumerate(cells))
+        body.append(f"<tr>{tds}</tr>")
+    missed = [k for k, ok in (figures.get("goals_met") or {}).items() if not ok]
+    summary = (f'<p class="miss">Goals not met: {html.escape(", ".join(missed))}.</p>' if missed else "<p>Every goal was met.</p>") if figures.get("goals_met") else ""
+    note = ("" if figures.get("control") else
+            f"<p>No control was scored: <code>diffmine eval --dataset {html.escape(dataset)}</code> trains the shuffled-label control "
+            "the same way and fills its column.</p>")
+    header, rows = per_label_rows(figures)
+    return ("<h2>Quality against the ground truth</h2><p>Each figure beside the level it must beat: the stronger of its chance level (computed "
+            "on the same images) and its control (a model trained the same way on shuffled labels; for translations, the source left "
+            "untranslated). The interval is the 95 % bootstrap interval over images of the model's figure minus that level, image by image; "
+            "a figure clears its level only when the interval lies above zero.</p>" + note + summary
+            + f'<table class="quality"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            + ("<h3>Per label</h3>" + _table(header, rows) if rows else ""))
 
 
 def localisation_html(figures: dict) -> str:
@@ -98,11 +127,23 @@ def localisation_html(figures: dict) -> str:
     return out
 
 
+def _made_by(parameters: dict) -> str:
+    ckpt = parameters.get("checkpoint") or {}
+    if not ckpt:
+        return ""
+    recipe = ckpt.get("params") if isinstance(ckpt.get("params"), dict) else {}
+    training = recipe.get("training", recipe)
+    bits = [f"checkpoint <b>{html.escape(str(ckpt.get('checkpoint_id')))}</b>", f"{ckpt.get('steps')} training steps"]
+    bits += [f"{k} {html.escape(str(training[k]))}" for k in ("backend", "resolution", "batch_size", "learning_rate", "seed") if k in training]
+    return f"<p>Made from {', '.join(bits)}; every parameter is listed at the end.</p>"
+
+
 def render_report(dataset: str, labels: list[dict], figures: dict | None, parameters: dict, parallel: bytes | None = None,
-                  scaling: tuple[bytes, dict] | None = None) -> str:
+                  scaling: tuple[bytes, dict] | None = None, goals: dict | None = None) -> str:
     """`labels`: dicts with label, images, grid/strips/heatmaps (PNG bytes),
     clusters (rows of rank, size, median typicality) and, once translated,
-    translations (PNG bytes); `parallel`: the parallel clusters' picture."""
+    translations (PNG bytes); `parallel`: the parallel clusters' picture;
+    `goals`: the dataset preset's bounds (goals.GOALS), shown beside each figure."""
     toc = "".join(f'<li><a href="#label-{i}">{html.escape(lbl["label"])}</a></li>' for i, lbl in enumerate(labels))
     sections = []
     for i, lbl in enumerate(labels):
@@ -118,8 +159,7 @@ def render_report(dataset: str, labels: list[dict], figures: dict | None, parame
         sections.append("\n".join(parts))
     fig_html = ""
     if figures:
-        rows = [[k, json.dumps(v) if isinstance(v, (dict, list)) else v] for k, v in figures.items() if k != "localisation_curve"]
-        fig_html = "<h2>Quality against the ground truth</h2>" + _table(["figure", "value"], rows) + localisation_html(figures)
+        fig_html = quality_html(figures, goals or {}, dataset) + localisation_html(figures)
     parallel_html = ""
     if parallel:
         parallel_html = ("<h2>The same elements across labels (parallel clusters)</h2><p>Locations of the translated images that are typical of "
@@ -133,7 +173,7 @@ def render_report(dataset: str, labels: list[dict], figures: dict | None, parame
                           + _table(["images", "diffmine s", "+ training s", "correspondence s", "top-1 diffmine", "top-1 correspondence"],
                                    [[r["images"], r["diffmine_s"], r["diffmine_with_training_s"], r["baseline_s"], r["top1_hit_rate"], r["top1_hit_rate_baseline"]]
                                     for r in fig.get("runs", [])]))
-    params_html = "<h2>How these results were made</h2><pre>" + html.escape(json.dumps(parameters, indent=2, sort_keys=True, default=str)) + "</pre>"
+    params_html = "<h2>How these results were made</h2>" + _table(["parameter", "value"], [list(r) for r in flat_parameters(parameters)], "parameters")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>diffmine: {html.escape(dataset)}</title>
 <style>
@@ -141,8 +181,11 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
 img {{ max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd; margin: 4px 0; }}
 table {{ border-collapse: collapse; margin: 8px 0; }} td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: left; }}
 section {{ border-top: 2px solid #444; margin-top: 2em; }} pre {{ background: #f6f6f6; padding: 8px; overflow-x: auto; }}
+tr.question th {{ background: #eef; text-align: left; }} td.miss, p.miss {{ color: #a00; font-weight: bold; }} td.met {{ color: #060; }}
+table.parameters td {{ font-family: monospace; font-size: 90%; word-break: break-all; }}
 </style></head><body>
 <h1>diffmine report: {html.escape(dataset)}</h1>
+{_made_by(parameters)}
 <p>What is typical of each label: patches whose denoising the label helps most, described by the model's own
 features and clustered; clusters ranked by the median typicality of their members. Made {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.</p>
 <ul>{toc}</ul>
