@@ -22,6 +22,7 @@ from .mining.config.project import ProjectConfig, load_config
 from .partitions import split_partition_key
 from .storage.catalog import Catalog
 from .storage.lake import Lake
+from .storage.columns import describe
 
 
 class DiffmineResource(ConfigurableResource):
@@ -60,8 +61,8 @@ class DiffmineResource(ConfigurableResource):
 KEEP_BY = "lake/keep_by"
 
 
-def _schema(df: pl.DataFrame) -> TableSchema:
-    return TableSchema(columns=[TableColumn(name=n, type=str(t)) for n, t in df.schema.items()])
+def _schema(table: str, df: pl.DataFrame) -> TableSchema:
+    return TableSchema(columns=[TableColumn(name=n, type=str(t), description=describe(table, n) or None) for n, t in df.schema.items()])
 
 
 class LakeIOManager(ConfigurableIOManager):
@@ -110,7 +111,7 @@ class LakeIOManager(ConfigurableIOManager):
                 "worker": f"{socket.gethostname()}:{os.getpid()}",
                 "dagster/row_count": len(obj),
                 "dagster/uri": MetadataValue.path(str(path)),
-                "dagster/column_schema": _schema(obj),
+                "dagster/column_schema": _schema(table, obj),
                 "table": table,
             }
         )

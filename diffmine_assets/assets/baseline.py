@@ -10,7 +10,7 @@ from dagster import AssetExecutionContext, AssetIn, Failure, Output, asset
 from ..mining.baselines.correspondence import correspondence_patches
 from ..partitions import BASELINE_JOB, asset_key, dataset_label_partitions, dataset_of_label, split_partition_key
 from ..resources import DiffmineResource
-from .common import code_version, in_job
+from .common import code_version, in_job, rounded
 
 
 def build_baseline_assets(spec):
@@ -42,7 +42,7 @@ def build_baseline_assets(spec):
             pl.lit(dataset).alias("dataset"), pl.lit(label).alias("label"), pl.lit(label_key).alias("label_key"),
             pl.lit("correspondence").alias("method"), pl.lit(json.dumps(opts.result_options(), sort_keys=True)).alias("params"),
         )
-        return Output(table, metadata={"patches": len(table), **{k: v for k, v in info.items() if isinstance(v, (int, float))},
-                                       "purity_of_kept": str(info["purity_of_kept"])})
+        return Output(table, metadata=rounded({"patches": len(table), **{k: v for k, v in info.items() if isinstance(v, (int, float))},
+                                               "purity_of_kept": str(rounded(info["purity_of_kept"]))}))
 
     return [baseline_patches]

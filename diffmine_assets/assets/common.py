@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import polars as pl
-from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
+from dagster import JsonMetadataValue, MetadataValue, TableColumn, TableRecord, TableSchema
 from PIL import Image
 
 from .. import __version__
@@ -60,12 +60,32 @@ def picture(img: Image.Image, saved_to: Path | None = None, alt: str = "preview"
     return MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})")
 
 
+SIGNIFICANT = 4
+
+
+def rounded(value):
+    """A float to 4 significant digits (0.0014074036461124706 -> 0.001407),
+    inside dicts, lists and JSON metadata too: what a person reads in the
+    UI; the tables keep full precision."""
+    if isinstance(value, JsonMetadataValue):
+        return MetadataValue.json(rounded(value.data))
+    if isinstance(value, MetadataValue):  # paths, pictures, tables: as they are (some are tuples underneath)
+        return value
+    if isinstance(value, float):
+        return float(f"{value:.{SIGNIFICANT}g}") if value == value and abs(value) != float("inf") else value
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v) for v in value]
+    return value
+
+
 def records_table(header: list[str], rows: list[list], limit: int = 50) -> MetadataValue:
     """A table the UI shows as one (sortable) table, typed per column; the
     first `limit` rows, with a last row saying how many were left out."""
 
     def cell(v):
-        return v if isinstance(v, (int, float, bool)) or v is None else str(v)
+        return rounded(v) if isinstance(v, (int, float, bool)) or v is None else str(v)
 
     kinds = {bool: "bool", int: "int", float: "float"}
     types = []

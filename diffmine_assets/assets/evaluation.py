@@ -11,7 +11,7 @@ from ..mining.evaluation.figures import StoredResults, evaluate, evaluation_tabl
 from ..partitions import REPORT_JOB, asset_key, dataset_of_label, dataset_partitions
 from ..resources import DiffmineResource
 from ..storage.lake import Lake
-from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, read_labels
+from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, read_labels, rounded
 
 # what a dataset-wide summary reads: every label's results, and the dataset's own tables
 LABEL_INPUTS = ("clusters", "cluster_members", "patch_typicality", "image_typicality", "label_matrix")
@@ -77,6 +77,6 @@ def build_evaluation_assets(spec):
         figures = evaluate_stored(lake, ds, spec, config.control, config.curve, config.curve_images, log=context.log.info)
         table = evaluation_table(figures, spec)
         shown = {k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        return Output(table, metadata={"figures": MetadataValue.json(figures), "rows": len(table), "control": config.control, **shown})
+        return Output(table, metadata=rounded({"figures": MetadataValue.json(figures), "rows": len(table), "control": config.control, **shown}))
 
     return [evaluation]

@@ -14,7 +14,7 @@ from ..mining.training.loop import TrainingDiverged
 from ..partitions import DATASET_JOB, asset_key, dataset_partitions, identifier
 from ..progress import eta, report
 from ..resources import DiffmineResource
-from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, picture, records_table
+from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, picture, records_table, rounded
 
 
 class TrainingRunConfig(Config):
@@ -39,7 +39,7 @@ def _progress(context):
 def _metadata(name: str, fitted: FittedCheckpoint, data_version: str) -> dict:
     row = fitted.table.row(0, named=True)
     gain = fitted.result.diagnostics[-1]["bands"] if fitted.result.diagnostics else []
-    return {
+    return rounded({
         "checkpoint_id": fitted.checkpoint_id,
         "reused": False,
         "path": MetadataValue.path(str(fitted.path)),
@@ -58,7 +58,7 @@ def _metadata(name: str, fitted: FittedCheckpoint, data_version: str) -> dict:
         "loss_curve": picture(loss_chart(fitted.log, f"{name}: denoising loss"), fitted.path / "loss_curve.png", "loss curve"),
         "label_gain_chart": picture(label_gain_chart(gain, f"{name}: held-out L(null) - L(own label) by timestep"), fitted.path / "label_gain.png",
                                     "held-out label gain by timestep"),
-    }
+    })
 
 
 def build_model_assets(spec):

@@ -16,7 +16,7 @@ from ..mining.translation.parallel import parallel_features, parallel_locations
 from ..mining.translation.tables import translate_label, translated_sets
 from ..partitions import LABEL_JOB, REPORT_JOB, asset_key, dataset_label_partitions, dataset_of_label, dataset_partitions, identifier, split_partition_key
 from ..resources import DiffmineResource
-from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, log_tenths, picture, records_table
+from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, log_tenths, picture, records_table, rounded
 
 
 def _translations_metadata(table: pl.DataFrame, labels: list[str], images: pl.DataFrame, label_key: str, method: str, grid_path) -> dict:
@@ -24,7 +24,7 @@ def _translations_metadata(table: pl.DataFrame, labels: list[str], images: pl.Da
     sources = table.select("image_id", "source_model_path").unique(maintain_order=True).rows()
     grid = translation_grid(sources, {(r["image_id"], r["target_label_key"]): r["path"] for r in table.iter_rows(named=True)}, labels, names, label_key)
     wins = table.group_by("target_label").agg(pl.col("target_win").mean().alias("win"), pl.len().alias("n")).sort("target_label")
-    return {
+    return rounded({
         "translations": len(table),
         "images": len(sources),
         "method": method,
@@ -33,7 +33,7 @@ def _translations_metadata(table: pl.DataFrame, labels: list[str], images: pl.Da
         "grid": picture(grid, grid_path, "translation grid"),
         "by_target": records_table(["target label", "more typical of the target", "translations"],
                                    [[r["target_label"], round(r["win"], 4), r["n"]] for r in wins.iter_rows(named=True)]),
-    }
+    })
 
 
 def build_translation_assets(spec):

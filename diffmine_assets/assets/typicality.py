@@ -12,7 +12,7 @@ from ..mining.training.checkpoints import load_checkpoint
 from ..mining.typicality.score import ScoredGroup, score_labels
 from ..partitions import LABEL_JOB, asset_key, dataset_label_partitions, dataset_of_label, identifier, split_partition_key
 from ..resources import DiffmineResource
-from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, log_tenths, picture, records_table
+from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, log_tenths, picture, records_table, rounded
 
 
 def _label_rows(images: pl.DataFrame, dataset: str, label_key: str) -> pl.DataFrame:
@@ -24,7 +24,7 @@ def _label_rows(images: pl.DataFrame, dataset: str, label_key: str) -> pl.DataFr
 
 def _typicality_metadata(scored: ScoredGroup, table: pl.DataFrame, ckpt_id: str, map_path, heatmaps_path) -> dict:
     result, opts = scored.result, scored.opts
-    return {
+    return rounded({
         "images": len(table),
         "mean_typicality": float(table["typicality"].mean()),
         "median_stderr": float(table["stderr"].median()),
@@ -37,7 +37,7 @@ def _typicality_metadata(scored: ScoredGroup, table: pl.DataFrame, ckpt_id: str,
         "maps": MetadataValue.path(str(map_path)),
         **_matrix_figures(scored),
         "heatmaps": picture(heatmaps(table, scored.maps), heatmaps_path, "typicality maps"),
-    }
+    })
 
 
 def _matrix_figures(scored: ScoredGroup) -> dict:

@@ -158,6 +158,27 @@ def test_pictures_in_the_ui_and_the_report_on_disk(pipeline):
     assert "checkpoint_id" in page and "n_samples" in page
 
 
+def test_the_ui_shows_every_column_described_and_figures_rounded(pipeline):
+    """What a user reads in the UI: each table's columns with a description
+    (storage/columns.py), and metadata figures to 4 significant digits, not
+    0.0014074036461124706."""
+    _, _, instance, _ = pipeline
+    undescribed = {}
+    for table in ("images", "checkpoint", "training_log", "image_typicality", "label_matrix", "patch_typicality", "patch_features",
+                  "clusters", "cluster_members", "translations", "parallel_typicality", "parallel_clusters", "evaluation"):
+        meta = instance.get_latest_materialization_event(AssetKey(["builtin", table])).asset_materialization.metadata
+        columns = meta["dagster/column_schema"].value.columns
+        assert columns, table
+        missing = [c.name for c in columns if not c.description]
+        if missing:
+            undescribed[table] = missing
+    assert undescribed == {}
+    meta = instance.get_latest_materialization_event(AssetKey(["builtin", "image_typicality"])).asset_materialization.metadata
+    for name in ("mean_typicality", "median_stderr"):
+        value = meta[name].value
+        assert value == float(f"{value:.4g}") and value != 0, (name, value)
+
+
 def readme_queries() -> list[str]:
     text = (REPO / "README.md").read_text(encoding="utf-8")
     start = text.index("## Questions answered in SQL")
@@ -243,7 +264,11 @@ def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline
     assert regen["kind"] == "plain regeneration" and 0 <= regen["layout_ssim"] <= 1 and regen["translations"] == 24
     # each translation figure minus each control's, paired over the same 24 (image, target) pairs of 8 images, with its interval;
     # the label-change chance is computed (the untranslated sources), never an assumed 0.5
-    gaps = figures["gaps"]
+    # the mining figures' differences from chance and from the control, image by image, match the figures themselves
+    for fig in ("accuracy_val", "top1_hit_rate", "pixel_auc_pr"):
+        for level, name in ((figures["chance"][fig], f"{fig}_minus_chance"), (control[fig], f"{fig}_minus_shuffled")):
+            assert abs(figures["gaps"][name]["difference"] - (figures[fig] - level)) < 2e-3, (name, figures["gaps"][name], figures[fig], level)
+    gaps = {k: v for k, v in figures["gaps"].items() if k.startswith(("translation", "element", "layout"))}
     assert set(gaps) == {"translation_target_win_minus_regeneration", "element_swap_rate_minus_regeneration", "layout_ssim_minus_regeneration",
                          "translation_target_win_minus_untranslated", "element_swap_rate_minus_untranslated"}
     for name, gap in gaps.items():
