@@ -8,7 +8,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetIn, Failure, Output, asset
 
 from ..mining.baselines.correspondence import correspondence_patches
-from ..partitions import BASELINE_JOB, asset_key, dataset_label_partitions, dataset_of_label, split_partition_key
+from ..partitions import asset_key, BASELINE_JOB, dataset_label_partitions, dataset_of_label, identifier, split_partition_key
 from ..resources import DiffmineResource
 from .common import code_version, in_job, rounded
 
@@ -22,8 +22,8 @@ def build_baseline_assets(spec):
         partitions_def=dataset_label_partitions(ds),
         ins={"images": AssetIn(key=asset_key(ds, "images"), partition_mapping=dataset_of_label)},
         io_manager_key="lake_io",
-        group_name="baseline",
-        tags=in_job(BASELINE_JOB),
+        group_name=identifier(ds),
+        tags=in_job(BASELINE_JOB, "baseline"),
         kinds={"parquet"},
         description="Correspondence-based mining (Doersch et al. 2012): HOG windows of the label's images, nearest neighbours among "
         "every label's windows, SVM detectors refined over alternating halves; the purest detectors' best windows, in the columns "

@@ -32,8 +32,15 @@ GPU_STEP_TAGS = {
 JOB_TAG = "diffmine/job"
 
 
-def in_job(kind: str) -> dict[str, str]:
-    return {JOB_TAG: kind}
+STAGE_TAG = "diffmine/stage"
+
+
+def in_job(kind: str, stage: str) -> dict[str, str]:
+    """An asset's tags: the job that runs it, and its stage of the method
+    (dataset, model, typicality, elements, translation, report, baseline).
+    Each dataset is one asset group, so the UI's lineage shows one graph per
+    dataset; the stage is a tag to filter by inside it (tag:diffmine/stage=...)."""
+    return {JOB_TAG: kind, STAGE_TAG: stage}
 
 
 def code_version(*parts) -> str:

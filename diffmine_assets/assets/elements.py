@@ -30,8 +30,8 @@ def build_element_assets(spec):
             "checkpoint": AssetIn(key=asset_key(ds, "checkpoint"), partition_mapping=dataset_of_label),
         },
         io_manager_key="lake_io",
-        group_name="elements",
-        tags=in_job(LABEL_JOB),
+        group_name=identifier(ds),
+        tags=in_job(LABEL_JOB, "elements"),
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
         kinds={"pytorch", "parquet"},
         description="Diffusion features (DIFT) of the label's top patches: an up-sampling block's activations at a small "
@@ -61,10 +61,10 @@ def build_element_assets(spec):
         partitions_def=per_label,
         ins={"patch_features": AssetIn(key=asset_key(ds, "patch_features")), "images": AssetIn(key=asset_key(ds, "images"), partition_mapping=dataset_of_label)},
         outs={
-            "clusters": AssetOut(key=asset_key(ds, "clusters"), code_version=clusters_version, io_manager_key="lake_io", tags=in_job(LABEL_JOB), description="k-means clusters of the label's top patches, ranked by median typicality: rank, size, median and mean typicality, spread.", kinds={"parquet"}),
-            "cluster_members": AssetOut(key=asset_key(ds, "cluster_members"), code_version=clusters_version, io_manager_key="lake_io", tags=in_job(LABEL_JOB), description="Each clustered patch: cluster (= rank), distance to the centre, rank in cluster (nearest first), box.", kinds={"parquet"}),
+            "clusters": AssetOut(key=asset_key(ds, "clusters"), code_version=clusters_version, io_manager_key="lake_io", tags=in_job(LABEL_JOB, "elements"), description="k-means clusters of the label's top patches, ranked by median typicality: rank, size, median and mean typicality, spread.", kinds={"parquet"}),
+            "cluster_members": AssetOut(key=asset_key(ds, "cluster_members"), code_version=clusters_version, io_manager_key="lake_io", tags=in_job(LABEL_JOB, "elements"), description="Each clustered patch: cluster (= rank), distance to the centre, rank in cluster (nearest first), box.", kinds={"parquet"}),
         },
-        group_name="elements",
+        group_name=identifier(ds),
     )
     def clusters(context: AssetExecutionContext, diffmine: DiffmineResource, patch_features: pl.DataFrame, images: pl.DataFrame):
         dataset, label_key = split_partition_key(context.partition_key)

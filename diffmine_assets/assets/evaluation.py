@@ -8,7 +8,7 @@ from dagster import AssetDep, AssetExecutionContext, Config, MetadataValue, Outp
 from pydantic import Field
 
 from ..mining.evaluation.figures import StoredResults, evaluate, evaluation_table
-from ..partitions import REPORT_JOB, asset_key, dataset_of_label, dataset_partitions
+from ..partitions import asset_key, dataset_of_label, dataset_partitions, identifier, REPORT_JOB
 from ..resources import DiffmineResource
 from ..storage.lake import Lake
 from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, read_labels, rounded
@@ -64,8 +64,8 @@ def build_evaluation_assets(spec):
               AssetDep(asset_key(ds, "baseline_patches"), partition_mapping=dataset_of_label)],
         io_manager_key="lake_io",
         metadata={"lake/keep_by": "checkpoint_id"},
-        group_name="report",
-        tags=in_job(REPORT_JOB),
+        group_name=identifier(ds),
+        tags=in_job(REPORT_JOB, "report"),
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,  # scoring a control model drives torch
         kinds={"parquet"},
         description="Every quality figure of the dataset's results, one row per (label, metric): value, chance level, the "

@@ -9,7 +9,7 @@ from ..mining.datasets.base import DatasetError, GroundTruth
 from ..mining.datasets.ingest import IngestResult, ground_truth, ingest
 from ..mining.datasets.registry import boxes_source, label_fingerprints
 from ..mining.report.pictures import contact_sheet, image_rows
-from ..partitions import DATASET_JOB, asset_key, dataset_partitions, label_partitions_name
+from ..partitions import asset_key, DATASET_JOB, dataset_partitions, identifier, label_partitions_name
 from ..progress import eta, report
 from ..resources import DiffmineResource
 from .common import code_version, in_job, picture, records_table
@@ -88,8 +88,8 @@ def build_ingest_assets(spec):
         partitions_def=dataset_partitions(ds),
         code_version=source_version,
         io_manager_key="lake_io",
-        group_name="dataset",
-        tags=in_job(DATASET_JOB),
+        group_name=identifier(ds),
+        tags=in_job(DATASET_JOB, "dataset"),
         kinds={"polars", "parquet"},
         description="One row per usable image of the dataset: label, label key, id, path, size, sha256, split. "
         "Registers every label found as a partition of the label dimension.",
@@ -116,8 +116,8 @@ def build_ingest_assets(spec):
         partitions_def=dataset_partitions(ds),
         code_version=code_version(source_version, _boxes_stamp(spec)),
         io_manager_key="lake_io",
-        group_name="dataset",
-        tags=in_job(DATASET_JOB),
+        group_name=identifier(ds),
+        tags=in_job(DATASET_JOB, "dataset"),
         ins={"images": AssetIn(key=asset_key(ds, "images"))},
         output_required=False,
         kinds={"polars", "parquet"},

@@ -64,7 +64,7 @@ def _metadata(name: str, fitted: FittedCheckpoint, data_version: str) -> dict:
 def build_model_assets(spec):
     ds = spec.name
     version = code_version(spec.training.version(), spec.options.resolution)
-    out = dict(code_version=version, io_manager_key="lake_io", tags=in_job(DATASET_JOB))
+    out = dict(code_version=version, io_manager_key="lake_io", tags=in_job(DATASET_JOB, "model"))
 
     @multi_asset(
         name=f"{identifier(ds)}__checkpoint",
@@ -76,7 +76,7 @@ def build_model_assets(spec):
                                      description="The training curve of the checkpoint: step, loss, held-out loss, images/s."),
         },
         ins={"images": AssetIn(key=asset_key(ds, "images"))},
-        group_name="model",
+        group_name=identifier(ds),
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
     )
     def checkpoint(context: AssetExecutionContext, config: TrainingRunConfig, diffmine: DiffmineResource, images: pl.DataFrame):

@@ -7,7 +7,7 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, Metadata
 from ..mining.evaluation.goals import GOALS, preset_of
 from ..mining.report.page import LabelResults, label_section, parallel_picture, render_report
 from ..mining.report.pictures import ImageCache
-from ..partitions import REPORT_JOB, asset_key, dataset_of_label, dataset_partitions
+from ..partitions import asset_key, dataset_of_label, dataset_partitions, identifier, REPORT_JOB
 from ..resources import DiffmineResource
 from ..storage.lake import Lake, LakeError
 from .common import code_version, in_job
@@ -59,8 +59,8 @@ def build_report_assets(spec):
         # the figures come from the evaluation asset, computed once
         deps=[*input_deps(ds), AssetDep(asset_key(ds, "evaluation")), AssetDep(asset_key(ds, "translations"), partition_mapping=dataset_of_label),
               AssetDep(asset_key(ds, "parallel_clusters")), AssetDep(asset_key(ds, "parallel_cluster_members")), AssetDep(asset_key(ds, "parallel_typicality"))],
-        group_name="report",
-        tags=in_job(REPORT_JOB),
+        group_name=identifier(ds),
+        tags=in_job(REPORT_JOB, "report"),
         kinds={"html"},
         description="A self-contained HTML page per dataset: per label the cluster grid, patch strips and heatmaps; "
         "the quality figures where the dataset has ground truth; the parameters and checkpoint behind them.",

@@ -52,8 +52,8 @@ def build_translation_assets(spec):
             "checkpoint": AssetIn(key=asset_key(ds, "checkpoint"), partition_mapping=dataset_of_label),
         },
         io_manager_key="lake_io",
-        group_name="translation",
-        tags=in_job(LABEL_JOB),
+        group_name=identifier(ds),
+        tags=in_job(LABEL_JOB, "translation"),
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
         kinds={"pytorch", "parquet"},
         description="The label's most typical images translated into every other label (DDIM inversion, then regeneration under the "
@@ -90,8 +90,8 @@ def build_translation_assets(spec):
             "image_typicality": AssetIn(key=asset_key(ds, "image_typicality"), partition_mapping=dataset_of_label),
         },
         io_manager_key="lake_io",
-        group_name="translation",
-        tags=in_job(REPORT_JOB),
+        group_name=identifier(ds),
+        tags=in_job(REPORT_JOB, "translation"),
         kinds={"parquet"},
         description="The best locations of the translated sets: each version's typicality under its own label at the same window, "
         "the location's score the median over labels. One row per (location, label).",
@@ -122,12 +122,12 @@ def build_translation_assets(spec):
             "images": AssetIn(key=asset_key(ds, "images")),
         },
         outs={
-            "parallel_clusters": AssetOut(key=asset_key(ds, "parallel_clusters"), code_version=clusters_version, io_manager_key="lake_io", kinds={"parquet"}, tags=in_job(REPORT_JOB),
+            "parallel_clusters": AssetOut(key=asset_key(ds, "parallel_clusters"), code_version=clusters_version, io_manager_key="lake_io", kinds={"parquet"}, tags=in_job(REPORT_JOB, "translation"),
                                           description="k-means clusters of the locations described by their features in every label, ranked by median typicality."),
             "parallel_cluster_members": AssetOut(key=asset_key(ds, "parallel_cluster_members"), code_version=clusters_version, io_manager_key="lake_io",
-                                                 kinds={"parquet"}, tags=in_job(REPORT_JOB), description="Each clustered location: its cluster, distance to the centre, source image and window."),
+                                                 kinds={"parquet"}, tags=in_job(REPORT_JOB, "translation"), description="Each clustered location: its cluster, distance to the centre, source image and window."),
         },
-        group_name="translation",
+        group_name=identifier(ds),
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
     )
     def parallel_clusters(context: AssetExecutionContext, diffmine: DiffmineResource, parallel_typicality: pl.DataFrame, checkpoint: pl.DataFrame, images: pl.DataFrame):

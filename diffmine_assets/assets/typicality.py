@@ -57,7 +57,7 @@ def build_typicality_assets(spec):
     typicality_version = code_version(spec.typicality.version())
 
     def out(name: str, description: str, **kw) -> AssetOut:
-        return AssetOut(key=asset_key(ds, name), code_version=typicality_version, io_manager_key="lake_io", description=description, tags=in_job(LABEL_JOB), **kw)
+        return AssetOut(key=asset_key(ds, name), code_version=typicality_version, io_manager_key="lake_io", description=description, tags=in_job(LABEL_JOB, "typicality"), **kw)
 
     @multi_asset(
         name=f"{identifier(ds)}__image_typicality",
@@ -72,7 +72,7 @@ def build_typicality_assets(spec):
             "typicality_history": out("typicality_history", "image_typicality of every checkpoint the label was ever scored with (one file per checkpoint), "
                                       "to compare checkpoints in SQL.", kinds={"parquet"}, metadata={"lake/keep_by": "checkpoint_id"}),
         },
-        group_name="typicality",
+        group_name=identifier(ds),
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
     )
     def image_typicality(context: AssetExecutionContext, diffmine: DiffmineResource, images: pl.DataFrame, checkpoint: pl.DataFrame):
@@ -103,8 +103,8 @@ def build_typicality_assets(spec):
         partitions_def=per_label,
         ins={"image_typicality": AssetIn(key=asset_key(ds, "image_typicality"))},
         io_manager_key="lake_io",
-        group_name="typicality",
-        tags=in_job(LABEL_JOB),
+        group_name=identifier(ds),
+        tags=in_job(LABEL_JOB, "typicality"),
         kinds={"parquet"},
         description="Windows of the label's images: the top K most typical (best non-overlapping per image), "
         "and as many random and least typical ones (column `selection`), with boxes in original pixels.",

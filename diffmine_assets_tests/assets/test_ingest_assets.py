@@ -149,6 +149,12 @@ def test_every_partition_offered_exists_with_two_datasets(tmp_path, monkeypatch)
             pdef = graph.get(key).partitions_def
             if isinstance(pdef, MultiPartitionsDefinition):
                 offered[key.to_user_string()] = {str(k) for k in pdef.get_partition_keys(dynamic_partitions_store=instance)}
+        # the UI's lineage: one asset group per dataset (none shared), the stages a tag inside it
+        groups = {}
+        for key in graph.get_all_asset_keys():
+            groups.setdefault(graph.get(key).group_name, set()).add(key.path[0])
+        assert groups == {"builtin": {"builtin"}, "photos": {"photos"}}
+        assert graph.get(AssetKey(["photos", "clusters"])).tags["diffmine/stage"] == "elements"
         assert offered["builtin/image_typicality"] == {f"builtin|{lbl}" for lbl in ("amber", "cobalt", "jade", "violet")}
         assert offered["photos/image_typicality"] == {"photos|cats", "photos|dogs"}
         # the backfill: every offered partition, as the UI's "All" launches it, through the label job's first step
