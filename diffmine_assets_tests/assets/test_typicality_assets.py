@@ -191,7 +191,9 @@ def test_every_readme_query_runs_against_the_catalog(pipeline):
     queries = readme_queries()
     assert len(queries) == 7
     ckpt = query(root, "select checkpoint_id from checkpoint")[0][0]
-    relpath = query(root, "select relpath from images order by relpath limit 1")[0][0]
+    # the README says which images label_matrix covers: the held-out ones
+    relpath = query(root, "select relpath from images where split = 'val' order by relpath limit 1")[0][0]
+    assert query(root, "select count(distinct image_id) from label_matrix") == query(root, "select count(*) from images where split = 'val'")
     values = {"label": "jade", "relpath": relpath, "before": ckpt, "after": ckpt, "metric": "accuracy_val", "source": "amber", "target": "cobalt", "cluster": 1}
     results = []
     for sql in queries:
