@@ -18,7 +18,10 @@ from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, log_tenths,
 def _label_rows(images: pl.DataFrame, dataset: str, label_key: str) -> pl.DataFrame:
     rows = images.filter(pl.col("label_key") == label_key)
     if rows.is_empty():
-        raise Failure(description=f"dataset {dataset!r} has no images with label key {label_key!r} (labels: {sorted(images['label_key'].unique().to_list())})")
+        # a label partition added by hand in the UI ("Add a partition") has no files behind it: labels come from the data
+        raise Failure(description=f"dataset {dataset!r} has no images with label key {label_key!r} (labels: {sorted(images['label_key'].unique().to_list())}). "
+                                  f"Labels come from the data, not from the partition list: add a folder (or manifest rows) of {label_key!r} images "
+                                  f"and materialize {dataset}'s images; a partition added by hand has nothing to mine")
     return rows
 
 

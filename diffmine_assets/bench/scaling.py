@@ -115,7 +115,7 @@ def bench_scaling(project, dataset: str, sizes: list[int], overrides: dict, log=
         "diffmine": [(lg(r["images"]), lg(r["diffmine_s"])) for r in runs],
         "diffmine + training": [(lg(r["images"]), lg(r["diffmine_with_training_s"])) for r in runs],
         "correspondence": [(lg(r["images"]), lg(r["baseline_s"])) for r in runs],
-    }, "log10 seconds against log10 images")
+    }, "cost against the number of images (log-log)", xlabel="log10 images", ylabel="log10 seconds")
     work.mkdir(parents=True, exist_ok=True)
     chart.save(work / "scaling.png")
     (work / "scaling.json").write_text(json.dumps(figures, indent=2, default=str))

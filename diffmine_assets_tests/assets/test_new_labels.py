@@ -134,7 +134,8 @@ def test_retrain_option_starts_from_scratch(photos):
 def test_a_label_ingestion_cannot_use_never_blocks_the_others(photos):
     """A label folder holding only files ingestion drops (a Thumbs.db, a text
     file, a corrupt image) is asked for once; the dataset's other labels are
-    mined all the same, and the request comes back only when its files change."""
+    mined all the same, and the request comes back only when its files change.
+    A run the user cancelled is not asked for again until its files change."""
     root, cfg, instance = photos
     notes = root / "photos" / "notes"
     notes.mkdir()
@@ -149,19 +150,13 @@ def test_a_label_ingestion_cannot_use_never_blocks_the_others(photos):
     third = tick(defs, instance)
     assert [(r.job_name, r.partition_key) for r in third] == [("photos__dataset_assets", "photos")]
 
-
-def test_a_run_the_user_cancelled_is_not_asked_for_again_and_the_tick_says_why(photos):
-    root, cfg, instance = photos
-    defs = build_definitions(cfg)
-    first_run(defs, instance)
-    write_image(root / "photos" / "birds" / "0.png", size=(32, 32), seed=7)
-    (asked,) = tick(defs, instance)  # a new label comes before the old labels' mining
-    job = defs.resolve_job_def(asked.job_name)
-    run = instance.create_run_for_job(job, tags={**asked.tags, RUN_KEY_TAG: asked.run_key, "dagster/partition": asked.partition_key})
+    # the user cancels that run: not asked for again, and the tick says why, until the label's files change
+    (asked,) = third
+    run = instance.create_run_for_job(defs.resolve_job_def(asked.job_name), tags={**asked.tags, RUN_KEY_TAG: asked.run_key, "dagster/partition": asked.partition_key})
     instance.report_run_canceled(run)
     result = evaluate(defs, instance)
     assert isinstance(result, SkipReason) and f"their run {run.run_id[:8]} was cancelled" in result.skip_message, result
-    write_image(root / "photos" / "birds" / "1.png", size=(32, 32), seed=8)  # the files change: asked again
+    write_image(notes / "1.png", size=(32, 32), seed=98)
     assert [(r.job_name, r.partition_key) for r in tick(defs, instance)] == [("photos__dataset_assets", "photos")]
 
 

@@ -115,6 +115,15 @@ def test_a_label_missing_from_the_checkpoint_says_to_retrain(tmp_path, monkeypat
         figures = run_dataset(instance, cfg, "photos", labels=["birds"], select=["image_typicality"], log=lines.append)
         assert figures["failed_runs"] == 1
         assert any("['birds'] are not in this checkpoint" in l and "re-materialize the checkpoint" in l for l in lines), lines
+        # a label partition added by hand in the UI ("Add a partition") has no files: its run fails saying where labels come from
+        from diffmine_assets.partitions import multi_key
+
+        instance.add_dynamic_partitions("photos-labels", ["ghost"])
+        result = build_definitions(cfg).resolve_job_def("photos__label_assets").execute_in_process(
+            instance=instance, partition_key=multi_key("photos", "ghost"), asset_selection=[AssetKey(["photos", "image_typicality"])], raise_on_error=False)
+        assert not result.success
+        message = result.get_step_failure_events()[0].event_specific_data.error.message
+        assert "no images with label key 'ghost'" in message and "Labels come from the data" in message, message
     finally:
         instance.dispose()
 

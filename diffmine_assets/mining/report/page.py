@@ -152,9 +152,9 @@ def render_report(dataset: str, labels: list[dict], figures: dict | None, parame
                  "<h3>Typical visual elements: clusters, best first</h3>", _img(lbl["grid"], f"clusters of {lbl['label']}"),
                  _table(["rank", "size", "median typicality", "mean typicality"], [[c["rank"], c["size"], f"{c['median_typicality']:.5f}", f"{c['mean_typicality']:.5f}"] for c in lbl["clusters"][:10]]),
                  "<h3>Most typical, random and least typical patches</h3>", _img(lbl["strips"], f"patch strips of {lbl['label']}"),
-                 "<h3>Typicality maps (red: the label helps denoise)</h3>", _img(lbl["heatmaps"], f"heatmaps of {lbl['label']}")]
+                 "<h3>Typicality maps: where knowing the label helps the model denoise (red), on one colour scale</h3>", _img(lbl["heatmaps"], f"heatmaps of {lbl['label']}")]
         if lbl.get("translations"):
-            parts += ["<h3>Its most typical images translated into every label (columns)</h3>", _img(lbl["translations"], f"translations of {lbl['label']}")]
+            parts += ["<h3>Its most typical images (rows) translated into every label (columns; the yellow column is the source image itself)</h3>", _img(lbl["translations"], f"translations of {lbl['label']}")]
         parts.append("</section>")
         sections.append("\n".join(parts))
     fig_html = ""
@@ -164,7 +164,7 @@ def render_report(dataset: str, labels: list[dict], figures: dict | None, parame
     if parallel:
         parallel_html = ("<h2>The same elements across labels (parallel clusters)</h2><p>Locations of the translated images that are typical of "
                          "every label in their translated form (median over labels), clustered on their features in all labels; one row per "
-                         "location, one column per label.</p>" + _img(parallel, "parallel clusters"))
+                         "location (its cluster's rank, size and median typicality at the left), one column per label: the same window of each label's version.</p>" + _img(parallel, "parallel clusters"))
     if scaling:
         png, fig = scaling
         keys = ("diffmine_slope", "diffmine_with_training_slope", "baseline_slope", "crossover_images")

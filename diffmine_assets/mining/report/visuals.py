@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 from PIL import Image, ImageDraw
 
-from .pictures import ImageCache, contact_sheet, heatmap_pair, line_chart, patch_strip_rows, png_bytes
+from .pictures import ImageCache, contact_sheet, heatmap_grid, line_chart, patch_strip_rows, png_bytes
 
 STRIP = 12
 HEATMAPS = 8
@@ -37,15 +37,18 @@ def patch_strips(patches: pl.DataFrame, cache: ImageCache | None = None):
 
 
 def heatmaps(typicality: pl.DataFrame, mean_maps: np.ndarray, cache: ImageCache | None = None):
-    """The most and least typical images of a label beside their maps."""
+    """The label's most and least typical images with their maps over them,
+    on one colour scale with its bar; each captioned with its rank and its
+    typicality (the map's mean)."""
     cache = cache or ImageCache()
-    ordered = typicality.sort("typicality", descending=True)
+    ordered = typicality.sort("typicality", descending=True).with_row_index("rank", offset=1)
     picks = ordered.head(HEATMAPS // 2).vstack(ordered.tail(HEATMAPS // 2)) if len(ordered) > HEATMAPS else ordered
-    rows = []
+    images, maps, captions = [], [], []
     for r in picks.iter_rows(named=True):
-        img = cache.get(r["path"])
-        rows.append((f"T={r['typicality']:+.4f}", [heatmap_pair(img, mean_maps[r["map_index"]])]))
-    return contact_sheet(rows, thumb=160, caption_width=100)
+        images.append(cache.get(r["path"]))
+        maps.append(mean_maps[r["map_index"]])
+        captions.append(f"#{r['rank']} of {len(ordered)}: typicality {r['typicality']:+.4f}")
+    return heatmap_grid(images, maps, captions, "most typical (top row) and least typical images of the label, their maps over them")
 
 
 def as_png(img) -> bytes:
@@ -68,7 +71,7 @@ def parallel_grid(clusters: pl.DataFrame, members: pl.DataFrame, locations: pl.D
     """One row per (cluster, member), best cluster first; one column per label:
     the same location in each label's version."""
     cache: dict = {}
-    rows = [("label", [_caption_tile(label_names.get(k, k)) for k in labels])]
+    rows = [("version under:", [_caption_tile(label_names.get(k, k)) for k in labels])]
     for c in clusters.sort("rank").head(max_clusters).iter_rows(named=True):
         picks = members.filter(pl.col("cluster") == c["cluster"]).sort("rank_in_cluster").head(per_cluster)
         for m in picks.iter_rows(named=True):
@@ -79,16 +82,21 @@ def parallel_grid(clusters: pl.DataFrame, members: pl.DataFrame, locations: pl.D
     return contact_sheet(rows, thumb=48, caption_width=130)
 
 
-def _caption_tile(text: str) -> Image.Image:
-    tile = Image.new("RGB", (48, 48), (255, 255, 255))
-    ImageDraw.Draw(tile).text((2, 18), text[:8], fill=(0, 0, 0))
+def _caption_tile(text: str, note: str = "") -> Image.Image:
+    """A column's heading: the label (its first 8 characters; the full names are
+    in the report's tables), and under it a note on a yellow ground (the source column)."""
+    tile = Image.new("RGB", (48, 48), (255, 240, 150) if note else (255, 255, 255))
+    draw = ImageDraw.Draw(tile)
+    draw.text((2, 12), text[:8], fill=(0, 0, 0))
+    if note:
+        draw.text((2, 28), note[:8], fill=(120, 0, 0))
     return tile
 
 
 def translation_grid(sources: list[tuple[str, str]], outputs: dict[tuple[str, str], str], labels: list[str], label_names: dict[str, str], source_key: str) -> Image.Image:
     """Rows: the source images; columns: every label (the source label's
     column holds the image itself)."""
-    rows = [("label", [_caption_tile(label_names.get(k, k)) for k in labels])]
+    rows = [("into label:", [_caption_tile(label_names.get(k, k), "source" if k == source_key else "") for k in labels])]
     for image_id, path in sources:
         ims = []
         for k in labels:
@@ -108,15 +116,17 @@ def curve_picture(curves: dict[str, list[dict]], chance: float, path: Path, titl
     if steps and chance == chance:
         series["chance"] = [(min(steps), chance), (max(steps), chance)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    line_chart(series, title).save(path)
+    line_chart(series, title, xlabel="training step", ylabel="localisation AP").save(path)
     return path
 
 
 def loss_chart(log: pl.DataFrame, title: str) -> Image.Image:
     """The training curve: train and held-out denoising loss by step."""
-    return line_chart({"train loss": list(zip(log["step"], log["loss"])), "held-out loss": list(zip(log["step"], log["val_loss"]))}, title)
+    return line_chart({"train loss": list(zip(log["step"], log["loss"])), "held-out loss": list(zip(log["step"], log["val_loss"]))}, title,
+                      xlabel="training step", ylabel="denoising loss (MSE)")
 
 
 def label_gain_chart(bands: list[dict], title: str) -> Image.Image:
     """The held-out label gain, L(null) - L(own label), by timestep band, and zero."""
-    return line_chart({"gain": [((b["t_lo"] + b["t_hi"]) / 2, b["gain"]) for b in bands], "zero": [(0, 0.0), (1000, 0.0)]}, title)
+    return line_chart({"gain": [((b["t_lo"] + b["t_hi"]) / 2, b["gain"]) for b in bands], "zero": [(0, 0.0), (1000, 0.0)]}, title,
+                      xlabel="timestep (of 1000)", ylabel="L(null) - L(own label)")
