@@ -83,7 +83,8 @@ def test_materialize_a_partition_from_the_ui(tmp_path):
     instance = DagsterInstance.get()
     # only photos is trained: builtin is there to be told apart in the catalog, and the backfill below
     # makes photos' two missing labels (every run of it starts a process and loads the model)
-    assert run_dataset(instance, cfg, "photos", select=["images", "checkpoint"], log=lambda *_: None)["failed_runs"] == 0
+    cli = run_dataset(instance, cfg, "photos", select=["images", "checkpoint"], log=lambda *_: None)
+    assert cli["failed_runs"] == 0
     port = free_port()
     diffmine = os.path.join(os.path.dirname(sys.executable), "diffmine")
     server = subprocess.Popen([diffmine, "--config", str(cfg), "ui", "--port", str(port)],
@@ -106,6 +107,16 @@ def test_materialize_a_partition_from_the_ui(tmp_path):
                         page.wait_for_timeout(500)
                 for asset in ASSETS:
                     assert page.get_by_text(asset, exact=True).count() >= 1, asset
+
+                # the command line's run is listed under its job, as a Dagster user looks for it
+                page.goto(f"{base}/locations/diffmine_assets.definitions/jobs/photos__dataset_assets/runs")
+                page.get_by_text(cli["run_ids"][0][:8]).first.wait_for()
+                page.screenshot(path=str(tmp_path / "cli_run_under_its_job.png"))
+                # one graph per dataset: a group named after the dataset, holding its stages (the groups were the stages, shared)
+                page.goto(f"{base}/locations/diffmine_assets.definitions/asset-groups/photos")
+                page.get_by_text("image_typicality").first.wait_for()
+                page.wait_for_timeout(1000)
+                page.screenshot(path=str(tmp_path / "one_graph_per_dataset.png"))
 
                 page.goto(f"{base}/assets/photos/image_typicality")
                 open_materialize(page)
