@@ -1,6 +1,7 @@
 """The report: one HTML page per dataset, with every label's pictures."""
 
 import json
+from pathlib import Path
 
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -78,8 +79,10 @@ def build_report_assets(spec):
         parameters = {"dataset": ds, "checkpoint": recorded,
                       **{name: getattr(spec, name).model_dump() for name in ("typicality", "patches", "features", "clusters")},
                       "labels_not_mined_yet": missing}
+        # the charts training drew beside its weights (loss, held-out label gain by timestep)
+        training = [(alt, Path(ckpt["path"]) / name) for alt, name in (("training loss", "loss_curve.png"), ("held-out label gain", "label_gain.png"))]
         page = render_report(ds, sections, figures, parameters, _parallel(lake, ds, ckpt["checkpoint_id"], images), _scaling(lake, ds),
-                             GOALS.get(preset_of(spec), {}))
+                             GOALS.get(preset_of(spec), {}), [(alt, path.read_bytes()) for alt, path in training if path.is_file()])
         path = lake.files_dir(ds, "report", "index.html")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.with_suffix(".html.tmp").write_text(page, encoding="utf-8")

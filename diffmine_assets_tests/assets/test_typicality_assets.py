@@ -2,6 +2,7 @@
 Dagster instance, on a small built-in dataset and a tiny real model."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -165,6 +166,32 @@ def test_pictures_in_the_ui_and_the_report_on_disk(pipeline):
         assert f">{label}</h2>" in page
     assert "top1_hit_rate" in page and "cluster_purity" in page  # ground truth figures
     assert "checkpoint_id" in page and "n_samples" in page
+
+
+def test_the_report_reads_in_a_browser(pipeline):
+    """The report opened from disk in Chromium, as a reader opens it: the
+    figures table with its must-beat column, a cluster grid and the maps with
+    their colour scale are there and drawn (screenshots in the test's folder)."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="install the test extras: pip install -e '.[test]'")
+    if not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    root, _, _, figures = pipeline
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(f"file://{figures['report']}")
+            table = page.locator("table.quality")
+            assert table.is_visible() and "must beat" in table.locator("thead").inner_text()
+            assert table.get_by_text("Does the model know the labels?").is_visible()
+            table.screenshot(path=str(root / "report_figures.png"))
+            for alt in ("clusters of amber", "heatmaps of amber"):
+                img = page.locator(f'img[alt="{alt}"]')
+                img.scroll_into_view_if_needed()
+                assert img.evaluate("i => i.complete && i.naturalWidth > 300"), alt  # decoded, and wide enough to hold a colour bar
+                img.screenshot(path=str(root / f"report_{alt.replace(' ', '_')}.png"))
+        finally:
+            browser.close()
 
 
 def test_the_ui_shows_every_column_described_and_figures_rounded(pipeline):

@@ -139,11 +139,12 @@ def _made_by(parameters: dict) -> str:
 
 
 def render_report(dataset: str, labels: list[dict], figures: dict | None, parameters: dict, parallel: bytes | None = None,
-                  scaling: tuple[bytes, dict] | None = None, goals: dict | None = None) -> str:
+                  scaling: tuple[bytes, dict] | None = None, goals: dict | None = None, training: list[tuple[str, bytes]] | None = None) -> str:
     """`labels`: dicts with label, images, grid/strips/heatmaps (PNG bytes),
     clusters (rows of rank, size, median typicality) and, once translated,
     translations (PNG bytes); `parallel`: the parallel clusters' picture;
-    `goals`: the dataset preset's bounds (goals.GOALS), shown beside each figure."""
+    `goals`: the dataset preset's bounds (goals.GOALS), shown beside each figure;
+    `training`: (title, PNG) charts of the checkpoint's training."""
     toc = "".join(f'<li><a href="#label-{i}">{html.escape(lbl["label"])}</a></li>' for i, lbl in enumerate(labels))
     sections = []
     for i, lbl in enumerate(labels):
@@ -173,6 +174,10 @@ def render_report(dataset: str, labels: list[dict], figures: dict | None, parame
                           + _table(["images", "diffmine s", "+ training s", "correspondence s", "top-1 diffmine", "top-1 correspondence"],
                                    [[r["images"], r["diffmine_s"], r["diffmine_with_training_s"], r["baseline_s"], r["top1_hit_rate"], r["top1_hit_rate_baseline"]]
                                     for r in fig.get("runs", [])]))
+    if training:
+        parallel_html += ("<h2>How the model trained</h2><p>The denoising loss on training and held-out images, and at the end the held-out "
+                          "label gain by timestep: how much knowing the label lowers the loss (above zero: the model uses the label).</p>"
+                          + "".join(_img(png, alt) for alt, png in training))
     params_html = "<h2>How these results were made</h2>" + _table(["parameter", "value"], [list(r) for r in flat_parameters(parameters)], "parameters")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>diffmine: {html.escape(dataset)}</title>
