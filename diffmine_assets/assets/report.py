@@ -5,8 +5,9 @@ from pathlib import Path
 
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from ..mining.evaluation.figure_table import figure_table
 from ..mining.evaluation.goals import GOALS, preset_of
-from ..mining.report.page import LabelResults, label_section, parallel_picture, render_report
+from ..mining.report.page import FigureTable, LabelResults, label_section, parallel_picture, render_report
 from ..mining.report.pictures import ImageCache
 from ..partitions import asset_key, dataset_of_label, dataset_partitions, identifier, REPORT_JOB
 from ..resources import DiffmineResource
@@ -81,8 +82,9 @@ def build_report_assets(spec):
                       "labels_not_mined_yet": missing}
         # the charts training drew beside its weights (loss, held-out label gain by timestep)
         training = [(alt, Path(ckpt["path"]) / name) for alt, name in (("training loss", "loss_curve.png"), ("held-out label gain", "label_gain.png"))]
+        table = FigureTable(**figure_table(figures, GOALS.get(preset_of(spec), {}))) if figures else None
         page = render_report(ds, sections, figures, parameters, _parallel(lake, ds, ckpt["checkpoint_id"], images), _scaling(lake, ds),
-                             GOALS.get(preset_of(spec), {}), [(alt, path.read_bytes()) for alt, path in training if path.is_file()])
+                             table, [(alt, path.read_bytes()) for alt, path in training if path.is_file()])
         path = lake.files_dir(ds, "report", "index.html")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.with_suffix(".html.tmp").write_text(page, encoding="utf-8")

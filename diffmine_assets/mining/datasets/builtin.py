@@ -154,7 +154,7 @@ def _background(size: int, tint: tuple[int, int, int], spec: tuple) -> np.ndarra
 def _draw(img: Image.Image, el: PlacedElement) -> None:
     d = ImageDraw.Draw(img)
     x0, y0, x1, y1 = el.box
-    w, h = x1 - x0, y1 - y0
+    w = x1 - x0
     c = el.kind.colour
     cx, cy = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2
     shape = el.kind.shape

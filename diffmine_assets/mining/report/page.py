@@ -13,7 +13,6 @@ import polars as pl
 
 from ..arrays import load_array
 from .pictures import ImageCache
-from .quality import flat_parameters, per_label_rows, quality_rows
 from .visuals import as_png, cluster_grid, heatmaps, parallel_grid, patch_strips, translation_grid
 
 
@@ -74,24 +73,47 @@ def _table(header: list[str], rows: list[list], cls: str = "") -> str:
 QUALITY_HEADER = ["figure", "what it measures", "model", "must beat", "against", "interval of model − level", "cleared", "goal", "met"]
 
 
-def quality_html(figures: dict, goals: dict, dataset: str) -> str:
-    """The figures table (`quality.quality_rows`), goals not met marked, then per-label figures."""
+def flat_parameters(parameters: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """A nested parameter record as (dotted name, value) rows."""
+    rows = []
+    for key, value in parameters.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows += flat_parameters(value, f"{name}.")
+        else:
+            rows.append((name, ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)))
+    return rows
+
+
+@dataclass
+class FigureTable:
+    """The figures table's rows (`evaluation.figure_table.quality_rows`), the
+    per-label table, the goals not met, and whether a control was scored."""
+
+    rows: list[dict]
+    per_label: tuple[list[str], list[list]]
+    missed: list[str]
+    judged: bool
+    controlled: bool
+
+
+def quality_html(table: FigureTable, dataset: str) -> str:
+    """The figures table, goals not met marked, then per-label figures."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in QUALITY_HEADER)
     body, section = [], None
-    for r in quality_rows(figures, goals):
+    css = {"NOT MET": "miss", "met": "met", "no": "miss", "yes": "met"}
+    for r in table.rows:
         if r["section"] != section:
             section = r["section"]
             body.append(f'<tr class="question"><th colspan="{len(QUALITY_HEADER)}">{html.escape(section)}</th></tr>')
         cells = [r["figure"], r["meaning"], r["model"], r["must_beat"], r["against"], r["interval"], r["cleared"], r["goal"], r["met"]]
-        css = {"NOT MET": "miss", "met": "met", "no": "miss", "yes": "met"}
         tds = "".join(f'<td class="{css.get(v, "")}">{html.escape(str(v))}</td>' if i in (6, 8) else f"<td>{html.escape(str(v))}</td>" for i, v in enumerate(cells))
         body.append(f"<tr>{tds}</tr>")
-    missed = [k for k, ok in (figures.get("goals_met") or {}).items() if not ok]
-    summary = (f'<p class="miss">Goals not met: {html.escape(", ".join(missed))}.</p>' if missed else "<p>Every goal was met.</p>") if figures.get("goals_met") else ""
-    note = ("" if figures.get("control") else
+    summary = (f'<p class="miss">Goals not met: {html.escape(", ".join(table.missed))}.</p>' if table.missed else "<p>Every goal was met.</p>") if table.judged else ""
+    note = ("" if table.controlled else
             f"<p>No control was scored: <code>diffmine eval --dataset {html.escape(dataset)}</code> trains the shuffled-label control "
             "the same way and fills its column.</p>")
-    header, rows = per_label_rows(figures)
+    header, rows = table.per_label
     return ("<h2>Quality against the ground truth</h2><p>Each figure beside the level it must beat: the stronger of its chance level (computed "
             "on the same images) and its control (a model trained the same way on shuffled labels; for translations, the source left "
             "untranslated). The interval is the 95 % bootstrap interval over images of the model's figure minus that level, image by image; "
@@ -139,11 +161,11 @@ def _made_by(parameters: dict) -> str:
 
 
 def render_report(dataset: str, labels: list[dict], figures: dict | None, parameters: dict, parallel: bytes | None = None,
-                  scaling: tuple[bytes, dict] | None = None, goals: dict | None = None, training: list[tuple[str, bytes]] | None = None) -> str:
+                  scaling: tuple[bytes, dict] | None = None, table: FigureTable | None = None, training: list[tuple[str, bytes]] | None = None) -> str:
     """`labels`: dicts with label, images, grid/strips/heatmaps (PNG bytes),
     clusters (rows of rank, size, median typicality) and, once translated,
     translations (PNG bytes); `parallel`: the parallel clusters' picture;
-    `goals`: the dataset preset's bounds (goals.GOALS), shown beside each figure;
+    `table`: the figures table (with `figures`; made by evaluation.figure_table);
     `training`: (title, PNG) charts of the checkpoint's training."""
     toc = "".join(f'<li><a href="#label-{i}">{html.escape(lbl["label"])}</a></li>' for i, lbl in enumerate(labels))
     sections = []
@@ -160,7 +182,7 @@ def render_report(dataset: str, labels: list[dict], figures: dict | None, parame
         sections.append("\n".join(parts))
     fig_html = ""
     if figures:
-        fig_html = quality_html(figures, goals or {}, dataset) + localisation_html(figures)
+        fig_html = (quality_html(table, dataset) if table else "") + localisation_html(figures)
     parallel_html = ""
     if parallel:
         parallel_html = ("<h2>The same elements across labels (parallel clusters)</h2><p>Locations of the translated images that are typical of "

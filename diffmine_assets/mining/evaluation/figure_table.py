@@ -1,14 +1,14 @@
-"""The report's quality section as a reader asks it: does the model know the
-labels, does it find the elements, are the clusters pure, do translations
-work. One table, each figure beside the level it must beat, the interval of
-its difference, its goal and whether it was met (the rows of
-`evaluation.verdicts`, which `diffmine eval` prints); then per-label tables.
-Never a JSON cell."""
+"""The figures as a reader asks for them (the report's figures table): does
+the model know the labels, does it find the elements, are the clusters pure,
+do translations work. One row per figure, beside the level it must beat, the
+interval of its difference, its goal and whether it was met (the rows of
+`verdicts`, which `diffmine eval` prints); then per-label rows. Cells are
+text, never JSON. The report renders these rows; it does not compute them."""
 
 from __future__ import annotations
 
-from ..evaluation.goals import CONTROL_RATIO_GOAL, TRANSLATION_GAP_GOALS
-from ..evaluation.verdicts import verdicts
+from .goals import CONTROL_RATIO_GOAL, TRANSLATION_GAP_GOALS
+from .verdicts import verdicts
 
 QUESTIONS = (
     ("Does the model know the labels?", ("accuracy_val",)),
@@ -102,13 +102,9 @@ def per_label_rows(figures: dict) -> tuple[list[str], list[list]]:
     return header, rows
 
 
-def flat_parameters(parameters: dict, prefix: str = "") -> list[tuple[str, str]]:
-    """A nested parameter record as (dotted name, value) rows."""
-    rows = []
-    for key, value in parameters.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            rows += flat_parameters(value, f"{name}.")
-        else:
-            rows.append((name, ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)))
-    return rows
+def figure_table(figures: dict, goals: dict) -> dict:
+    """What the report's figures table shows: rows, per-label rows, the goals
+    not met, whether goals were judged and whether a control was scored."""
+    judged = figures.get("goals_met") or {}
+    return {"rows": quality_rows(figures, goals), "per_label": per_label_rows(figures), "missed": [k for k, ok in judged.items() if not ok],
+            "judged": bool(judged), "controlled": bool(figures.get("control"))}

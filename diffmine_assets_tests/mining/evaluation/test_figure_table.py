@@ -5,9 +5,9 @@ alphabetical two-column dump of JSON)."""
 
 import re
 
+from diffmine_assets.mining.evaluation.figure_table import QUESTIONS, figure_table, quality_rows
 from diffmine_assets.mining.evaluation.goals import GOALS, judge
-from diffmine_assets.mining.report.page import QUALITY_HEADER, render_report
-from diffmine_assets.mining.report.quality import QUESTIONS, quality_rows
+from diffmine_assets.mining.report.page import QUALITY_HEADER, FigureTable, render_report
 
 # the shape `evaluate` gives (figures of the demo's checkpoint, trimmed)
 FIGURES = {
@@ -45,7 +45,7 @@ def test_rows_follow_the_readers_questions_with_levels_intervals_and_goals():
 def test_the_page_shows_the_table_marks_what_is_missed_and_holds_no_json():
     params = {"dataset": "builtin", "checkpoint": {"checkpoint_id": "3d39fcb00131", "steps": 528, "params": {"backend": "tiny", "seed": 0}},
               "typicality": {"n_samples": 32, "t_min": 0.1}}
-    page = render_report("builtin", [], FIGURES, params, goals=GOALS["planted"])
+    page = render_report("builtin", [], FIGURES, params, table=FigureTable(**figure_table(FIGURES, GOALS["planted"])))
     table = page[page.index('<table class="quality">'):]
     table = table[: table.index("</table>")]
     assert all(f"<th>{h}</th>" in table for h in QUALITY_HEADER)
@@ -58,5 +58,6 @@ def test_the_page_shows_the_table_marks_what_is_missed_and_holds_no_json():
 
 
 def test_without_a_control_the_page_says_how_to_get_one():
-    page = render_report("builtin", [], {k: v for k, v in FIGURES.items() if k != "control"}, {}, goals=GOALS["planted"])
+    uncontrolled = {k: v for k, v in FIGURES.items() if k != "control"}
+    page = render_report("builtin", [], uncontrolled, {}, table=FigureTable(**figure_table(uncontrolled, GOALS["planted"])))
     assert "diffmine eval --dataset builtin</code> trains the shuffled-label control" in page
