@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import polars as pl
 import pytest
 
 from dagster import AssetKey, DagsterInstance, MultiPartitionsDefinition

@@ -5,11 +5,10 @@ checkpoint -> typicality -> patches -> features -> clusters -> translations,
 the path and not the quality."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from dagster import AssetKey, DagsterInstance
+from dagster import DagsterInstance
 
 pytest.importorskip("transformers")
 

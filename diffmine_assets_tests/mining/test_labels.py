@@ -1,6 +1,6 @@
 import pytest
 
-from dagster import MultiPartitionsDefinition, StaticPartitionsDefinition, DynamicPartitionsDefinition
+from dagster import MultiPartitionsDefinition, StaticPartitionsDefinition
 from diffmine_assets.mining.labels import check_unique_keys, is_valid_key, label_key
 
 ODD = ["1950s", "a/b", "a b", "a|b", "a,b", "x'); drop view images; --", "東京", "Zürich", "ÉCOLE", "...", "  spaced  ", "Chest X-Ray with Nodule|Mass", "-lead"]

@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from diffmine_assets.mining.baselines.correspondence import Windows, all_windows, brute_force_neighbours, correspondence_patches, image_windows, neighbours
+from diffmine_assets.mining.baselines.correspondence import Windows, brute_force_neighbours, correspondence_patches, image_windows, neighbours
 from diffmine_assets.mining.datasets.builtin import boxes as builtin_boxes
 from diffmine_assets.mining.datasets.builtin import generate
 from diffmine_assets.mining.config import BuiltinOptions, CorrespondenceOptions

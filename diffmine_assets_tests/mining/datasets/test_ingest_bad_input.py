@@ -1,6 +1,5 @@
 """Every kind of bad input: a counted skip with its reason, or a clear error."""
 
-import io
 from pathlib import Path
 
 import numpy as np

@@ -3,7 +3,6 @@ fixture whose findings are drawn inside their listed boxes: the trained
 model's maps find the boxes better than its shuffled-label control's and
 than chance, and the figure rises along the snapshots training kept."""
 
-import polars as pl
 import pytest
 
 from diffmine_assets.mining.training.checkpoints import fit, snapshots_of
