@@ -363,6 +363,9 @@ def _trained_checkpoint(instance: DagsterInstance, project, dataset: str, runs: 
     if reused is not None and reused.value:
         return None
     row = Lake(project.lake).read_partition("checkpoint", dataset).row(0, named=True)
+    if row.get("stopped_by"):
+        trained = row.get("trained_steps") or row["steps"]
+        log(f"training: the weights of step {row['steps']}" + (f" of {trained} trained" if trained != row["steps"] else "") + f"; stopped by {row['stopped_by']}")
     wanted, got = row.get("unbudgeted_steps"), row.get("planned_steps")
     if wanted and got and got < wanted:
         new = " (the labels it was continued for had these steps alone)" if row["continued_from"] else ""

@@ -1,5 +1,6 @@
 """The dataset's denoiser checkpoint and its training curve."""
 
+from dataclasses import asdict
 from typing import Optional
 
 import polars as pl
@@ -7,10 +8,12 @@ from dagster import AssetExecutionContext, AssetIn, AssetOut, Config, DataVersio
 from pydantic import Field
 
 from ..mining.datasets.ingest import data_version as compute_data_version
-from ..mining.report.visuals import label_gain_chart, loss_chart
-from ..mining.training.checkpoints import FittedCheckpoint, fit, up_to_date
+from ..mining.report.visuals import label_gain_chart, loss_chart, training_evidence_chart
+from ..mining.training.checkpoints import FittedCheckpoint, continuation_base, fit, published_check, up_to_date
 from ..mining.training.diagnostics import describe_gain
+from ..mining.training.estimate import estimate_run
 from ..mining.training.loop import TrainingDiverged
+from ..mining.training.stopping import FALLBACK_EPOCHS, checks_from, evidence_count
 from ..partitions import DATASET_JOB, asset_key, dataset_partitions, identifier
 from ..progress import eta, report
 from ..resources import DiffmineResource
@@ -38,13 +41,22 @@ def _progress(context):
 
 def _metadata(name: str, fitted: FittedCheckpoint, data_version: str) -> dict:
     row = fitted.table.row(0, named=True)
-    gain = fitted.result.diagnostics[-1]["bands"] if fitted.result.diagnostics else []
+    gain = published_check(fitted.result)["bands"] if fitted.result.diagnostics else []
+    checks = [asdict(c) for c in checks_from(fitted.result.diagnostics, fitted.model.num_train_timesteps)]
+    evidence = training_evidence_chart(checks, fitted.result.best_step, len(fitted.labels),
+                                       f"{name}: held-out evidence along training ({fitted.result.stopped_by.split(':')[0]})")
+    extra = {}
+    if evidence is not None:
+        extra["evidence_chart"] = picture(evidence, fitted.path / "evidence.png", "held-out accuracy and label gain along training")
+        extra["checks"] = records_table(["step", "quick accuracy", "gain x 1e3"], [[c["step"], round(c["accuracy"], 3), round(c["gain"] * 1e3, 4)] for c in checks])
     return rounded({
         "checkpoint_id": fitted.checkpoint_id,
         "reused": False,
         "path": MetadataValue.path(str(fitted.path)),
         "labels": MetadataValue.json(fitted.labels),
-        "steps": fitted.result.steps,
+        "steps": fitted.result.best_step,
+        "trained_steps": fitted.result.steps,
+        "stopped_by": fitted.result.stopped_by,
         "resumed_from_step": fitted.result.resumed_from,
         "continued_from": row["continued_from"] or "none (trained from scratch)",
         "seconds": row["seconds"],
@@ -58,7 +70,29 @@ def _metadata(name: str, fitted: FittedCheckpoint, data_version: str) -> dict:
         "loss_curve": picture(loss_chart(fitted.log, f"{name}: denoising loss"), fitted.path / "loss_curve.png", "loss curve"),
         "label_gain_chart": picture(label_gain_chart(gain, f"{name}: held-out L(null) - L(own label) by timestep"), fitted.path / "label_gain.png",
                                     "held-out label gain by timestep"),
+        **extra,
     })
+
+
+def training_ceiling(spec, images: pl.DataFrame, opts, log, continuing: bool) -> float | None:
+    """Seconds an evidence-length training may take when no budget is given:
+    what the dataset's `run_target` leaves after the estimate of the other
+    stages (estimate.evidence_ceiling). None when a budget or a fixed length
+    is given, for a continuation (its continue_steps), or when too few
+    training images can be spared for the checks (the fixed fallback)."""
+    n_train = int((images["split"] == "train").sum())
+    if not opts.by_evidence or opts.time_budget is not None or continuing:
+        return None
+    held = int((images["split"] == "val").sum())
+    if not (evidence_count(n_train) if opts.stops_early else held):
+        log(f"training: too few images to read held-out evidence from ({n_train} training, {held} held out): a fixed {FALLBACK_EPOCHS:g} epochs")
+        return None
+    labels = sorted(images["label_key"].unique().to_list())
+    est = estimate_run(labels, len(images), held, len(images) - held, spec.options.resolution, opts, spec.typicality, translation=spec.translation)
+    log(f"training: {est.training_s / 60:.1f} min" + (" at most (held-out evidence may stop it sooner)" if opts.stops_early else "") + ": "
+        f"what a {opts.run_target / 60:.0f}-min run (training.run_target) leaves after the other stages' estimate of "
+        f"{(est.total_s - est.training_s) / 60:.1f} min")
+    return est.training_s
 
 
 def build_model_assets(spec):
@@ -99,11 +133,14 @@ def build_model_assets(spec):
             yield Output(previous_table, output_name="checkpoint", data_version=version, metadata=meta)
             yield Output(lake.read_partition("training_log", name), output_name="training_log", data_version=version, metadata={"reused": True})
             return
+        continuing = continuation_base(previous, opts, spec.options.resolution, data_version) is not None
+        ceiling = training_ceiling(spec, images, opts, context.log.info, continuing)
         try:
-            fitted = fit(name, images, opts, spec.options.resolution, data_version, lake.files_dir(name, "checkpoints"), _progress(context), previous=previous)
+            fitted = fit(name, images, opts, spec.options.resolution, data_version, lake.files_dir(name, "checkpoints"), _progress(context), previous=previous,
+                         ceiling_s=ceiling)
         except TrainingDiverged as exc:
             raise Failure(description=str(exc)) from None
-        context.log.info(f"trained {fitted.result.steps} steps" + (f", resumed from step {fitted.result.resumed_from}" if fitted.result.resumed_from else "")
+        context.log.info(f"trained {fitted.result.steps} steps, published the weights of step {fitted.result.best_step}; stopped by {fitted.result.stopped_by}" + (f", resumed from step {fitted.result.resumed_from}" if fitted.result.resumed_from else "")
                          + (f", continued from checkpoint {fitted.table['continued_from'][0]} with labels {fitted.labels}" if fitted.table["continued_from"][0] else ""))
         # the weights' hash: downstream is stale exactly when the weights changed
         version = DataVersion(fitted.checkpoint_id)

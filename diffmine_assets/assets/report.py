@@ -75,13 +75,14 @@ def build_report_assets(spec):
         cache = ImageCache()
         sections = [label_section(r, images, cache) for r in labels]
         figures = _figures(context, ds, ckpt["checkpoint_id"]) if lake.has_partition("ground_truth_boxes", ds) and not missing else None
-        recorded = {k: ckpt[k] for k in ("checkpoint_id", "path", "steps", "data_version", "seed", "params")}
+        recorded = {k: ckpt[k] for k in ("checkpoint_id", "path", "steps", "trained_steps", "stopped_by", "data_version", "seed", "params") if k in ckpt}
         recorded["params"] = json.loads(recorded["params"]) if isinstance(recorded["params"], str) else recorded["params"]  # a table, not an escaped string
         parameters = {"dataset": ds, "checkpoint": recorded,
                       **{name: getattr(spec, name).model_dump() for name in ("typicality", "patches", "features", "clusters")},
                       "labels_not_mined_yet": missing}
-        # the charts training drew beside its weights (loss, held-out label gain by timestep)
-        training = [(alt, Path(ckpt["path"]) / name) for alt, name in (("training loss", "loss_curve.png"), ("held-out label gain", "label_gain.png"))]
+        # the charts training drew beside its weights (loss, held-out label gain by timestep, the evidence that stopped it)
+        training = [(alt, Path(ckpt["path"]) / name) for alt, name in (("training loss", "loss_curve.png"), ("held-out label gain", "label_gain.png"),
+                                                                      ("held-out evidence along training", "evidence.png"))]
         table = FigureTable(**figure_table(figures, GOALS.get(preset_of(spec), {}))) if figures else None
         page = render_report(ds, sections, figures, parameters, _parallel(lake, ds, ckpt["checkpoint_id"], images), _scaling(lake, ds),
                              table, [(alt, path.read_bytes()) for alt, path in training if path.is_file()])

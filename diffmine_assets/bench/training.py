@@ -21,10 +21,10 @@ from typing import Callable
 import polars as pl
 
 from ..mining.config.project import with_overrides
-from ..mining.evaluation.controls import shuffled_labels
+from ..mining.evaluation.controls import control_recipe, shuffled_labels
 from ..mining.evaluation.metrics import chance_levels
 from ..mining.evaluation.scoring import score_model
-from ..mining.training.checkpoints import discard_state, fit
+from ..mining.training.checkpoints import discard_state, evidence_ids_of, fit
 from ..mining.training.diagnostics import BandGain, gain_over
 from ..storage.lake import Lake
 from .common import mean_sd, prepare, set_overrides
@@ -34,6 +34,7 @@ from .common import mean_sd, prepare, set_overrides
 class QualityRun:
     figures: dict
     chance: dict
+    checkpoint: dict | None = None  # the trained checkpoint's row
 
 
 def score_held_out(model, images: pl.DataFrame, boxes: pl.DataFrame | None, typ_opts, patch_opts) -> tuple[dict, dict]:
@@ -51,13 +52,17 @@ def score_held_out(model, images: pl.DataFrame, boxes: pl.DataFrame | None, typ_
 
 
 def quality_run(spec, images: pl.DataFrame, boxes: pl.DataFrame | None, work_dir: Path, *, control: str | None = None,
-                progress: Callable[[dict], None] | None = None) -> QualityRun:
+                progress: Callable[[dict], None] | None = None, model_row: dict | None = None) -> QualityRun:
     """Train with `spec.training` (on shuffled labels when control is
-    "shuffled") and score the held-out images."""
+    "shuffled", trained as the model in `model_row` was: its steps, or its
+    evidence run's schedule stopped at its published step) and score the
+    held-out images."""
     train_images = shuffled_labels(images, spec.training.seed) if control == "shuffled" else images
+    options, stop_after = control_recipe(spec.training, model_row) if control and model_row else (spec.training, None)
     discard_state(work_dir)  # a whole training is timed, never the rest of an interrupted one
     t0 = time.monotonic()
-    fitted = fit(spec.name, train_images, spec.training, spec.options.resolution, "bench", work_dir, progress)
+    evidence = evidence_ids_of(model_row["path"]) if stop_after is not None else None
+    fitted = fit(spec.name, train_images, options, spec.options.resolution, "bench", work_dir, progress, stop_after=stop_after, evidence_ids=evidence)
     train_s = time.monotonic() - t0
     figures, chance = score_held_out(fitted.model, images, boxes, spec.typicality, spec.patches)
     T = fitted.model.num_train_timesteps
@@ -66,14 +71,16 @@ def quality_run(spec, images: pl.DataFrame, boxes: pl.DataFrame | None, work_dir
     figures.update({
         "label_gain_in_range": gain_over(gains, spec.typicality.t_min * T, spec.typicality.t_max * T),
         "label_gain_by_band": [round(b.gain, 6) for b in gains],
-        "steps": fitted.result.steps,
+        "steps": fitted.table["steps"][0],
+        "trained_steps": fitted.result.steps,
+        "stopped_by": fitted.result.stopped_by,
         "resumed_from_step": fitted.result.resumed_from,
         "train_seconds": round(train_s, 1),
         "images_per_s": round(fitted.result.steps * spec.training.batch_size / max(fitted.result.seconds, 1e-9), 1),
         "final_val_loss": fitted.table["final_val_loss"][0],
         "checkpoint_id": fitted.checkpoint_id,
     })
-    return QualityRun(figures, chance)
+    return QualityRun(figures, chance, fitted.table.row(0, named=True))
 
 
 def summarise(runs: list[dict], keys=("accuracy_val", "top1_hit_rate", "pixel_auc_pr", "label_gain_in_range", "steps", "train_seconds")) -> dict:
@@ -92,6 +99,7 @@ def bench_training(project, dataset: str, overrides: dict, seeds: list[int], dat
     work = lake.files_dir(dataset, "bench")
     images, boxes = prepare(spec, work / f"data-{getattr(spec.options, 'seed', 0)}")
     runs = []
+    model_row = None
     for seed in seeds:
         run_spec = with_overrides(spec, {"training.seed": seed})
         for kind in [None] + ([control] if control else []):
@@ -106,7 +114,9 @@ def bench_training(project, dataset: str, overrides: dict, seeds: list[int], dat
                 elif "loss" in row and (row["step"] % max(1, run_spec.training.log_every) == 0):
                     log(f"  {name} step {row['step']}/{row['total_steps']}  loss {row['loss']:.4f}  {row['images_per_s']:.0f} images/s")
 
-            run = quality_run(run_spec, images, boxes, target, control=kind, progress=progress)
+            run = quality_run(run_spec, images, boxes, target, control=kind, progress=progress, model_row=model_row if kind else None)
+            if kind is None:
+                model_row = run.checkpoint
             runs.append({"seed": seed, "kind": name, **run.figures, "chance": run.chance})
             log(f"  {name}: " + ", ".join(f"{k} {run.figures[k]}" for k in ("accuracy_val", "top1_hit_rate", "pixel_auc_pr", "label_gain_in_range", "train_seconds") if k in run.figures))
     model_runs = [r for r in runs if r["kind"] == "model"]

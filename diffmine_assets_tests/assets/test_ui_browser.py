@@ -1,6 +1,7 @@
 """The UI in a real browser: `diffmine ui` (dagster dev: webserver and
 daemon) on 127.0.0.1, headless Debian Chromium driven by Playwright. A
-person's path, with two datasets declared: see every asset, launch one
+person's path, with two datasets declared and the new-label sensor on:
+opening the UI starts no run, see every asset, launch one
 dataset x label partition by clicking, wait for the run, see the asset's
 metadata and picture, backfill every missing label of a dataset (no run
 fails: only real pairs are offered), then stop the server with SIGTERM.
@@ -68,6 +69,20 @@ def wait_http(url: str, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer in {timeout} s")
 
 
+def sensor_ticks(instance, at_least: int, timeout: float) -> list:
+    """The new-label sensor's ticks, once it has ticked `at_least` times."""
+    from dagster._core.definitions.run_request import InstigatorType
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR) if s.name == "new_labels"]
+        ticks = [t for s in states for t in instance.get_ticks(s.instigator_origin_id, s.selector_id)]
+        if len(ticks) >= at_least:
+            return ticks
+        time.sleep(1)
+    raise TimeoutError(f"the sensor ticked fewer than {at_least} times in {timeout} s")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_materialize_a_partition_from_the_ui(tmp_path):
@@ -78,13 +93,11 @@ def test_materialize_a_partition_from_the_ui(tmp_path):
             write_image(tmp_path / "photos" / label / f"{i}.png", size=(32, 32), seed=10 * li + i)
     photos = {"name": "photos", "kind": "folder", "path": "photos", "options": {"resolution": 16, "val_fraction": 0.0}, **FAST}
     cfg = write_config(tmp_path, [SMALL_BUILTIN, photos])
-    env = dict(os.environ, DAGSTER_HOME=str(tmp_path), DIFFMINE_CONFIG=str(cfg), DIFFMINE_SENSOR="stopped")
+    # the sensor on, as a user starts the UI, looking every 3 s
+    env = {k: v for k, v in os.environ.items() if k != "DIFFMINE_SENSOR"}
+    env.update(DAGSTER_HOME=str(tmp_path), DIFFMINE_CONFIG=str(cfg), DIFFMINE_SENSOR_INTERVAL="3")
     os.environ["DAGSTER_HOME"] = str(tmp_path)
     instance = DagsterInstance.get()
-    # only photos is trained: builtin is there to be told apart in the catalog, and the backfill below
-    # makes photos' two missing labels (every run of it starts a process and loads the model)
-    cli = run_dataset(instance, cfg, "photos", select=["images", "checkpoint"], log=lambda *_: None)
-    assert cli["failed_runs"] == 0
     port = free_port()
     diffmine = os.path.join(os.path.dirname(sys.executable), "diffmine")
     server = subprocess.Popen([diffmine, "--config", str(cfg), "ui", "--port", str(port)],
@@ -107,6 +120,22 @@ def test_materialize_a_partition_from_the_ui(tmp_path):
                         page.wait_for_timeout(500)
                 for asset in ASSETS:
                     assert page.get_by_text(asset, exact=True).count() >= 1, asset
+
+                # opening the UI starts nothing: the sensor looks at the two datasets, never materialized, and
+                # leaves their first run to the user (issue 27: it used to start a training nobody asked for)
+                ticks = sensor_ticks(instance, at_least=2, timeout=120)
+                assert instance.get_runs() == [], [r.job_name for r in instance.get_runs()]
+                assert all("never materialized" in (t.skip_reason or "") for t in ticks), [t.skip_reason for t in ticks]
+                page.goto(f"{base}/locations/diffmine_assets.definitions/sensors/new_labels")
+                page.wait_for_timeout(2000)
+                page.screenshot(path=str(tmp_path / "sensor_started_nothing.png"))
+                # the user turns the sensor off: below, their own backfill (not the sensor) makes photos' labels
+                subprocess.run([os.path.join(os.path.dirname(sys.executable), "dagster"), "sensor", "stop", "new_labels", "-m", "diffmine_assets.definitions"],
+                               env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120)
+                # only photos is trained: builtin is there to be told apart in the catalog, and the backfill below
+                # makes photos' two missing labels (every run of it starts a process and loads the model)
+                cli = run_dataset(instance, cfg, "photos", select=["images", "checkpoint"], log=lambda *_: None)
+                assert cli["failed_runs"] == 0
 
                 # the command line's run is listed under its job, as a Dagster user looks for it
                 page.goto(f"{base}/locations/diffmine_assets.definitions/jobs/photos__dataset_assets/runs")

@@ -75,9 +75,18 @@ class TrainingOptions(_Strict):
     )
     channels: tuple[int, ...] = Field((64, 64, 64), min_length=2, max_length=5, description="channels of each resolution level of the UNet")
     patch: Literal[1, 2, 4] = Field(2, description="pixels per side of the cells the network sees (space-to-depth): 2 makes a 32 px model as cheap as a 16 px one, without losing a pixel")
-    steps: int | None = Field(None, ge=1, le=10_000_000, description="optimizer steps; null: from epochs")
-    epochs: float = Field(60.0, gt=0, le=100_000, description="passes over the training images, when steps is null")
-    time_budget: float | None = Field(None, gt=0, description="seconds (or 90s, 10m, 1.5h) the training may take: fewer steps if the steps or epochs would take longer")
+    steps: int | None = Field(None, ge=1, le=10_000_000, description="optimizer steps: fixes the length (null: from epochs)")
+    epochs: float | None = Field(None, gt=0, le=100_000, description="passes over the training images, when steps is null: fixes the length "
+                                 "(both null: the length follows the held-out evidence, see patience)")
+    time_budget: float | None = Field(None, gt=0, description="seconds (or 90s, 10m, 1.5h) the training may take: fewer steps if the steps or epochs would take longer; "
+                                      "with neither, the ceiling of the evidence rule (default: what run_target leaves)")
+    run_target: float = Field(900.0, gt=0, description="with neither steps, epochs nor time_budget: the time (15m) the dataset's whole run should take on this machine; "
+                              "training gets what the run estimate leaves after the other stages")
+    checks: int = Field(20, ge=2, le=1000, description="held-out checks over the training's ceiling (quick accuracy and label gain of the averaged weights): "
+                        "the curve the checkpoint's metadata and the report draw")
+    patience: int | None = Field(None, ge=1, description="stop early: checks in a row with neither a higher held-out accuracy nor a label gain higher by more than its "
+                                 "standard error, the best check's weights published (null: train to the ceiling; see training/stopping.py for why it is off)")
+    min_share: float = Field(0.75, ge=0, le=1, description="with patience: share of the ceiling trained before the evidence may stop training")
     batch_size: int = Field(64, ge=1, le=4096)
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
@@ -109,10 +118,21 @@ class TrainingOptions(_Strict):
     )
     continue_steps: int = Field(250, ge=1, description="steps of a continuation")
 
-    @field_validator("time_budget", mode="before")
+    @field_validator("time_budget", "run_target", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> Any:
         return parse_duration(v)
+
+    @property
+    def by_evidence(self) -> bool:
+        """Whether time sets the length (a ceiling, held-out checks along
+        it): neither steps nor epochs fix it."""
+        return self.steps is None and self.epochs is None
+
+    @property
+    def stops_early(self) -> bool:
+        """Whether the held-out evidence may stop the run before its ceiling."""
+        return self.by_evidence and self.patience is not None
 
     @model_validator(mode="before")
     @classmethod
@@ -211,6 +231,8 @@ class TranslationOptions(_Strict):
     RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
     images: int = Field(8, ge=1, description="the source label's most typical images translated into every other label")
+    max_translations: int = Field(32, ge=1, description="at most this many translations per source label (images x other labels): with many labels, "
+                                  "fewer of its most typical images (never under 2), so their cost grows with the labels rather than their square")
     method: Literal["pnp", "regenerate"] = Field("pnp", description="pnp: with feature and self-attention injection; regenerate: plain inversion and regeneration (the baseline)")
     steps: int = Field(25, ge=2, le=1000, description="DDIM steps over the whole schedule (the PnP paper: 50)")
     strength: float = Field(0.8, gt=0, le=1, description="share of the noise schedule inverted and regenerated (1: from pure noise, as the PnP paper)")
@@ -221,6 +243,10 @@ class TranslationOptions(_Strict):
     feature_block: int = Field(1, ge=0, description="up-sampling block whose last residual block's output is injected")
     precision: Literal["auto", "float32", "bfloat16"] = Field("float32", description="network precision (inversion is exact only in float32)")
     batch_size: int = Field(48, ge=3, description="network evaluations per forward pass")
+    def images_for(self, labels: int) -> int:
+        """Source images per label translated, for a model of `labels` labels."""
+        return min(self.images, max(2, self.max_translations // max(labels - 1, 1)))
+
     top: int = Field(200, ge=1, description="parallel mining: locations kept (best windows of the translated sets, by median typicality over labels)")
     k: int = Field(8, ge=1, description="parallel mining: clusters of the concatenated features")
 

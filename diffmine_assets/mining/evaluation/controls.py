@@ -20,7 +20,7 @@ import polars as pl
 
 from ..denoisers.base import Denoiser
 from ..denoisers.registry import untrained_like
-from ..training.checkpoints import FittedCheckpoint, fit
+from ..training.checkpoints import FittedCheckpoint, evidence_ids_of, fit
 
 CONTROL_SEED_OFFSET = 7_777
 
@@ -37,22 +37,36 @@ def shuffled_labels(images: pl.DataFrame, seed: int) -> pl.DataFrame:
     return pl.concat(out).sort("label_key", "relpath") if out else images
 
 
-def fit_shuffled_control(dataset: str, images: pl.DataFrame, options, resolution: int, data_version: str, controls_dir: Path, progress: Callable[[dict], None] | None = None) -> FittedCheckpoint:
+def fit_shuffled_control(dataset: str, images: pl.DataFrame, options, resolution: int, data_version: str, controls_dir: Path,
+                         progress: Callable[[dict], None] | None = None, stop_after: int | None = None,
+                         evidence_ids: list[str] | None = None) -> FittedCheckpoint:
     """Train the shuffled-label control with the dataset's own training
-    options. Its finished state is kept under `controls_dir` (keep_state),
-    so a second call with the same data and options finds the run finished
-    and trains nothing."""
+    options (until `stop_after`, when given; without the images of
+    `evidence_ids`, the model's evidence, when given). Its state is kept under
+    `controls_dir` (keep_state), so a second call with the same data and
+    options finds the run done and trains nothing."""
     shuffled = shuffled_labels(images, options.seed)
-    return fit(dataset, shuffled, options, resolution, f"{data_version}-shuffled", controls_dir / "shuffled", progress, keep_state=True)
+    return fit(dataset, shuffled, options, resolution, f"{data_version}-shuffled", controls_dir / "shuffled", progress, keep_state=True, stop_after=stop_after,
+               evidence_ids=evidence_ids)
 
 
 def control_recipe(training, checkpoint: dict):
-    """The training options a control gets: the dataset's, with the steps
-    the checkpoint actually trained (its record, whatever fixed them: a
-    time budget, epochs, a continuation's extra steps) and no time budget,
-    so the control has the model's budget in steps on any machine and load."""
+    """(options, stop_after) of a control: the dataset's training options
+    with the steps the checkpoint actually trained (its record, whatever
+    fixed them: a time budget, epochs, a continuation's extra steps) and no
+    time budget, so the control has the model's budget in steps on any
+    machine and load. A checkpoint whose length the evidence set is the
+    weights of its best check: the control follows the same learning-rate
+    schedule (the ceiling's steps) and stops at that step. It is never
+    stopped by evidence of its own, which a control that cannot learn the
+    labels would give at once."""
     steps = checkpoint.get("steps")
-    return training.model_copy(update={"steps": int(steps), "time_budget": None}) if steps else training
+    if not steps:
+        return training, None
+    planned = checkpoint.get("planned_steps")
+    if checkpoint.get("unbudgeted_steps") == 0 and planned and not checkpoint.get("continued_from"):
+        return training.model_copy(update={"steps": int(planned), "time_budget": None}), int(steps)
+    return training.model_copy(update={"steps": int(steps), "time_budget": None}), None
 
 
 def control_model(kind: str, spec, checkpoint: dict, images: pl.DataFrame, controls_dir: Path,
@@ -67,12 +81,14 @@ def control_model(kind: str, spec, checkpoint: dict, images: pl.DataFrame, contr
         return untrained_like(checkpoint["path"], spec.training), None, None
     if kind != "shuffled":
         raise ValueError(f"unknown control {kind!r}; controls are shuffled, untrained, none")
-    recipe = control_recipe(spec.training, checkpoint)
-    log(f"control: the same training ({recipe.steps} steps, the checkpoint's) on the same images with the labels shuffled across them (trained once, then kept) ...")
+    recipe, stop_after = control_recipe(spec.training, checkpoint)
+    length = f"{recipe.steps} steps, the checkpoint's" if stop_after is None else f"the checkpoint's schedule of {recipe.steps} steps, stopped at its step {stop_after}"
+    log(f"control: the same training ({length}) on the same images with the labels shuffled across them (trained once, then kept) ...")
 
     def progress(row: dict) -> None:
         if row.get("step", 0) % 100 == 0 and "loss" in row:
             log(f"  control step {row['step']}/{row['total_steps']}")
 
-    fitted = fit_shuffled_control(spec.name, images, recipe, spec.options.resolution, checkpoint["data_version"], controls_dir, progress)
+    evidence = evidence_ids_of(checkpoint["path"]) if stop_after is not None else None
+    fitted = fit_shuffled_control(spec.name, images, recipe, spec.options.resolution, checkpoint["data_version"], controls_dir, progress, stop_after, evidence)
     return fitted.model, fitted.path, fitted.result.steps

@@ -157,7 +157,8 @@ def _made_by(parameters: dict) -> str:
     training = recipe.get("training", recipe)
     bits = [f"checkpoint <b>{html.escape(str(ckpt.get('checkpoint_id')))}</b>", f"{ckpt.get('steps')} training steps"]
     bits += [f"{k} {html.escape(str(training[k]))}" for k in ("backend", "resolution", "batch_size", "learning_rate", "seed") if k in training]
-    return f"<p>Made from {', '.join(bits)}; every parameter is listed at the end.</p>"
+    stopped = f" Training stopped by {html.escape(str(ckpt['stopped_by']))}." if ckpt.get("stopped_by") else ""
+    return f"<p>Made from {', '.join(bits)}; every parameter is listed at the end.{stopped}</p>"
 
 
 def render_report(dataset: str, labels: list[dict], figures: dict | None, parameters: dict, parallel: bytes | None = None,

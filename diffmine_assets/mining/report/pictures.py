@@ -87,6 +87,33 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, size=(4
     return _figure_image(fig)
 
 
+def evidence_chart(checks: list[dict], best_step: int | None, chance: float, title: str, size=(520, 270)) -> Image.Image:
+    """The evidence of training: quick held-out accuracy (left axis, with
+    chance dashed) and held-out label gain (right axis) at each check, the
+    published step marked by a vertical line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(size[0] / 100, size[1] / 100))
+    steps = [c["step"] for c in checks]
+    acc = [c["accuracy"] for c in checks]
+    ax.plot(steps, acc, marker="o", markersize=3, color="tab:blue", label="quick held-out accuracy")
+    ax.axhline(chance, linestyle="--", color="grey", linewidth=1, label="chance")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("training step", fontsize=8)
+    ax.set_ylabel("held-out accuracy", fontsize=8)
+    right = ax.twinx()
+    right.plot(steps, [c["gain"] * 1e3 for c in checks], marker="s", markersize=3, color="tab:orange", label="label gain x 1e3")
+    right.set_ylabel("L(null) - L(own label), x 1e3", fontsize=8)
+    if best_step is not None:
+        ax.axvline(best_step, color="tab:green", linewidth=1.2, label=f"published: step {best_step}")
+    for a in (ax, right):
+        a.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, frameon=False, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    return _figure_image(fig)
+
+
 def heatmap_grid(images: list[Image.Image], maps: list[np.ndarray], captions: list[str], title: str, columns: int = 4) -> Image.Image:
     """Each image with its typicality map over it, on one colour scale shared
     by every map (diverging around zero: red where knowing the label helps

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 from PIL import Image, ImageDraw
 
-from .pictures import ImageCache, contact_sheet, heatmap_grid, line_chart, patch_strip_rows, png_bytes
+from .pictures import ImageCache, contact_sheet, evidence_chart, heatmap_grid, line_chart, patch_strip_rows, png_bytes
 
 STRIP = 12
 HEATMAPS = 8
@@ -124,6 +124,15 @@ def loss_chart(log: pl.DataFrame, title: str) -> Image.Image:
     """The training curve: train and held-out denoising loss by step."""
     return line_chart({"train loss": list(zip(log["step"], log["loss"])), "held-out loss": list(zip(log["step"], log["val_loss"]))}, title,
                       xlabel="training step", ylabel="denoising loss (MSE)")
+
+
+def training_evidence_chart(checks: list[dict], best_step: int | None, labels: int, title: str) -> Image.Image | None:
+    """The checks of an evidence-length training (stopping.checks_from:
+    step, accuracy, gain): accuracy and label gain over steps, the published
+    step marked; None when the run made fewer than two checks."""
+    if len(checks) < 2:
+        return None
+    return evidence_chart(checks, best_step, 1 / max(labels, 1), title)
 
 
 def label_gain_chart(bands: list[dict], title: str) -> Image.Image:

@@ -25,7 +25,9 @@ from ..config.options import TrainingOptions
 from ..denoisers.base import Denoiser, weights_digest
 from ..denoisers.registry import load_denoiser, new_denoiser
 from ..tensors import model_space
-from .loop import SNAPSHOTS_DIR, TrainResult, snapshots_dir, train
+from .loop import TrainResult, train
+from .state import SNAPSHOTS_DIR, snapshots_dir
+from .stopping import evidence_split
 
 IN_PROGRESS = "in_progress"
 TRAINING_FILE = "training.json"
@@ -57,12 +59,20 @@ def fit(
     stop_after: int | None = None,
     previous: dict | None = None,
     keep_state: bool = False,
+    ceiling_s: float | None = None,
+    evidence_ids: list[str] | None = None,
 ) -> FittedCheckpoint:
     """Train the dataset's denoiser. With `previous` (the last published
     checkpoint's row) and data that changed since, training continues from
     those weights for `continue_steps`, new labels added to the model (their
     embeddings start at the null condition's), old labels kept, on all of the
-    current images: new labels join without retraining from scratch."""
+    current images: new labels join without retraining from scratch.
+    `ceiling_s`: the time ceiling of a run whose length follows the evidence
+    (the asset's share of `run_target`; loop.train). When the evidence sets
+    the length, its images are kept out of training (stopping.evidence_split)
+    and their ids recorded; `evidence_ids` (a model's record, see
+    `evidence_ids_of`) keeps exactly those out: a control stopped at its
+    model's step trains on the same images."""
     labels = sorted(images["label_key"].unique().to_list())
     if not labels:
         raise ValueError(f"dataset {dataset!r} has no image to train on")
@@ -71,6 +81,16 @@ def fit(
     train_rows = images.filter(pl.col("split") == "train")
     val_rows = images.filter(pl.col("split") == "val")
     base = continuation_base(previous, options, resolution, data_version)
+    evidence_rows = None
+    if base is None and (options.stops_early or evidence_ids is not None):
+        train_rows, evidence_rows = evidence_split(train_rows, options.seed, evidence_ids)
+    # the checks of an evidence run read the evidence images; a fixed-length run's diagnostics, the val split
+    if evidence_rows is not None:
+        read_rows = evidence_rows
+    elif options.stops_early and base is None:
+        read_rows = val_rows.clear()  # too few images to spare: the fixed fallback length (loop.train)
+    else:
+        read_rows = val_rows
     # The saved training state resumes when this identity matches: logging
     # and saving intervals are left out, so changing them keeps the state.
     identity = {"dataset": dataset, "data_version": data_version, "resolution": resolution, "options": options.result_options()}
@@ -84,6 +104,9 @@ def fit(
         model = new_denoiser(options, labels, resolution, label_texts=texts)
         run_options = options
         meta = {**identity, "labels": labels}
+    if evidence_rows is not None:
+        meta["evidence_images"] = len(evidence_rows)
+        meta["evidence_ids"] = evidence_rows["image_id"].to_list()
     params = options.model_dump(mode="json")
     options = run_options
     result = train(
@@ -94,13 +117,21 @@ def fit(
         options,
         checkpoints_dir / IN_PROGRESS,
         meta=meta,
-        val_pixels=model_space(model, val_rows["path"].to_list()),
-        val_label_keys=val_rows["label_key"].to_list(),
+        val_pixels=model_space(model, read_rows["path"].to_list()),
+        val_label_keys=read_rows["label_key"].to_list(),
         progress=progress,
         stop_after=stop_after,
         in_model_space=True,
+        ceiling_s=ceiling_s,
     )
     return publish(dataset, model, result, meta, checkpoints_dir, params, keep_state)
+
+
+def evidence_ids_of(checkpoint_path: str | Path) -> list[str] | None:
+    """The images a checkpoint's evidence checks read (kept out of its
+    training), from its record; None when the evidence did not set its length."""
+    record = Path(checkpoint_path) / TRAINING_FILE
+    return json.loads(record.read_text()).get("evidence_ids") if record.is_file() else None
 
 
 def discard_state(checkpoints_dir: Path) -> None:
@@ -145,20 +176,27 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
     snapshots = snapshots_dir(checkpoints_dir / IN_PROGRESS)
     if snapshots.is_dir():
         shutil.copytree(snapshots, staging / SNAPSHOTS_DIR)
-    (staging / TRAINING_FILE).write_text(json.dumps({**meta, "params": params, "steps": result.steps, "log": result.log}, indent=2))
+        if result.best_step < result.steps:
+            # the evidence published an earlier check: the curve ends at the published weights
+            for d in (staging / SNAPSHOTS_DIR).iterdir():
+                if d.name.startswith("step-") and int(d.name.split("-")[1]) > result.best_step:
+                    shutil.rmtree(d)
+            model.save(staging / SNAPSHOTS_DIR / f"step-{result.best_step:07d}")
+    (staging / TRAINING_FILE).write_text(json.dumps({**meta, "params": params, "steps": result.best_step, "trained_steps": result.steps,
+                                                     "stopped_by": result.stopped_by, "log": result.log, "checks": result.diagnostics}, indent=2))
     ckpt_id = _weights_id(staging)
     final = checkpoints_dir / ckpt_id
     if final.exists():  # the same weights again (a re-run of a finished fit)
         shutil.rmtree(staging)
     else:
         os.replace(staging, final)
-    if result.steps >= result.planned_steps and not keep_state:
+    if result.finished and not keep_state:
         # a finished fit, published: its resumable state and snapshots (copied
         # above) are done with; left behind, a later fit could resume them
         # (`keep_state`: the caller wants exactly that, a second fit that finds it finished)
         discard_state(checkpoints_dir)
     last = result.log[-1] if result.log else {}
-    gain = result.diagnostics[-1]["bands"] if result.diagnostics else []
+    gain = published_check(result)["bands"] if result.diagnostics else []
     cfg = model.config()
     table = pl.DataFrame(
         [
@@ -170,7 +208,10 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
                 "labels": list(meta["labels"]),
                 "resolution": meta["resolution"],
                 "parameters": cfg["parameters"],
-                "steps": result.steps + meta.get("previous_steps", 0),
+                # the published weights' steps: the best evidence check's, else the last
+                "steps": result.best_step + meta.get("previous_steps", 0),
+                "trained_steps": result.steps + meta.get("previous_steps", 0),
+                "stopped_by": result.stopped_by,
                 "resumed_from_step": result.resumed_from,
                 "continued_from": meta.get("continued_from"),
                 "seconds": round(result.seconds, 2),
@@ -191,6 +232,12 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
         pl.lit(dataset).alias("dataset"), pl.lit(ckpt_id).alias("checkpoint_id")
     )
     return FittedCheckpoint(ckpt_id, final, model, result, meta["labels"], table, log)
+
+
+def published_check(result: TrainResult) -> dict:
+    """The diagnostics of the published weights: the best check's when the
+    evidence chose them, else the last."""
+    return next((d for d in result.diagnostics if d["step"] == result.best_step), result.diagnostics[-1])
 
 
 def load_checkpoint(path: str | Path) -> Denoiser:

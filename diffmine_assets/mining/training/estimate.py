@@ -19,6 +19,7 @@ from ..config.options import TrainingOptions, TranslationOptions, TypicalityOpti
 from ..denoisers.registry import new_denoiser
 from ..precision import autocast, resolve_precision
 from .loop import planned_steps
+from .stopping import evidence_count
 
 # Seconds a Dagster run costs beyond its work (process start, events, IO).
 RUN_OVERHEAD_S = 4.0
@@ -37,6 +38,7 @@ class RunEstimate:
     evaluations_per_s: float
     translation_evaluations: int = 0
     translation_s: float = 0.0
+    by_evidence: bool = False  # training_s is the ceiling: the held-out evidence may stop it sooner
 
     @property
     def total_s(self) -> float:
@@ -47,7 +49,9 @@ class RunEstimate:
 
     def describe(self) -> str:
         m = lambda s: f"{s / 60:.1f} min"  # noqa: E731
-        return (f"estimate: {m(self.total_s)} in all: training {m(self.training_s)} ({self.training_steps} steps), "
+        training = (f"training {m(self.training_s)} (what the run target leaves it: {self.training_steps} steps)"
+                    if self.by_evidence else f"training {m(self.training_s)} ({self.training_steps} steps)")
+        return (f"estimate: {m(self.total_s)} in all: {training}, "
                 f"typicality {m(self.typicality_s)} ({self.typicality_evaluations:,} network evaluations), "
                 + (f"translation {m(self.translation_s)} ({self.translation_evaluations:,}), " if self.translation_evaluations else "")
                 + f"the rest {m(self.other_s)}")
@@ -113,7 +117,7 @@ def translation_evaluations(labels: int, images: int, opts: TranslationOptions, 
     source against the null at N samples."""
     if labels < 2:
         return 0
-    per_label = min(opts.images, max(1, images // labels))
+    per_label = min(opts.images_for(labels), max(1, images // labels))
     k = max(1, round(opts.strength * opts.steps))
     rows = 3 if opts.method == "pnp" else 2
     return labels * per_label * (k + (labels - 1) * (k * rows + typicality.n_samples * 3))
@@ -134,7 +138,24 @@ def estimate_run(labels: list[str], images: int, held_out: int, train_images: in
     # translation runs in float32 (exact inversion): bfloat16 is about 1.4x
     # the rate where typicality uses it (docs/PERFORMANCE.md)
     slower = 1.4 if translation and translation.precision == "float32" and resolve_precision(typicality.precision) != torch.float32 else 1.0
-    return RunEstimate(images, len(labels), steps, train_s, evaluations, evaluations / rate, other, per_step, rate, trans, trans / rate * slower)
+    est = RunEstimate(images, len(labels), steps, train_s, evaluations, evaluations / rate, other, per_step, rate, trans, trans / rate * slower)
+    if training.by_evidence and (evidence_count(train_images) if training.stops_early else held_out):
+        # the evidence sets the length: the estimate is its ceiling
+        est.training_s = training.time_budget or evidence_ceiling(training, est)
+        est.training_steps = max(1, int(est.training_s / per_step))
+        est.by_evidence = True
+    return est
+
+
+def evidence_ceiling(training: TrainingOptions, estimate: RunEstimate) -> float:
+    """Seconds an evidence-length training may take at most when no time
+    budget is given: what `run_target` leaves after the estimate of the
+    other stages, and never under a tenth of it (a run that cannot fit its
+    target still trains; the estimate says it will overrun)."""
+    try:
+        return training_budget(training.run_target, estimate)
+    except BudgetTooShort:
+        return max(1.0, float(math.floor(training.run_target / 10)))
 
 
 def training_budget(total_budget_s: float, estimate: RunEstimate, share: float = 1.0, spent_s: float = 0.0) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -18,36 +17,15 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..config.options import TrainingOptions as TrainConfig
 from ..denoisers.base import Denoiser
-from ..denoisers.registry import load_denoiser
 from ..precision import autocast, resolve_precision
 from ..tensors import to_model_range
 from .diagnostics import held_out_accuracy, label_gain
-
-STATE_FILE = "train_state.json"
-OPTIMIZER_FILE = "optimizer.safetensors"
-EMA_FILE = "ema.safetensors"
-SNAPSHOTS_DIR = "snapshots"
-
-
-def snapshot_steps(total: int, n: int) -> set[int]:
-    """The untrained start and n evenly spaced steps up to the last."""
-    return {0} | {round(total * i / n) for i in range(1, n + 1)} if n else set()
-
-
-def snapshots_dir(state_dir: Path) -> Path:
-    """Beside the training state (which save_state replaces whole), so the
-    snapshots of a run survive its saves and a resume."""
-    state_dir = Path(state_dir)
-    return state_dir.with_name(f"{state_dir.name}-{SNAPSHOTS_DIR}")
-
-
-def save_snapshot(view: Denoiser, state_dir: Path, step: int) -> None:
-    view.save(snapshots_dir(state_dir) / f"step-{step:07d}")
-
+from .state import BEST_FILE, EMA_FILE, load_optimizer, load_state, save_snapshot, save_state, snapshot_steps, snapshots_dir
+from .stopping import FALLBACK_EPOCHS, Check, EvidenceRule
 
 class TrainingDiverged(RuntimeError):
     pass
@@ -61,67 +39,16 @@ class TrainResult:
     log: list[dict]
     diagnostics: list[dict] = field(default_factory=list)  # held-out label gain per band, at some steps
     planned_steps: int = 0
-    # the steps asked for before a time budget cut them (planned_steps after)
+    # the steps asked for before a time budget cut them (planned_steps after; 0: the evidence set the length)
     unbudgeted_steps: int = 0
+    # the step of the published weights: the best evidence check's, else the last
+    best_step: int = 0
+    stopped_by: str = ""
+    finished: bool = True  # False: cut short by stop_after, resumable
 
 
 def _optimizer(model: Denoiser, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(model.module.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-
-
-def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
-    tensors = {}
-    sd = opt.state_dict()
-    for pid, st in sd["state"].items():
-        for name, value in st.items():
-            tensors[f"{pid}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, path)
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
-    flat = load_file(path)
-    sd = opt.state_dict()
-    state: dict = {}
-    for key, value in flat.items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    sd["state"] = state
-    opt.load_state_dict(sd)
-
-
-def save_state(model: Denoiser, opt, directory: Path, meta: dict, extra: dict[str, dict] | None = None) -> None:
-    """Atomically replace the training state in `directory` (`extra`: more
-    safetensors files, name -> tensors)."""
-    tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save(tmp)
-    _save_optimizer(opt, tmp / OPTIMIZER_FILE)
-    for name, tensors in (extra or {}).items():
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp / name)
-    (tmp / STATE_FILE).write_text(json.dumps(meta, indent=2))
-    old = directory.with_name(directory.name + ".old")
-    if directory.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def load_state(directory: Path):
-    """(model, meta, optimizer file) of a saved state, or None."""
-    directory = Path(directory)
-    if not (directory / STATE_FILE).exists():
-        # a crash between the two renames of save_state leaves only ".old"
-        old = directory.with_name(directory.name + ".old")
-        if (old / STATE_FILE).exists():
-            os.replace(old, directory)
-        else:
-            return None
-    meta = json.loads((directory / STATE_FILE).read_text())
-    return load_denoiser(directory), meta, directory / OPTIMIZER_FILE
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:
@@ -141,10 +68,16 @@ def _val_loss(model: Denoiser, x0: torch.Tensor, cond: torch.Tensor, seed: int) 
 
 def planned_steps(cfg: TrainConfig, n_train: int) -> int:
     """Steps of a run: `steps` when given, else `epochs` passes over the
-    training images (at least one step)."""
+    training images (at least one step); with neither, the evidence sets the
+    length and this is the fallback of a run without held-out images."""
     if cfg.steps is not None:
         return cfg.steps
-    return max(1, math.ceil(cfg.epochs * n_train / cfg.batch_size))
+    epochs = cfg.epochs if cfg.epochs is not None else FALLBACK_EPOCHS
+    return max(1, math.ceil(epochs * n_train / cfg.batch_size))
+
+
+# the evidence rule's ceiling before the time budget is applied (never reached)
+_UNBOUNDED = 10_000_000
 
 
 class _Ema:
@@ -215,78 +148,121 @@ def train(
     progress: Callable[[dict], None] | None = None,
     stop_after: int | None = None,
     in_model_space: bool = False,
+    ceiling_s: float | None = None,
 ) -> TrainResult:
     """Train `model` for `planned_steps(cfg)` steps (fewer if `cfg.time_budget`
     would be exceeded: the number is fixed after the first steps are timed and
     recorded, so a resume continues the same run), saving every
     `cfg.save_every` steps to `state_dir` (with `meta`, which must match for a
-    resume). `names` names each training image in errors. `stop_after` ends
-    early (tests of resume). `pixels` are uint8 images, or already in model
-    space with `in_model_space`."""
+    resume). With neither steps nor epochs (`cfg.by_evidence`) the length
+    follows the held-out evidence (stopping.py) within a ceiling of
+    `cfg.time_budget`, else `ceiling_s`, else `cfg.run_target` seconds, and
+    the best check's weights are returned. `names` names each training image
+    in errors. `stop_after` ends early (tests of resume; a control stopped
+    where its model's best check was). `pixels` are uint8 images, or already
+    in model space with `in_model_space`."""
     if len(pixels) == 0:
         raise ValueError("no training image")
     opt = _optimizer(model, cfg)
     n = len(pixels)
-    total = unbudgeted = planned_steps(cfg, n)
+    has_val = val_pixels is not None and len(val_pixels) > 0
+    evidence = cfg.by_evidence and has_val  # no held-out image, no evidence: FALLBACK_EPOCHS
+    budget_s = cfg.time_budget or ((ceiling_s or cfg.run_target) if evidence else None)
+    total = _UNBOUNDED if evidence else planned_steps(cfg, n)
+    unbudgeted = 0 if evidence else total
     start = 0
     log: list[dict] = []
     diagnostics: list[dict] = []
     ema = _Ema(model.module, cfg.ema_decay) if cfg.ema_decay > 0 else None
     budgeted = False
+    # no stop before the budget has fixed the ceiling (and with it min_steps)
+    rule = EvidenceRule(cfg.patience, _UNBOUNDED) if evidence and cfg.stops_early else None
+    best: dict[str, torch.Tensor] | None = None
+    stopped_by = ""
     saved = load_state(state_dir)
     # compared as stored: JSON has no tuples, so (32, 64) must meet [32, 64]
     meta = json.loads(json.dumps(meta))
     if saved is not None and saved[1].get("meta") == meta:
         model.module.load_state_dict(saved[0].module.state_dict())
-        _load_optimizer(opt, saved[2])
+        load_optimizer(opt, saved[2])
         start = saved[1]["step"]
         log = saved[1].get("log", [])
         diagnostics = saved[1].get("diagnostics", [])
         total = saved[1].get("total_steps", total)
         budgeted = saved[1].get("budgeted", False)
+        stopped_by = saved[1].get("stopped_by", "")
         if ema is not None and (state_dir / EMA_FILE).exists():
             ema.shadow = load_file(state_dir / EMA_FILE)
+        if rule is not None and saved[1].get("rule"):
+            rule = EvidenceRule.from_state(saved[1]["rule"])
+            best = load_file(state_dir / BEST_FILE) if (state_dir / BEST_FILE).exists() else None
     sched = _schedule(opt, cfg, total, start)
     dtype = resolve_precision(cfg.precision)
     cond_all = model.condition_ids(label_keys)
     # in_model_space: the caller encoded the images (a latent backend's VAE, once per image)
     x_all = pixels if in_model_space else model.encode(to_model_range(pixels))
     val_x = None
-    if val_pixels is not None and len(val_pixels):
+    if has_val:
         val_x = val_pixels if in_model_space else model.encode(to_model_range(val_pixels))
     val_c = model.condition_ids(val_label_keys) if val_x is not None else None
-    model.module.train()
-    t0 = time.monotonic()
-    window_t, window_images = time.monotonic(), 0
-    # The budget is applied once, after a few timed steps (within the warm-up,
-    # so the learning-rate schedule has not yet used the total).
-    timed = min(5, max(1, cfg.warmup_steps)) if cfg.time_budget else 0
-    end = total
     T = model.num_train_timesteps
 
-    def diagnose(done: int) -> None:
+    def diagnose(done: int, scheduled: bool) -> None:
+        nonlocal best
         if val_x is None:
             return
         view = _eval_view(model, ema)
         bands = label_gain(view, val_x, val_c, seed=cfg.seed, dtype=dtype)
         accuracy = held_out_accuracy(view, val_x, val_c, seed=cfg.seed, dtype=dtype)
-        diagnostics.append({"step": done, "bands": [b.as_dict() for b in bands], "quick_accuracy": accuracy})
+        entry = {"step": done, "bands": [b.as_dict() for b in bands], "quick_accuracy": accuracy}
+        if rule is not None and scheduled:
+            # only the rule's own checks count toward its patience (diagnostic_every adds readings, not evidence)
+            entry["best"] = rule.observe(Check.of(done, bands, accuracy, T))
+            if entry["best"]:
+                best = {k: v.detach().clone().float() for k, v in view.module.state_dict().items() if v.dtype.is_floating_point}
+        diagnostics.append(entry)
         model.module.train()
 
     if start == 0:
         shutil.rmtree(snapshots_dir(state_dir), ignore_errors=True)  # another run's
         if cfg.snapshots:
             save_snapshot(model, state_dir, 0)
+    check_s = 0.0
+    if evidence and start == 0:
+        # the untrained start is the first check: the curve's origin, and its
+        # time sizes the checks' share of the ceiling
+        t_check = time.monotonic()
+        diagnose(0, True)
+        check_s = time.monotonic() - t_check
+    model.module.train()
+    t0 = time.monotonic()
+    window_t, window_images = time.monotonic(), 0
+    # The budget is applied once, after a few timed steps (within the warm-up,
+    # so the learning-rate schedule has not yet used the total).
+    timed = min(6, max(1, cfg.warmup_steps)) if budget_s else 0
+    t_first = t0
+    end = start if stopped_by else total
+    every = max(1, total // cfg.checks) if evidence else 0
     step = start
     while step < min(end, stop_after if stop_after is not None else end):
-        if cfg.time_budget and not budgeted and step == start + timed:
-            per_step = (time.monotonic() - t0) / max(step - start, 1)
-            affordable = int(cfg.time_budget / max(per_step, 1e-9))
+        if budget_s and not budgeted and step == start + 1:
+            t_first = time.monotonic()  # the first step pays one-off costs: timed apart when more are
+        if budget_s and not budgeted and step == start + timed:
+            now = time.monotonic()
+            per_step = (now - t_first) / (timed - 1) if timed > 1 else (now - t0) / max(step - start, 1)
+            # the checks' time, from the first one (which pays the first call's
+            # costs: at most a third of the ceiling is set aside for them)
+            checks_s = min(cfg.checks * check_s, budget_s / 3) if evidence else 0.0
+            affordable = int((budget_s - checks_s) / max(per_step, 1e-9))
             if affordable < total:
                 total = max(step + 1, affordable)
                 end = total
                 sched = _schedule(opt, cfg, total, step)
             budgeted = True
+            if evidence:
+                every = max(1, total // cfg.checks)
+            if rule is not None:
+                rule.min_steps = math.ceil(cfg.min_share * total)
         g = _step_generator(cfg.seed, step)
         idx = torch.randint(0, n, (cfg.batch_size,), generator=g)
         x0 = x_all[idx]
@@ -331,19 +307,40 @@ def train(
             window_t, window_images = now, 0
             if progress:
                 progress({**row, "total_steps": end})
-        if (cfg.diagnostic_every and done % cfg.diagnostic_every == 0) or done == end:
-            diagnose(done)
+        scheduled = done == end or bool(every and done % every == 0)
+        if scheduled or (cfg.diagnostic_every and done % cfg.diagnostic_every == 0):
+            diagnose(done, scheduled)
             if progress and diagnostics and diagnostics[-1]["step"] == done:
-                progress({"step": done, "total_steps": end, "label_gain": diagnostics[-1]["bands"], "quick_accuracy": diagnostics[-1]["quick_accuracy"]})
-        if done in snapshot_steps(end, cfg.snapshots):
+                progress({"step": done, "total_steps": end, "label_gain": diagnostics[-1]["bands"], "quick_accuracy": diagnostics[-1]["quick_accuracy"],
+                          **({"best_step": rule.best.step} if rule is not None and rule.best else {})})
+            reason = rule.stop_reason(done) if rule is not None and scheduled and done < end else None
+            if reason:
+                stopped_by, end = reason, done
+        if done in snapshot_steps(total, cfg.snapshots):
             save_snapshot(_eval_view(model, ema), state_dir, done)
         if done % cfg.save_every == 0 or done == end or done == stop_after:
             extra = {EMA_FILE: ema.shadow} if ema is not None else {}
-            save_state(model, opt, state_dir, {"step": done, "total_steps": total, "budgeted": budgeted, "meta": meta, "config": cfg.model_dump(mode="json"), "log": log, "diagnostics": diagnostics}, extra)
+            if best is not None:
+                extra[BEST_FILE] = best
+            state = {"step": done, "total_steps": total, "budgeted": budgeted, "meta": meta, "config": cfg.model_dump(mode="json"), "log": log,
+                     "diagnostics": diagnostics, "stopped_by": stopped_by, "rule": rule.state() if rule is not None else None}
+            save_state(model, opt, state_dir, state, extra)
+    finished = step >= end
+    if finished and not stopped_by:
+        stopped_by = (f"the time ceiling ({budget_s:.0f} s, {total} steps)" if evidence else
+                      f"its length: {total} steps" + (f" (a time budget of {cfg.time_budget:.0f} s cut {unbudgeted})" if total < unbudgeted else ""))
+        if cfg.by_evidence and not has_val:
+            stopped_by += f"; no held-out image to read evidence from: {FALLBACK_EPOCHS:g} epochs"
     if ema is not None:
         ema.copy_to(model.module)
+    best_step = step
+    if rule is not None and best is not None and finished:
+        sd = model.module.state_dict()
+        model.module.load_state_dict({**sd, **{k: v.to(sd[k].dtype) for k, v in best.items()}})
+        best_step = rule.best.step
     model.module.eval()
-    return TrainResult(steps=step, resumed_from=start, seconds=time.monotonic() - t0, log=log, diagnostics=diagnostics, planned_steps=total, unbudgeted_steps=unbudgeted)
+    return TrainResult(steps=step, resumed_from=start, seconds=time.monotonic() - t0, log=log, diagnostics=diagnostics, planned_steps=total,
+                       unbudgeted_steps=unbudgeted, best_step=best_step, stopped_by=stopped_by, finished=finished)
 
 
 def _eval_view(model: Denoiser, ema: "_Ema | None") -> Denoiser:

@@ -63,9 +63,9 @@ def translate_label(model: Denoiser, typicality: pl.DataFrame, images: pl.DataFr
     target) with the typicality of the output under target and source, and
     the (P, 2, h, w) maps [under target, under source] behind them."""
     method = method or opts.method
-    chosen = most_typical(typicality, opts.images).select("image_id")
-    rows = images.join(chosen, on="image_id").sort("image_id")
     targets = [k for k in model.labels if k != label_key]
+    chosen = most_typical(typicality, opts.images_for(len(model.labels))).select("image_id")
+    rows = images.join(chosen, on="image_id").sort("image_id")
     if not targets:  # a one-label model: nothing to translate into
         return pl.DataFrame(schema=TRANSLATION_SCHEMA), np.zeros((0, 2, model.resolution, model.resolution), dtype=np.float32)
     x0 = model_space(model, rows["path"].to_list())

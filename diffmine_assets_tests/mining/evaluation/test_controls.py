@@ -39,9 +39,13 @@ def test_the_control_trains_the_steps_the_checkpoint_trained():
     from diffmine_assets.mining.evaluation.controls import control_recipe
 
     budgeted = TrainingOptions(epochs=60, time_budget="10m")
-    recipe = control_recipe(budgeted, {"steps": 137, "continued_from": None})
-    assert recipe.steps == 137 and recipe.time_budget is None
+    recipe, stop_after = control_recipe(budgeted, {"steps": 137, "planned_steps": 137, "unbudgeted_steps": 216, "continued_from": None})
+    assert recipe.steps == 137 and recipe.time_budget is None and stop_after is None
     # a continued checkpoint: its recorded steps are the whole run's (first training and continuation)
-    assert control_recipe(TrainingOptions(steps=500, continue_steps=250), {"steps": 750, "continued_from": "abc"}).steps == 750
+    assert control_recipe(TrainingOptions(steps=500, continue_steps=250), {"steps": 750, "continued_from": "abc"})[0].steps == 750
     # everything else is the model's
     assert recipe.model_copy(update={"steps": None, "time_budget": budgeted.time_budget}) == budgeted
+    # issue 28: the evidence published the weights of step 300 of a 900-step ceiling: the
+    # control follows the same schedule and stops there (never by evidence of its own)
+    recipe, stop_after = control_recipe(TrainingOptions(), {"steps": 300, "planned_steps": 900, "unbudgeted_steps": 0, "continued_from": None})
+    assert (recipe.steps, recipe.time_budget, stop_after, recipe.by_evidence) == (900, None, 300, False)

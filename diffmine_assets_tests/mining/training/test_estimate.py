@@ -27,6 +27,9 @@ def test_estimate_and_budget_from_a_calibration():
     # translations: per label its 8 most typical images, 20 of 25 steps, into the other label, each output scored
     tr = estimate_run(["a", "b"], 1100, 100, 1000, 16, training, TypicalityOptions(), calibration=(0.5, 1000.0), translation=TranslationOptions())
     assert tr.translation_evaluations == 2 * 8 * (20 + 1 * (20 * 3 + 32 * 3))
+    # with many labels the images per label shrink, so translations grow with the labels, not their square
+    many = TranslationOptions()
+    assert [many.images_for(n) for n in (2, 5, 10, 40)] == [8, 8, 3, 2]
     assert tr.total_s == pytest.approx(est.total_s + tr.translation_s) and "translation" in tr.describe()
     assert "min in all" in est.describe()
     # a whole-run budget leaves training what typicality and the rest do not take
@@ -38,6 +41,14 @@ def test_estimate_and_budget_from_a_calibration():
     assert training_budget(100.0, est, share=0.0, spent_s=10.5) == 89.0
     capped = estimate_run(["a", "b"], 1100, 100, 1000, 16, training.model_copy(update={"time_budget": 30}), TypicalityOptions(), calibration=(0.5, 1000.0))
     assert capped.training_steps == 60 and capped.training_s == 30
+    # issue 28: with neither steps nor epochs the training's ceiling is what run_target leaves the rest of the run
+    evidence = TrainingOptions(batch_size=50, run_target="10m")
+    ev = estimate_run(["a", "b"], 1100, 100, 1000, 16, evidence, TypicalityOptions(), calibration=(0.5, 1000.0))
+    assert ev.training_s == int(600 - (ev.typicality_s + ev.other_s)) and ev.training_steps == int(ev.training_s / 0.5)
+    assert ev.total_s == pytest.approx(600, abs=1)
+    # a target the other stages alone overrun: training still gets a tenth of it (the estimate says it overruns)
+    short = estimate_run(["a", "b"], 1100, 100, 1000, 16, evidence.model_copy(update={"run_target": 5.0}), TypicalityOptions(), calibration=(0.5, 1000.0))
+    assert short.training_s == 1.0 and short.total_s > 5
 
 
 def test_calibration_runs_the_real_model():

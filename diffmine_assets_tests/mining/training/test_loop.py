@@ -6,7 +6,8 @@ import torch
 from diffmine_assets.mining.config import TrainingOptions
 from diffmine_assets.mining.denoisers.registry import load_denoiser
 from diffmine_assets.mining.denoisers.tiny import TinyDenoiser
-from diffmine_assets.mining.training.loop import TrainingDiverged, load_state, train
+from diffmine_assets.mining.training.loop import TrainingDiverged, train
+from diffmine_assets.mining.training.state import load_state
 
 LABELS = ["a", "b"]
 

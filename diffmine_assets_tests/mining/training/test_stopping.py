@@ -1,0 +1,150 @@
+"""Issue 28: the length of a training follows the held-out evidence, within
+its time ceiling, and the best check's weights are published."""
+
+import math
+
+import torch
+
+from diffmine_assets.mining.config import TrainingOptions
+from diffmine_assets.mining.denoisers.tiny import TinyDenoiser
+from diffmine_assets.mining.precision import resolve_precision
+from diffmine_assets.mining.tensors import to_model_range
+from diffmine_assets.mining.training.diagnostics import BandGain, held_out_accuracy, label_gain
+from diffmine_assets.mining.training.loop import train
+from diffmine_assets.mining.training.state import BEST_FILE, load_state
+from diffmine_assets.mining.training.stopping import Check, EvidenceRule, checks_from
+
+
+def check(step, accuracy, gain, stderr=0.01):
+    return Check(step, accuracy, gain, stderr)
+
+
+def test_a_check_is_better_only_by_accuracy_or_by_a_gain_above_its_noise():
+    rule = EvidenceRule(patience=2, min_steps=0)
+    assert not rule.observe(check(0, 0.9, 1.0)) and rule.best is None  # the untrained start is never published, however lucky
+    assert rule.observe(check(1, 0.25, 0.0))  # the first check is the best so far
+    assert rule.observe(check(10, 0.50, -0.5))  # higher accuracy wins, whatever the gain
+    assert rule.observe(check(11, 0.50, 0.0))  # equal accuracy, a gain higher by more than its noise
+    assert not rule.observe(check(20, 0.50, 0.005))  # equal accuracy, a gain rise inside its standard error: a plateau
+    assert rule.stop_reason(20) is None  # one check without progress, patience 2
+    assert rule.observe(check(30, 0.50, 0.02))  # equal accuracy, a gain rise above its noise
+    assert not rule.observe(check(40, 0.45, 1.0))  # lower accuracy is not better, whatever the gain
+    assert not rule.observe(check(50, 0.50, 0.02))
+    reason = rule.stop_reason(50)
+    assert reason.startswith("evidence: 2 checks") and "since step 30" in reason
+    # the minimum length holds off the stop
+    late = EvidenceRule.from_state({**rule.state(), "min_steps": 60})
+    assert late.stop_reason(50) is None and late.best == rule.best and late.since_best == 2
+    # one label: no accuracy to read (nan), the gain alone decides
+    one = EvidenceRule(patience=1, min_steps=0)
+    assert one.observe(check(1, math.nan, 0.0)) and one.observe(check(2, math.nan, 0.5)) and not one.observe(check(3, math.nan, 0.505))
+
+
+def test_the_gain_read_is_the_accuracy_range_with_the_standard_error_of_its_mean():
+    bands = [BandGain(i * 100, (i + 1) * 100, gain=float(i), stderr=0.3, null_loss=1.0) for i in range(10)]
+    c = Check.of(7, bands, 0.5, num_timesteps=1000)
+    assert c.gain == (1 + 2 + 3 + 4) / 4  # the bands of t in [100, 500)
+    assert abs(c.stderr - math.sqrt(4 * 0.3**2) / 4) < 1e-12
+
+
+def colours(n, seed):
+    """Label a: reddish noise, label b: bluish noise (learnable at once)."""
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 120, (n, 3, 16, 16), generator=g, dtype=torch.uint8)
+    keys = ["a" if i % 2 == 0 else "b" for i in range(n)]
+    for i, k in enumerate(keys):
+        pixels[i, 0 if k == "a" else 2] += 130
+    return pixels, keys
+
+
+class Clock:
+    """The training loop's clock, advancing a fixed 0.25 s per reading: the
+    steps a time ceiling affords are then the same on any machine and load."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def monotonic(self) -> float:
+        self.t += 0.25
+        return self.t
+
+
+def test_an_evidence_run_publishes_its_best_check_and_says_why_it_stopped(tmp_path, monkeypatch):
+    from diffmine_assets.mining.training import loop
+
+    monkeypatch.setattr(loop, "time", Clock())
+    pixels, keys = colours(24, 0)
+    val, val_keys = colours(8, 1)
+    opts = TrainingOptions(batch_size=8, learning_rate=3e-3, warmup_steps=2, time_budget="6s", checks=6, patience=2, min_share=0.0,
+                           snapshots=0, save_every=5, log_every=5, seed=3)
+    assert opts.by_evidence
+    model = TinyDenoiser(["a", "b"], 16, channels=(16, 16), seed=0)
+    r = train(model, pixels, keys, [f"{i}.png" for i in range(24)], opts, tmp_path / "state", meta={}, val_pixels=val, val_label_keys=val_keys)
+    checks = checks_from(r.diagnostics, model.num_train_timesteps)
+    assert checks[0].step == 0 and len(checks) >= 3  # the untrained start, then checks along the ceiling
+    assert r.finished and r.unbudgeted_steps == 0 and r.steps <= r.planned_steps
+    assert r.stopped_by.startswith("evidence: ") or r.stopped_by.startswith("the time ceiling"), r.stopped_by
+    if r.stopped_by.startswith("evidence"):
+        assert r.steps < r.planned_steps
+    # the published weights are the best check's: reading them again gives its figures exactly
+    best = [c for c, d in zip(checks, r.diagnostics) if d.get("best")][-1]
+    assert r.best_step == best.step and best.accuracy > 0.5  # the colours are learnt
+    x, cond, dtype = model.encode(to_model_range(val)), model.condition_ids(val_keys), resolve_precision(opts.precision)
+    again = Check.of(best.step, label_gain(model, x, cond, seed=opts.seed, dtype=dtype), held_out_accuracy(model, x, cond, seed=opts.seed, dtype=dtype),
+                     model.num_train_timesteps)
+    assert again.accuracy == best.accuracy
+    torch.testing.assert_close(torch.tensor(again.gain), torch.tensor(best.gain), rtol=1e-4, atol=1e-7)
+    # the state says it is done: called again, nothing trains and the same weights come back
+    state = load_state(tmp_path / "state")[1]
+    assert state["stopped_by"] == r.stopped_by and (tmp_path / "state" / BEST_FILE).exists()
+    model2 = TinyDenoiser(["a", "b"], 16, channels=(16, 16), seed=9)
+    r2 = train(model2, pixels, keys, [f"{i}.png" for i in range(24)], opts, tmp_path / "state", meta={}, val_pixels=val, val_label_keys=val_keys)
+    assert (r2.resumed_from, r2.steps, r2.best_step, r2.stopped_by) == (r.steps, r.steps, r.best_step, r.stopped_by)
+    for k, v in model.unet.state_dict().items():
+        torch.testing.assert_close(model2.unet.state_dict()[k], v)
+
+
+def test_without_held_out_images_the_length_falls_back_to_fixed_epochs(tmp_path):
+    pixels, keys = colours(8, 0)
+    opts = TrainingOptions(batch_size=8, snapshots=0, warmup_steps=1)
+    r = train(TinyDenoiser(["a", "b"], 16, channels=(16, 16)), pixels, keys, [f"{i}" for i in range(8)], opts, tmp_path, meta={})
+    assert r.steps == r.planned_steps == 60  # 60 epochs of one batch
+    assert "no held-out image" in r.stopped_by and r.diagnostics == []
+
+
+def test_a_checkpoint_and_its_control_hold_out_the_same_evidence_images_and_stop_at_the_same_step(tmp_path):
+    import json
+
+    import polars as pl
+
+    from diffmine_assets.mining.config import parse_config
+    from diffmine_assets.mining.datasets.ingest import ingest
+    from diffmine_assets.mining.evaluation.controls import control_recipe, fit_shuffled_control
+    from diffmine_assets.mining.training.checkpoints import evidence_ids_of, fit
+    from diffmine_assets.mining.training.stopping import evidence_split
+
+    spec = parse_config({"datasets": [{"name": "b", "kind": "builtin", "options": {"images_per_label": 14, "seed": 3, "resolution": 16},
+                                       "training": {"time_budget": "3s", "checks": 4, "patience": 1, "min_share": 0, "batch_size": 16, "channels": [16, 16],
+                                                    "snapshots": 0, "save_every": 1000, "log_every": 1000}}]}).datasets[0]
+    images = ingest("b", spec, tmp_path / "_f").images
+    train_rows = images.filter(pl.col("split") == "train")
+    kept, evidence = evidence_split(train_rows, spec.training.seed)
+    assert len(evidence) == 8 and len(kept) + 8 == len(train_rows) and not set(evidence["image_id"]) & set(kept["image_id"])
+    assert set(kept["label_key"]) == set(train_rows["label_key"])  # no label loses its training images
+    one_each = train_rows.filter(pl.int_range(pl.len()).over("label_key") == 0)  # a label with one training image keeps it
+    assert set(evidence_split(pl.concat([one_each, train_rows.filter(pl.col("label_key") == "amber")]).unique("image_id"), 0)[0]["label_key"]) \
+        == set(train_rows["label_key"])
+    assert evidence_split(train_rows.head(39), 0)[1] is None  # too few to spare: no evidence, the fixed fallback
+
+    fitted = fit("b", images, spec.training, 16, "v1", tmp_path / "ckpt")
+    row = fitted.table.row(0, named=True)
+    assert row["stopped_by"] and row["unbudgeted_steps"] == 0
+    assert row["steps"] == fitted.result.best_step <= row["trained_steps"] <= row["planned_steps"]
+    assert evidence_ids_of(fitted.path) == evidence["image_id"].to_list()
+    # the control: the model's schedule, stopped at its published step, without the model's evidence images
+    # (its shuffled labels would choose others)
+    recipe, stop_after = control_recipe(spec.training, row)
+    control = fit_shuffled_control("b", images, recipe, 16, "v1", tmp_path / "controls", stop_after=stop_after, evidence_ids=evidence_ids_of(fitted.path))
+    assert (control.result.steps, control.result.planned_steps) == (row["steps"], row["planned_steps"])
+    assert evidence_ids_of(control.path) == evidence["image_id"].to_list()
+    assert json.loads((control.path / "training.json").read_text())["evidence_images"] == 8
