@@ -67,7 +67,7 @@ def quality_run(spec, images: pl.DataFrame, boxes: pl.DataFrame | None, work_dir
     figures, chance = score_held_out(fitted.model, images, boxes, spec.typicality, spec.patches)
     T = fitted.model.num_train_timesteps
     bands = fitted.result.diagnostics[-1]["bands"] if fitted.result.diagnostics else []
-    gains = [BandGain(b["t_lo"], b["t_hi"], b["gain"], b["stderr"], b["null_loss"]) for b in bands]
+    gains = [BandGain.from_dict(b) for b in bands]
     figures.update({
         "label_gain_in_range": gain_over(gains, spec.typicality.t_min * T, spec.typicality.t_max * T),
         "label_gain_by_band": [round(b.gain, 6) for b in gains],

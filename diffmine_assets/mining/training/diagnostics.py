@@ -35,6 +35,11 @@ class BandGain:
     def relative(self) -> float:
         return self.gain / self.null_loss if self.null_loss > 0 else float("nan")
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "BandGain":
+        """A band as stored by `as_dict` (training state, checkpoint JSON)."""
+        return cls(d["t_lo"], d["t_hi"], d["gain"], d["stderr"], d["null_loss"])
+
     def as_dict(self) -> dict:
         return {"t_lo": self.t_lo, "t_hi": self.t_hi, "gain": self.gain, "stderr": self.stderr, "null_loss": self.null_loss, "relative": self.relative}
 

@@ -104,8 +104,7 @@ class Check:
 def checks_from(diagnostics: list[dict], num_timesteps: int) -> list[Check]:
     """The checks of a run's recorded diagnostics (TrainResult.diagnostics),
     read as the rule read them."""
-    fields = ("t_lo", "t_hi", "gain", "stderr", "null_loss")
-    return [Check.of(d["step"], [BandGain(**{k: b[k] for k in fields}) for b in d["bands"]], d["quick_accuracy"], num_timesteps) for d in diagnostics]
+    return [Check.of(d["step"], [BandGain.from_dict(b) for b in d["bands"]], d["quick_accuracy"], num_timesteps) for d in diagnostics]
 
 
 def _accuracy(c: Check) -> float:
