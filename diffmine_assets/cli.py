@@ -356,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--image", required=True, help="the image's relpath as in the images table (or its image_id)")
     t.add_argument("--to", required=True, help="target label (text or key)")
     t.add_argument("--out", help="PNG to write (default: ./<image>-to-<label>.png)")
-    t.add_argument("--method", choices=["pnp", "regenerate"], help="override translation.method: with injection (pnp) or plain regeneration")
+    t.add_argument("--method", choices=["masked", "masked-pnp", "pnp", "regenerate"],
+                   help="override translation.method: inside the edit mask (masked, masked-pnp), with injection (pnp), or plain regeneration")
     t.set_defaults(fn=cmd_translate)
 
     bench.add_parser(sub).set_defaults(fn=cmd_bench)

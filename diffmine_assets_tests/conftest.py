@@ -53,7 +53,7 @@ FAST = {
     # every image in the label matrix: the small sets hold too few held-out images to cover every label
     "typicality": {"n_samples": 8, "groups": 2, "batch_size": 32, "label_matrix": "all"},
     "patches": {"window_px": 14, "stride_px": 4, "per_image": 3, "per_label": 10},
-    "translation": {"images": 2, "steps": 6, "top": 12, "k": 3},
+    "translation": {"images": 2, "steps": 6, "top": 12, "k": 3, "mask_draws": 4},
 }
 SMALL_BUILTIN = {"name": "builtin", "kind": "builtin", "options": {"images_per_label": 8, "seed": 3, "resolution": 16}, **FAST}
 

@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext, AssetIn, AssetOut, Failure, Output, a
 
 from ..mining.arrays import load_array, save_array
 from ..mining.config.options import ClusterOptions
-from ..mining.report.visuals import parallel_grid, translation_grid
+from ..mining.report.visuals import parallel_grid, translation_grid, translation_masks
 from ..mining.training.checkpoints import CheckpointMismatch, checkpoint_of_rows
 from ..mining.translation.parallel import CLUSTER_SCHEMA, MEMBER_SCHEMA, PARALLEL_SCHEMA
 from ..mining.translation.parallel import parallel_clusters as cluster_locations
@@ -22,7 +22,9 @@ from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, log_tenths,
 def _translations_metadata(table: pl.DataFrame, labels: list[str], images: pl.DataFrame, label_key: str, method: str, grid_path) -> dict:
     names = dict(zip(images["label_key"], images["label"]))
     sources = table.select("image_id", "source_model_path").unique(maintain_order=True).rows()
-    grid = translation_grid(sources, {(r["image_id"], r["target_label_key"]): r["path"] for r in table.iter_rows(named=True)}, labels, names, label_key)
+    grid = translation_grid(sources, {(r["image_id"], r["target_label_key"]): r["path"] for r in table.iter_rows(named=True)}, labels, names, label_key,
+                            translation_masks(table))
+    masked = table["mask_share"].drop_nulls()
     wins = table.group_by("target_label").agg(pl.col("target_win").mean().alias("win"), pl.len().alias("n")).sort("target_label")
     return rounded({
         "translations": len(table),
@@ -30,7 +32,9 @@ def _translations_metadata(table: pl.DataFrame, labels: list[str], images: pl.Da
         "method": method,
         "target_win_share": round(float(table["target_win"].mean()), 4),
         "seconds": float(table["seconds"][0]),
-        "grid": picture(grid, grid_path, "translation grid"),
+        "grid": picture(grid, grid_path, "translation grid (cyan: the edit mask's border; outside it the picture is the source's)"
+                        if len(masked) else "translation grid"),
+        **({"mask_share_mean": round(float(masked.mean()), 4)} if len(masked) else {}),
         "by_target": records_table(["target label", "more typical of the target", "translations"],
                                    [[r["target_label"], round(r["win"], 4), r["n"]] for r in wins.iter_rows(named=True)]),
     })
@@ -57,8 +61,9 @@ def build_translation_assets(spec):
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
         kinds={"pytorch", "parquet"},
         description="The label's most typical images translated into every other label (DDIM inversion, then regeneration under the "
-        "target with guidance and Plug-and-Play injection): one row per (image, target label) with the output's path, its typicality "
-        "under target and source, and the parameters; maps kept as arrays in the lake.",
+        "target with guidance inside the edit mask where the two labels' noise predictions differ, or with Plug-and-Play injection): one row "
+        "per (image, target label) with the output's path, its edit mask, its typicality under target and source, and the parameters; "
+        "maps kept as arrays in the lake.",
     )
     def translations(context: AssetExecutionContext, diffmine: DiffmineResource, image_typicality: pl.DataFrame, images: pl.DataFrame, checkpoint: pl.DataFrame):
         dataset, label_key = split_partition_key(context.partition_key)

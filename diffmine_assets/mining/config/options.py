@@ -222,27 +222,42 @@ class ClusterOptions(_Strict):
 class TranslationOptions(_Strict):
     """Translation across labels and parallel mining (METHOD.md section 5):
     DDIM inversion, then regeneration under the target label with
-    classifier-free guidance and Plug-and-Play injection (Tumanyan et al.
-    2023). The PnP paper's defaults (50 steps, guidance 7.5, features
-    injected for 80 % and self-attention for 50 % of the steps) are the
-    starting point; the defaults are what measured better for the small
-    UNet (docs/TRANSLATION.md)."""
+    classifier-free guidance, confined to the edit mask of each (image,
+    target) (DiffEdit, Couairon et al. 2023), or over the whole image with
+    Plug-and-Play injection (Tumanyan et al. 2023). The papers' defaults
+    (50 steps, guidance 7.5; PnP's injection for 80 % and 50 % of the steps;
+    DiffEdit's mask at half the schedule) are the starting point; the
+    defaults are what measured better for the small UNet
+    (docs/TRANSLATION.md)."""
 
     RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
     images: int = Field(8, ge=1, description="the source label's most typical images translated into every other label")
     max_translations: int = Field(32, ge=1, description="at most this many translations per source label (images x other labels): with many labels, "
                                   "fewer of its most typical images (never under 2), so their cost grows with the labels rather than their square")
-    method: Literal["pnp", "regenerate"] = Field("pnp", description="pnp: with feature and self-attention injection; regenerate: plain inversion and regeneration (the baseline)")
+    method: Literal["masked", "masked-pnp", "pnp", "regenerate"] = Field(
+        "masked", description="masked: regenerated only where the edit mask (where the two labels' noise predictions differ) says, the source's "
+        "inverted latents elsewhere (DiffEdit); masked-pnp: the same with Plug-and-Play injection inside the mask; pnp: feature and "
+        "self-attention injection over the whole image; regenerate: plain inversion and regeneration (the baseline)")
     steps: int = Field(25, ge=2, le=1000, description="DDIM steps over the whole schedule (the PnP paper: 50)")
     strength: float = Field(0.8, gt=0, le=1, description="share of the noise schedule inverted and regenerated (1: from pure noise, as the PnP paper)")
-    guidance: float = Field(3.0, ge=1, description="classifier-free guidance scale of the regeneration (the PnP paper: 7.5)")
+    guidance: float = Field(4.0, ge=1, description="classifier-free guidance scale of the regeneration (the PnP paper: 7.5)")
     invert_with: Literal["null", "source"] = Field("null", description="condition of the inversion and of the source pass: null (PnP) or the source label")
     feature_injection: float = Field(0.5, ge=0, le=1, description="share of the regeneration steps (from the noisiest) whose residual features come from the source pass (the PnP paper: 0.8)")
     attention_injection: float = Field(0.5, ge=0, le=1, description="share of the steps whose decoder self-attention queries and keys come from the source pass")
     feature_block: int = Field(1, ge=0, description="up-sampling block whose last residual block's output is injected")
     precision: Literal["auto", "float32", "bfloat16"] = Field("float32", description="network precision (inversion is exact only in float32)")
     batch_size: int = Field(48, ge=3, description="network evaluations per forward pass")
+    mask_draws: int = Field(10, ge=1, description="masked: noise draws the edit mask is averaged over (DiffEdit: 10)")
+    mask_strength: float = Field(0.2, gt=0, lt=1, description="masked: noise level of those draws, a share of the schedule (DiffEdit: 0.5, "
+                                 "where the small UNet's difference map no longer tells the element from the background)")
+    mask_smooth: float = Field(1.0, ge=0, description="masked: Gaussian smoothing of the difference map before the threshold, in model cells (sigma)")
+    mask_threshold: float = Field(1.0, gt=0, description="masked: a cell is edited where its smoothed difference exceeds this multiple of the "
+                                  "image's mean difference (DiffEdit's clamp at 3x the mean, then 0.5)")
+    keep_outside: Literal["source", "layout"] = Field("layout", description="masked: outside the mask, the source exactly (source), or the "
+                                                      "source shifted per channel by the mean change the regeneration made there, so a label-wide "
+                                                      "tint passes and the layout stays (layout)")
+    seed: int = Field(0, description="masked: seed of the mask's noise draws (inversion and regeneration draw none)")
     def images_for(self, labels: int) -> int:
         """Source images per label translated, for a model of `labels` labels."""
         return min(self.images, max(2, self.max_translations // max(labels - 1, 1)))

@@ -7,7 +7,7 @@ text, never JSON. The report renders these rows; it does not compute them."""
 
 from __future__ import annotations
 
-from .goals import CONTROL_RATIO_GOAL, TRANSLATION_GAP_GOALS
+from .goals import CONTROL_RATIO_GOAL, TRANSLATION_GAP_GOALS, TRANSLATION_MARGINS
 from .verdicts import verdicts
 
 QUESTIONS = (
@@ -42,6 +42,8 @@ def _goal_text(name: str, goals: dict) -> str:
         return f"{'≥' if op == '>=' else '≤'} {bound:g}"
     if name in TRANSLATION_GAP_GOALS:
         return "interval above 0"
+    if name in TRANSLATION_MARGINS:
+        return f"interval above {TRANSLATION_MARGINS[name]:g}"
     return ""
 
 

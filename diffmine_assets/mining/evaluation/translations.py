@@ -14,10 +14,15 @@ interval clears zero.
   more typical of the target than of the source (chance: the untranslated
   source's share);
 - `layout_ssim`: structural similarity (scikit-image) of source and translation
-  outside every element box, on luminance standardised per image, so that a
-  label-wide change of tint does not count as lost layout; its chance level is
-  the same figure between a translation and another source image of the
-  same label (two unrelated scenes);
+  outside every element box: the SSIM map's mean over the pixels whose whole
+  window lies outside the boxes, on luminance standardised by the pixels
+  outside the boxes, so that neither a label-wide change of tint nor the
+  changed element itself counts as lost layout; its chance level is the same
+  figure between a translation and another source image of the same label
+  (two unrelated scenes). Until issue 29 the mean took every pixel outside the
+  boxes, whose 7-pixel windows reached into the boxes, and standardised by the
+  whole image: a translation that changed the boxes and nothing else (the
+  boxes as its mask) scored 0.54 on the built-in demo, not 1 (docs/TRANSLATION.md);
 - `background_psnr_db`: PSNR outside the boxes, on RGB, for reference.
 """
 
@@ -39,9 +44,20 @@ from .intervals import paired_gap
 SSIM_WINDOW = 7
 
 
-def _luminance(rgb: np.ndarray) -> np.ndarray:
+def _luminance(rgb: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Luminance standardised by its mean and spread over `where` (the pixels
+    outside the boxes), so a changed element does not rescale the rest."""
     y = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
-    return (y - y.mean()) / (y.std() + 1e-6)
+    ref = y[where] if where.any() else y
+    return (y - ref.mean()) / (ref.std() + 1e-6)
+
+
+def window_outside(mask: np.ndarray, window: int = SSIM_WINDOW) -> np.ndarray:
+    """The pixels of `mask` whose whole `window` x `window` neighbourhood is
+    in `mask` too (the image's border counts as outside the boxes)."""
+    from scipy.ndimage import binary_erosion
+
+    return binary_erosion(mask, np.ones((window, window), dtype=bool), border_value=1)
 
 
 def background_mask(boxes: pl.DataFrame, image_id: str, width: int, height: int, side: int) -> np.ndarray:
@@ -56,13 +72,15 @@ def background_mask(boxes: pl.DataFrame, image_id: str, width: int, height: int,
 
 def layout_figures(source: np.ndarray, translated: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """(SSIM of standardised luminance, PSNR of RGB) outside the boxes, for
-    two (R, R, 3) uint8 images."""
+    two (R, R, 3) uint8 images; the SSIM is nan when no window fits
+    outside the boxes."""
     from skimage.metrics import structural_similarity  # imported where used: scikit-image is slow to import
 
-    a, b = _luminance(source), _luminance(translated)
+    a, b = _luminance(source, mask), _luminance(translated, mask)
     rng = float(max(a.max(), b.max()) - min(a.min(), b.min())) or 1.0
     _, ssim_map = structural_similarity(a, b, data_range=rng, win_size=SSIM_WINDOW, full=True)
-    ssim = float(ssim_map[mask].mean()) if mask.any() else float("nan")
+    inner = window_outside(mask)
+    ssim = float(ssim_map[inner].mean()) if inner.any() else float("nan")
     diff = (source.astype(np.float64) - translated.astype(np.float64))[mask]
     mse = float((diff**2).mean()) if diff.size else float("nan")
     psnr = 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf")

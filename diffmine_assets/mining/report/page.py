@@ -13,7 +13,7 @@ import polars as pl
 
 from ..arrays import load_array
 from .pictures import ImageCache
-from .visuals import as_png, cluster_grid, heatmaps, parallel_grid, patch_strips, translation_grid
+from .visuals import as_png, cluster_grid, heatmaps, parallel_grid, patch_strips, translation_grid, translation_masks
 
 
 @dataclass
@@ -41,7 +41,8 @@ def label_section(res: LabelResults, images: pl.DataFrame, cache: ImageCache) ->
     if tr is not None and not tr.is_empty() and set(tr["target_label_key"]) | {res.key} == set(labels_all):
         names = dict(zip(images["label_key"], images["label"]))
         outputs = {(r["image_id"], r["target_label_key"]): r["path"] for r in tr.iter_rows(named=True)}
-        translations = as_png(translation_grid(tr.select("image_id", "source_model_path").unique(maintain_order=True).rows(), outputs, labels_all, names, res.key))
+        translations = as_png(translation_grid(tr.select("image_id", "source_model_path").unique(maintain_order=True).rows(), outputs, labels_all, names, res.key,
+                                               translation_masks(tr)))
     return {
         "label": res.label,
         "images": len(res.typicality),
@@ -178,7 +179,8 @@ def render_report(dataset: str, labels: list[dict], figures: dict | None, parame
                  "<h3>Most typical, random and least typical patches</h3>", _img(lbl["strips"], f"patch strips of {lbl['label']}"),
                  "<h3>Typicality maps: where knowing the label helps the model denoise (red), on one colour scale</h3>", _img(lbl["heatmaps"], f"heatmaps of {lbl['label']}")]
         if lbl.get("translations"):
-            parts += ["<h3>Its most typical images (rows) translated into every label (columns; the yellow column is the source image itself)</h3>", _img(lbl["translations"], f"translations of {lbl['label']}")]
+            parts += ["<h3>Its most typical images (rows) translated into every label (columns; the yellow column is the source image itself; "
+                      "a cyan line marks a translation's edit mask: outside it, the picture is the source's)</h3>", _img(lbl["translations"], f"translations of {lbl['label']}")]
         parts.append("</section>")
         sections.append("\n".join(parts))
     fig_html = ""

@@ -93,9 +93,30 @@ def _caption_tile(text: str, note: str = "") -> Image.Image:
     return tile
 
 
-def translation_grid(sources: list[tuple[str, str]], outputs: dict[tuple[str, str], str], labels: list[str], label_names: dict[str, str], source_key: str) -> Image.Image:
+MASK_OUTLINE = (0, 255, 255)
+
+
+def outlined(img: Image.Image, mask_path: str, thumb: int) -> Image.Image:
+    """`img` at `thumb` px with its edit mask's border drawn in cyan: what
+    lies outside the line is the source's."""
+    img = img.convert("RGB").resize((thumb, thumb), Image.NEAREST)
+    mask = np.asarray(Image.open(mask_path).convert("L").resize((thumb, thumb), Image.NEAREST)) > 127
+    inner = mask.copy()
+    inner[1:, :] &= mask[:-1, :]
+    inner[:-1, :] &= mask[1:, :]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    pixels = np.asarray(img).copy()
+    pixels[mask & ~inner] = MASK_OUTLINE
+    return Image.fromarray(pixels)
+
+
+def translation_grid(sources: list[tuple[str, str]], outputs: dict[tuple[str, str], str], labels: list[str], label_names: dict[str, str], source_key: str,
+                     masks: dict[tuple[str, str], str | None] | None = None) -> Image.Image:
     """Rows: the source images; columns: every label (the source label's
-    column holds the image itself)."""
+    column holds the image itself). With `masks`, each translation shows its
+    edit mask's border."""
+    thumb = 64
     rows = [("into label:", [_caption_tile(label_names.get(k, k), "source" if k == source_key else "") for k in labels])]
     for image_id, path in sources:
         ims = []
@@ -103,9 +124,18 @@ def translation_grid(sources: list[tuple[str, str]], outputs: dict[tuple[str, st
             p = path if k == source_key else outputs[(image_id, k)]
             img = Image.open(p)
             img.load()
-            ims.append(img.convert("RGB"))
+            mask = None if k == source_key or masks is None else masks.get((image_id, k))
+            ims.append(outlined(img, mask, thumb) if mask else img.convert("RGB"))
         rows.append((image_id[:12], ims))
-    return contact_sheet(rows, thumb=64, caption_width=110)
+    return contact_sheet(rows, thumb=thumb, caption_width=110)
+
+
+def translation_masks(table: pl.DataFrame) -> dict[tuple[str, str], str | None] | None:
+    """(image_id, target) -> edit mask path, from a translations table; None
+    when its method keeps no mask (or the table predates masks)."""
+    if "mask_path" not in table.columns or table["mask_path"].is_null().all():
+        return None
+    return {(r["image_id"], r["target_label_key"]): r["mask_path"] for r in table.iter_rows(named=True)}
 
 
 def curve_picture(curves: dict[str, list[dict]], chance: float, path: Path, title: str) -> Path:

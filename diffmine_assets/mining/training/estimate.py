@@ -114,13 +114,15 @@ def translation_evaluations(labels: int, images: int, opts: TranslationOptions, 
     """Network evaluations of the translations: per label, its most typical
     images inverted once, regenerated into every other label (3 rows a step
     with injection, 2 without), and each output scored under target and
-    source against the null at N samples."""
+    source against the null at N samples; a masked method adds the mask's
+    draws under the source and under every target."""
     if labels < 2:
         return 0
     per_label = min(opts.images_for(labels), max(1, images // labels))
     k = max(1, round(opts.strength * opts.steps))
-    rows = 3 if opts.method == "pnp" else 2
-    return labels * per_label * (k + (labels - 1) * (k * rows + typicality.n_samples * 3))
+    rows = 3 if opts.method in ("pnp", "masked-pnp") else 2
+    mask = opts.mask_draws * labels if opts.method.startswith("masked") else 0
+    return labels * per_label * (k + mask + (labels - 1) * (k * rows + typicality.n_samples * 3))
 
 
 def estimate_run(labels: list[str], images: int, held_out: int, train_images: int, resolution: int, training: TrainingOptions,

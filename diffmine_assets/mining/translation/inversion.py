@@ -10,6 +10,11 @@ block and the queries and keys of the decoder's self-attention layers: the
 layout and the objects' identity come from the source, the appearance from the
 target label. Injection is done by forward hooks on diffusers' own modules
 (`Denoiser.injection_points`), so every backend built on a diffusers UNet has it.
+With `method: masked` (DiffEdit, Couairon et al. 2023; masks.py) the image is
+regenerated only inside the edit mask of its (source, target) pair: after
+every step the latent outside the mask is the source's inverted latent of the
+next noise level, and after the last step the source itself, so everything
+outside the mask is the source's, exactly. `masked-pnp` also injects.
 
 Everything is deterministic (DDIM with eta 0, no noise drawn): the same
 checkpoint, image and options give the same pixels.
@@ -29,6 +34,7 @@ import torch
 from ..config.options import TranslationOptions
 from ..denoisers.base import Denoiser
 from ..precision import autocast, resolve_precision
+from .masks import edit_masks
 
 if TYPE_CHECKING:
     from diffusers import DDIMInverseScheduler, DDIMScheduler
@@ -102,6 +108,7 @@ class Inversion:
 
     latents: dict[int, torch.Tensor]
     evaluations: int
+    x0: torch.Tensor | None = None  # the images themselves: the level after the last regeneration step
 
 
 def invert(model: Denoiser, x0: torch.Tensor, cond: torch.Tensor, opts: TranslationOptions, timesteps: list[int] | None = None) -> Inversion:
@@ -122,7 +129,7 @@ def invert(model: Denoiser, x0: torch.Tensor, cond: torch.Tensor, opts: Translat
             evaluations += len(x)
             x = inverse.step(eps, t, x).prev_sample
             latents[int(t)] = x
-    return Inversion(latents, evaluations)
+    return Inversion(latents, evaluations, x0.float())
 
 
 @dataclass
@@ -131,12 +138,15 @@ class TranslationResult:
     seconds: float
     evaluations: int
     options: dict = field(default_factory=dict)
+    masks: torch.Tensor | None = None  # (P, h, w) of 0 and 1 with a masked method: where each output was let change
 
 
 def regenerate(model: Denoiser, inversion: Inversion, index: torch.Tensor, source_cond: torch.Tensor, target_cond: torch.Tensor,
-               opts: TranslationOptions, method: str | None = None) -> tuple[torch.Tensor, int]:
+               opts: TranslationOptions, method: str | None = None, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """Regenerate the inverted images `index` (rows of the inversion) under
-    `target_cond`, one target per row; `method` overrides `opts.method`."""
+    `target_cond`, one target per row; `method` overrides `opts.method`.
+    With `mask` ((m, h, w), 1 where the row may change) the rest of each
+    latent is the source's at every level."""
     method = method or opts.method
     forward, _, steps = schedule(model, opts)
     dtype = resolve_precision(opts.precision)
@@ -144,7 +154,8 @@ def regenerate(model: Denoiser, inversion: Inversion, index: torch.Tensor, sourc
     null = model.condition_ids([None] * m)
     x = inversion.latents[steps[0]][index].clone()
     evaluations = 0
-    pnp = method == "pnp"
+    pnp = method in ("pnp", "masked-pnp")
+    keep = None if mask is None else (1 - mask[:, None].float())
     n_feat = round(opts.feature_injection * len(steps))
     n_attn = round(opts.attention_injection * len(steps))
     hooks = Injection(model, opts.feature_block, 3) if pnp else contextlib.nullcontext()
@@ -164,7 +175,20 @@ def regenerate(model: Denoiser, inversion: Inversion, index: torch.Tensor, sourc
                 evaluations += 2 * m
             guided = uncond + opts.guidance * (cond - uncond)
             x = forward.step(guided, t, x).prev_sample
+            if keep is not None:
+                source = inversion.latents[steps[i + 1]][index] if i + 1 < len(steps) else inversion.x0[index]
+                if opts.keep_outside == "layout":
+                    source = source + _mean_shift(x - source, keep)
+                x = x * (1 - keep) + source * keep
     return x, evaluations
+
+
+def _mean_shift(change: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Per row and channel, the mean of `change` over the cells `where` is
+    1: the label-wide part of what the regeneration changed there (a tint),
+    as a constant to add."""
+    area = where.sum(dim=(-2, -1), keepdim=True).clamp_min(1)
+    return (change * where).sum(dim=(-2, -1), keepdim=True) / area
 
 
 def translate(model: Denoiser, x0: torch.Tensor, source_keys: list[str], targets: list[list[str]], opts: TranslationOptions,
@@ -183,14 +207,21 @@ def translate(model: Denoiser, x0: torch.Tensor, source_keys: list[str], targets
         evaluations += part.evaluations
         for t, lat in part.latents.items():
             latents.setdefault(t, []).append(lat)
-    inversion = Inversion({t: torch.cat(v) for t, v in latents.items()}, evaluations)
+    inversion = Inversion({t: torch.cat(v) for t, v in latents.items()}, evaluations, x0.float())
     pairs = [(i, k) for i, ts in enumerate(targets) for k in ts]
-    rows_per_pass = max(1, opts.batch_size // (3 if (method or opts.method) == "pnp" else 2))
+    method = method or opts.method
+    masks = None
+    if method.startswith("masked"):
+        per_image, n = edit_masks(model, x0, list(source_keys), targets, opts)
+        masks = torch.cat([m for m in per_image if len(m)]) if pairs else None
+        evaluations += n
+    rows_per_pass = max(1, opts.batch_size // (3 if method in ("pnp", "masked-pnp") else 2))
     outputs: list[torch.Tensor] = []
     for s in range(0, len(pairs), rows_per_pass):
         chunk = pairs[s : s + rows_per_pass]
         index = torch.tensor([i for i, _ in chunk], dtype=torch.long)
-        out, n = regenerate(model, inversion, index, inv_cond[index], model.condition_ids([k for _, k in chunk]), opts, method)
+        out, n = regenerate(model, inversion, index, inv_cond[index], model.condition_ids([k for _, k in chunk]), opts, method,
+                            None if masks is None else masks[s : s + len(chunk)])
         outputs.append(out)
         evaluations += n
         if progress:
@@ -199,7 +230,7 @@ def translate(model: Denoiser, x0: torch.Tensor, source_keys: list[str], targets
     result = [[None] * len(ts) for ts in targets]
     for (i, k), img in zip(pairs, flat):
         result[i][targets[i].index(k)] = img
-    return result, TranslationResult(flat, time.monotonic() - t0, evaluations, opts.result_options())
+    return result, TranslationResult(flat, time.monotonic() - t0, evaluations, opts.result_options(), masks)
 
 
 def reconstruct(model: Denoiser, x0: torch.Tensor, keys: list[str], opts: TranslationOptions) -> torch.Tensor:

@@ -25,8 +25,16 @@ TRANSLATION_SCHEMA = {
     "image_id": pl.String, "source_path": pl.String, "source_model_path": pl.String, "width": pl.Int64, "height": pl.Int64,
     "target_label": pl.String, "target_label_key": pl.String, "path": pl.String, "dataset": pl.String, "label": pl.String, "label_key": pl.String,
     "typicality_target": pl.Float64, "typicality_source": pl.Float64, "map_index": pl.Int32, "method": pl.String, "checkpoint_id": pl.String,
-    "params": pl.String, "seconds": pl.Float64, "target_win": pl.Boolean,
+    "params": pl.String, "seconds": pl.Float64, "mask_path": pl.String, "mask_share": pl.Float64, "target_win": pl.Boolean,
 }
+
+
+def save_mask(mask: torch.Tensor, side: int, path: Path) -> Path:
+    """An (h, w) edit mask as a black-and-white PNG at the output's side
+    (white: where the translation was let change)."""
+    img = Image.fromarray((mask.float().numpy() * 255).round().astype(np.uint8), mode="L")
+    img.resize((side, side), Image.NEAREST).save(path)
+    return path
 
 
 @dataclass
@@ -73,20 +81,25 @@ def translate_label(model: Denoiser, typicality: pl.DataFrame, images: pl.DataFr
     out_dir.mkdir(parents=True, exist_ok=True)
     records, flat = [], []
     names = dict(zip(images["label_key"], images["label"]))
+    masks = iter(result.masks) if result.masks is not None else None
     for i, r in enumerate(rows.iter_rows(named=True)):
         source_png = out_dir / f"{r['image_id']}-{label_key}.png"
         Image.fromarray(to_uint8(model.decode(x0[i : i + 1])[0])).save(source_png)
         for j, tgt in enumerate(targets):
             png = out_dir / f"{r['image_id']}-{tgt}.png"
-            Image.fromarray(to_uint8(model.decode(outs[i][j][None])[0])).save(png)
+            pixels = to_uint8(model.decode(outs[i][j][None])[0])
+            Image.fromarray(pixels).save(png)
             flat.append(outs[i][j])
+            mask = next(masks) if masks is not None else None
             records.append({"image_id": r["image_id"], "source_path": r["path"], "source_model_path": str(source_png), "width": r["width"], "height": r["height"],
-                            "target_label": names.get(tgt, tgt), "target_label_key": tgt, "path": str(png)})
+                            "target_label": names.get(tgt, tgt), "target_label_key": tgt, "path": str(png),
+                            "mask_path": None if mask is None else str(save_mask(mask, pixels.shape[0], out_dir / f"{r['image_id']}-{tgt}-mask.png")),
+                            "mask_share": None if mask is None else round(float(mask.float().mean()), 4)})
     stacked = torch.stack(flat)
     pilot = images.filter(pl.col("label_key").is_in(model.labels))
     scores = score_translations(model, stacked, [label_key] * len(flat), [rec["target_label_key"] for rec in records], typ_opts, pilot)
     params = json.dumps({**opts.result_options(), "method": method, "typicality": typ_opts.result_options()}, sort_keys=True)
-    table = pl.DataFrame(records).with_columns(
+    table = pl.DataFrame(records, schema_overrides={"mask_path": pl.String, "mask_share": pl.Float64}).with_columns(
         pl.lit(rows["dataset"][0]).alias("dataset"),
         pl.lit(names.get(label_key, label_key)).alias("label"),
         pl.lit(label_key).alias("label_key"),
@@ -149,9 +162,14 @@ def translate_one(model: Denoiser, row: dict, target_key: str, opts: Translation
     outs, result = translate(model, x0, [row["label_key"]], [[target_key]], opts, method=method)
     img = outs[0][0]
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(model.decode(img[None])[0])).save(out)
+    pixels = to_uint8(model.decode(img[None])[0])
+    Image.fromarray(pixels).save(out)
+    mask = {}
+    if result.masks is not None:
+        mask_png = save_mask(result.masks[0], pixels.shape[0], out.with_name(out.stem + "-mask.png"))
+        mask = {"mask": str(mask_png), "mask_share": round(float(result.masks[0].mean()), 4)}
     scores = score_translations(model, img[None], [row["label_key"]], [target_key], typ_opts)
     return {"image": row["relpath"], "image_id": row["image_id"], "source_label_key": row["label_key"], "target_label_key": target_key,
             "method": method or opts.method, "out": str(out), "typicality_target": round(float(scores.scores[0, 0]), 6),
-            "typicality_source": round(float(scores.scores[0, 1]), 6), "seconds": round(result.seconds, 2), "evaluations": result.evaluations,
+            "typicality_source": round(float(scores.scores[0, 1]), 6), **mask, "seconds": round(result.seconds, 2), "evaluations": result.evaluations,
             "options": opts.result_options()}

@@ -26,7 +26,10 @@ def test_estimate_and_budget_from_a_calibration():
     assert est.total_s == est.training_s + est.typicality_s + est.other_s and est.translation_s == 0
     # translations: per label its 8 most typical images, 20 of 25 steps, into the other label, each output scored
     tr = estimate_run(["a", "b"], 1100, 100, 1000, 16, training, TypicalityOptions(), calibration=(0.5, 1000.0), translation=TranslationOptions())
-    assert tr.translation_evaluations == 2 * 8 * (20 + 1 * (20 * 3 + 32 * 3))
+    # masked (the default): the mask's 10 draws under the source and the target, then plain regeneration's 2 rows a step
+    assert tr.translation_evaluations == 2 * 8 * (20 + 10 * 2 + 1 * (20 * 2 + 32 * 3))
+    pnp = estimate_run(["a", "b"], 1100, 100, 1000, 16, training, TypicalityOptions(), calibration=(0.5, 1000.0), translation=TranslationOptions(method="pnp"))
+    assert pnp.translation_evaluations == 2 * 8 * (20 + 1 * (20 * 3 + 32 * 3))
     # with many labels the images per label shrink, so translations grow with the labels, not their square
     many = TranslationOptions()
     assert [many.images_for(n) for n in (2, 5, 10, 40)] == [8, 8, 3, 2]
