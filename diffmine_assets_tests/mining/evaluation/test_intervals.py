@@ -111,3 +111,18 @@ def test_a_figure_without_per_image_items_is_judged_by_value_and_says_so():
     assert rows["top1_hit_rate"]["cleared"] is True and rows["top1_hit_rate"]["low"] is None
     assert rows["cluster_purity"]["cleared"] is None and rows["cluster_purity"]["level"] is None
     assert "nothing to compare with" in "\n".join(verdict_lines(figures))
+
+
+def test_fewer_swaps_than_regeneration_are_allowed_only_within_the_margin_and_its_interval():
+    """Issue 29: keeping the layout may cost at most 0.05 of the element
+    swaps regeneration makes, judged on the interval's low end."""
+    from diffmine_assets.mining.evaluation.figure_table import _goal_text
+
+    def swap_gap(low):
+        return {"gaps": {"element_swap_rate_minus_regeneration": {"difference": low + 0.03, "low": low, "high": low + 0.06, "images": 32}}}
+
+    assert judge(swap_gap(-0.04), None) == {"element_swap_rate_minus_regeneration": True}
+    assert judge(swap_gap(-0.06), None) == {"element_swap_rate_minus_regeneration": False}  # the point estimate -0.03 is inside; its interval is not
+    assert _goal_text("element_swap_rate_minus_regeneration", {}) == "interval above -0.05"
+    # the built-in preset's absolute translation goals
+    assert judge({"translation_target_win": 0.95, "layout_ssim": 0.65}, "planted") == {"translation_target_win": True, "layout_ssim": False}
