@@ -32,7 +32,7 @@ def _translations_metadata(table: pl.DataFrame, labels: list[str], images: pl.Da
         "method": method,
         "target_win_share": round(float(table["target_win"].mean()), 4),
         "seconds": float(table["seconds"][0]),
-        "grid": picture(grid, grid_path, "translation grid (cyan: the edit mask's border; outside it the picture is the source's)"
+        "grid": picture(grid, grid_path, "translation grid (cyan: the edit mask's border; outside it the picture is the source's, up to the label-wide tint)"
                         if len(masked) else "translation grid"),
         **({"mask_share_mean": round(float(masked.mean()), 4)} if len(masked) else {}),
         "by_target": records_table(["target label", "more typical of the target", "translations"],

@@ -258,6 +258,7 @@ class TranslationOptions(_Strict):
                                                       "source shifted per channel by the mean change the regeneration made there, so a label-wide "
                                                       "tint passes and the layout stays (layout)")
     seed: int = Field(0, description="masked: seed of the mask's noise draws (inversion and regeneration draw none)")
+
     def images_for(self, labels: int) -> int:
         """Source images per label translated, for a model of `labels` labels."""
         return min(self.images, max(2, self.max_translations // max(labels - 1, 1)))

@@ -43,7 +43,7 @@ def _goal_text(name: str, goals: dict) -> str:
     if name in TRANSLATION_GAP_GOALS:
         return "interval above 0"
     if name in TRANSLATION_MARGINS:
-        return f"interval above {TRANSLATION_MARGINS[name]:g}"
+        return f"interval ≥ {TRANSLATION_MARGINS[name]:g}"
     return ""
 
 
@@ -54,8 +54,9 @@ def _number(v, signed: bool = False) -> str:
 
 
 def _against(r: dict) -> str:
-    if r.get("gap"):  # a paired difference: its level is no difference at all
-        return "no difference" if r["low"] is not None else "no difference (too few images for an interval)"
+    if r.get("gap"):  # a paired difference: its level is no difference at all, or a margin
+        level = "no difference" if not r.get("level") else f"a difference of {r['level']:g}"
+        return level if r["low"] is not None else f"{level} (too few images for an interval)"
     return r["against"] or "nothing to compare with"
 
 

@@ -77,7 +77,8 @@ def layout_figures(source: np.ndarray, translated: np.ndarray, mask: np.ndarray)
     from skimage.metrics import structural_similarity  # imported where used: scikit-image is slow to import
 
     a, b = _luminance(source, mask), _luminance(translated, mask)
-    rng = float(max(a.max(), b.max()) - min(a.min(), b.min())) or 1.0
+    ao, bo = (a[mask], b[mask]) if mask.any() else (a, b)  # the changed element must not widen the range (and soften SSIM)
+    rng = float(max(ao.max(), bo.max()) - min(ao.min(), bo.min())) or 1.0
     _, ssim_map = structural_similarity(a, b, data_range=rng, win_size=SSIM_WINDOW, full=True)
     inner = window_outside(mask)
     ssim = float(ssim_map[inner].mean()) if inner.any() else float("nan")

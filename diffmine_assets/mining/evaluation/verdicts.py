@@ -13,7 +13,7 @@ says so."""
 
 from __future__ import annotations
 
-from .goals import TRANSLATION_METRICS
+from .goals import TRANSLATION_MARGINS, TRANSLATION_METRICS
 
 # lower is better for these
 LOWER_IS_BETTER = ("distractor_share_top50", "distractor_top3_share", "distractor_share_top50_correspondence")
@@ -65,9 +65,13 @@ def verdicts(figures: dict) -> list[dict]:
         if not name.startswith(TRANSLATION_METRICS):
             continue  # a mining figure's difference is shown on the figure's own row
         measured = gap.get("low") is not None
-        rows.append({"figure": name, "model": gap["difference"], "level": 0.0, "gap": True,
-                     "against": "no difference (paired, 95 % interval over images)" if measured else f"no difference (too few images for an interval: {gap['images']})",
-                     "low": gap.get("low"), "high": gap.get("high"), "cleared": gap["low"] > 0 if measured else None})
+        margin = TRANSLATION_MARGINS.get(name)  # a non-inferiority margin: the interval must stay above it, not above zero
+        level = 0.0 if margin is None else margin
+        against = "no difference" if margin is None else f"a difference of {margin:g}"
+        rows.append({"figure": name, "model": gap["difference"], "level": level, "gap": True,
+                     "against": f"{against} (paired, 95 % interval over images)" if measured else f"{against} (too few images for an interval: {gap['images']})",
+                     "low": gap.get("low"), "high": gap.get("high"),
+                     "cleared": (gap["low"] > 0 if margin is None else gap["low"] >= margin) if measured else None})
     return rows
 
 

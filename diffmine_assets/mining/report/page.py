@@ -180,7 +180,7 @@ def render_report(dataset: str, labels: list[dict], figures: dict | None, parame
                  "<h3>Typicality maps: where knowing the label helps the model denoise (red), on one colour scale</h3>", _img(lbl["heatmaps"], f"heatmaps of {lbl['label']}")]
         if lbl.get("translations"):
             parts += ["<h3>Its most typical images (rows) translated into every label (columns; the yellow column is the source image itself; "
-                      "a cyan line marks a translation's edit mask: outside it, the picture is the source's)</h3>", _img(lbl["translations"], f"translations of {lbl['label']}")]
+                      "a cyan line marks a translation's edit mask: outside it, the picture is the source's, up to the label-wide tint)</h3>", _img(lbl["translations"], f"translations of {lbl['label']}")]
         parts.append("</section>")
         sections.append("\n".join(parts))
     fig_html = ""

@@ -13,8 +13,10 @@ target label. Injection is done by forward hooks on diffusers' own modules
 With `method: masked` (DiffEdit, Couairon et al. 2023; masks.py) the image is
 regenerated only inside the edit mask of its (source, target) pair: after
 every step the latent outside the mask is the source's inverted latent of the
-next noise level, and after the last step the source itself, so everything
-outside the mask is the source's, exactly. `masked-pnp` also injects.
+next noise level, and after the last step the source itself: outside the
+mask the output is the source's, exactly with `keep_outside: source`, shifted
+per channel by the label-wide tint with `layout` (in latent space for Stable
+Diffusion, then decoded). `masked-pnp` also injects.
 
 Everything is deterministic (DDIM with eta 0, no noise drawn): the same
 checkpoint, image and options give the same pixels.

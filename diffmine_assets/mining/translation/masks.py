@@ -55,7 +55,7 @@ def difference_maps(model: Denoiser, x0: torch.Tensor, source_keys: list[str], t
     g = torch.Generator().manual_seed(opts.seed)
     eps = torch.randn((opts.mask_draws, *x0.shape[1:]), generator=g)
     # one row per (image, label among source and targets, draw); every image sees the same draws
-    rows = [(i, key, d) for i, src in enumerate(source_keys) for key in [src, *targets[i]] for d in range(opts.mask_draws)]
+    rows = [(i, key, d) for i, src in enumerate(source_keys) if targets[i] for key in [src, *targets[i]] for d in range(opts.mask_draws)]
     dtype = resolve_precision(opts.precision)
     preds: dict[tuple[int, str], torch.Tensor] = {}
     with torch.inference_mode(), autocast(model.module, dtype):
@@ -70,6 +70,9 @@ def difference_maps(model: Denoiser, x0: torch.Tensor, source_keys: list[str], t
                 preds.setdefault((i, key), []).append(p)
     result = []
     for i, src in enumerate(source_keys):
+        if not targets[i]:
+            result.append(x0.new_zeros((0, *x0.shape[-2:])))
+            continue
         base = torch.stack(preds[(i, src)])
         diffs = [(torch.stack(preds[(i, k)]) - base).abs().mean(dim=(0, 1)) for k in targets[i]]
         result.append(torch.stack(diffs) if diffs else x0.new_zeros((0, *x0.shape[-2:])))
@@ -90,5 +93,5 @@ def edit_masks(model: Denoiser, x0: torch.Tensor, source_keys: list[str], target
     """The edit mask of every (image, target): out[i] is (len(targets[i]),
     h, w), and the network evaluations it took."""
     diffs = difference_maps(model, x0, source_keys, targets, opts)
-    evaluations = sum(opts.mask_draws * (1 + len(ts)) for ts in targets)
+    evaluations = sum(opts.mask_draws * (1 + len(ts)) for ts in targets if ts)
     return [masks_from(d, opts) if len(d) else d for d in diffs], evaluations

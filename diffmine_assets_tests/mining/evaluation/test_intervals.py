@@ -123,6 +123,6 @@ def test_fewer_swaps_than_regeneration_are_allowed_only_within_the_margin_and_it
 
     assert judge(swap_gap(-0.04), None) == {"element_swap_rate_minus_regeneration": True}
     assert judge(swap_gap(-0.06), None) == {"element_swap_rate_minus_regeneration": False}  # the point estimate -0.03 is inside; its interval is not
-    assert _goal_text("element_swap_rate_minus_regeneration", {}) == "interval above -0.05"
+    assert _goal_text("element_swap_rate_minus_regeneration", {}) == "interval ≥ -0.05"
     # the built-in preset's absolute translation goals
     assert judge({"translation_target_win": 0.95, "layout_ssim": 0.65}, "planted") == {"translation_target_win": True, "layout_ssim": False}

@@ -118,3 +118,23 @@ def test_layout_mode_passes_a_label_wide_shift_and_keeps_the_pattern(trained, sc
         change = o[0][:, outside] - x[i][:, outside]
         # outside the mask only a constant per channel changed: the source's pattern is intact
         torch.testing.assert_close(change, change.mean(dim=1, keepdim=True).expand_as(change), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["masked", "masked-pnp"])
+def test_every_pair_keeps_its_own_mask_across_passes_and_an_image_without_targets(trained, scenes, method):
+    """Several passes (3 pairs a pass at most), each mask matched to its own
+    (image, target): outside each mask the output is that image, exactly."""
+    x, keys, _ = scenes
+    targets = [[k for k in LABELS if k != s] for s in keys]
+    targets[2] = []  # nothing to translate this one into: no draws spent on it, no row
+    opts = TranslationOptions(steps=6, keep_outside="source", batch_size=6)
+    outs, result = translate(trained, x, keys, targets, opts, method=method)
+    assert outs[2] == [] and result.masks.shape[0] == len(x) - 1
+    alone, _ = edit_masks(trained, x, keys, targets, opts)
+    flat = torch.cat([m for m in alone if len(m)])
+    assert torch.equal(result.masks, flat)
+    rows = [(i, j) for i, ts in enumerate(targets) for j in range(len(ts))]
+    for (i, j), mask in zip(rows, result.masks):
+        outside = mask == 0
+        assert outside.any() and not outside.all()
+        torch.testing.assert_close(outs[i][j][:, outside], x[i][:, outside], atol=1e-5, rtol=0)
