@@ -7,12 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffmine_assets.mining.config import PatchOptions, TrainingOptions, TranslationOptions
-from diffmine_assets.mining.denoisers.tiny import TinyDenoiser
+from diffmine_assets.mining.config import PatchOptions, TranslationOptions
 from diffmine_assets.mining.translation.parallel import TranslatedSet, parallel_locations
-from diffmine_assets.mining.training.loop import train
 from diffmine_assets.mining.translation.inversion import Injection, invert, reconstruct, schedule, translate
 from diffmine_assets.mining.evaluation.translations import background_mask, layout_figures
+from diffmine_assets_tests.mining.translation.tiny_model import trained_on
 
 LABELS = ["warm", "cold"]
 
@@ -40,12 +39,7 @@ def _scenes(n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
 def trained(tmp_path_factory):
     """A tiny model trained for a few seconds on warm and cold scenes."""
     x, keys = _scenes(32, 0)
-    pixels = ((x + 1) * 127.5).round().to(torch.uint8)
-    model = TinyDenoiser(LABELS, 16, seed=0, channels=(16, 32, 32))
-    opts = TrainingOptions(steps=150, batch_size=16, learning_rate=2e-3, seed=0, save_every=1000, log_every=1000, precision="float32",
-                           timesteps="uniform", loss_weighting="none")
-    train(model, pixels, keys, [f"s{i}" for i in range(len(keys))], opts, tmp_path_factory.mktemp("state"), meta={})
-    return model.for_inference()
+    return trained_on(x, keys, LABELS, tmp_path_factory.mktemp("state"))
 
 
 @pytest.fixture(scope="module")
