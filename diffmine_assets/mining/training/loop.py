@@ -7,11 +7,11 @@ step continues exactly as the uninterrupted run would have.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -81,24 +81,37 @@ _UNBOUNDED = 10_000_000
 
 
 class _Ema:
-    """Exponential moving average of the weights, with the usual warm-up of
-    the decay (1 + s) / (10 + s), so early averages do not remember the
-    random initialisation."""
+    """Exponential moving average of the weights that train, with the usual
+    warm-up of the decay (1 + s) / (10 + s), so early averages do not
+    remember the random initialisation. Only trained parameters are
+    averaged: with LoRA that is the adapters (a few MB), not the frozen
+    860 M-parameter UNet under them, which a copy of the whole state dict
+    would duplicate in memory and in every saved state."""
 
     def __init__(self, module: torch.nn.Module, decay: float):
         self.decay = decay
-        self.shadow = {k: v.detach().clone().float() for k, v in module.state_dict().items() if v.dtype.is_floating_point}
+        self.shadow = {k: p.detach().clone().float() for k, p in module.named_parameters() if p.requires_grad}
+
+    def load(self, saved: dict[str, torch.Tensor]) -> None:
+        # a state saved before only trained parameters were averaged holds the frozen ones too: they never changed
+        self.shadow.update({k: v for k, v in saved.items() if k in self.shadow})
 
     def update(self, module: torch.nn.Module, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
         with torch.no_grad():
-            for k, v in module.state_dict().items():
+            for k, p in module.named_parameters():
                 if k in self.shadow:
-                    self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+                    self.shadow[k].mul_(d).add_(p.detach().float(), alpha=1 - d)
 
     def copy_to(self, module: torch.nn.Module) -> None:
-        sd = module.state_dict()
-        module.load_state_dict({**sd, **{k: v.to(sd[k].dtype) for k, v in self.shadow.items()}})
+        params = dict(module.named_parameters())
+        with torch.no_grad():
+            for k, v in self.shadow.items():
+                params[k].copy_(v.to(params[k].dtype))
+
+
+def _trained(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: p.detach().clone().float() for k, p in module.named_parameters() if p.requires_grad}
 
 
 def _timesteps(cfg: TrainConfig, T: int, n: int, g: torch.Generator) -> torch.Tensor:
@@ -192,7 +205,7 @@ def train(
         budgeted = saved[1].get("budgeted", False)
         stopped_by = saved[1].get("stopped_by", "")
         if ema is not None and (state_dir / EMA_FILE).exists():
-            ema.shadow = load_file(state_dir / EMA_FILE)
+            ema.load(load_file(state_dir / EMA_FILE))
         if rule is not None and saved[1].get("rule"):
             rule = EvidenceRule.from_state(saved[1]["rule"])
             best = load_file(state_dir / BEST_FILE) if (state_dir / BEST_FILE).exists() else None
@@ -211,15 +224,15 @@ def train(
         nonlocal best
         if val_x is None:
             return
-        view = _eval_view(model, ema)
-        bands = label_gain(view, val_x, val_c, seed=cfg.seed, dtype=dtype)
-        accuracy = held_out_accuracy(view, val_x, val_c, seed=cfg.seed, dtype=dtype)
-        entry = {"step": done, "bands": [b.as_dict() for b in bands], "quick_accuracy": accuracy}
-        if rule is not None and scheduled:
-            # only the rule's own checks count toward its patience (diagnostic_every adds readings, not evidence)
-            entry["best"] = rule.observe(Check.of(done, bands, accuracy, T))
-            if entry["best"]:
-                best = {k: v.detach().clone().float() for k, v in view.module.state_dict().items() if v.dtype.is_floating_point}
+        with _averaged(model, ema) as view:
+            bands = label_gain(view, val_x, val_c, seed=cfg.seed, dtype=dtype)
+            accuracy = held_out_accuracy(view, val_x, val_c, seed=cfg.seed, dtype=dtype)
+            entry = {"step": done, "bands": [b.as_dict() for b in bands], "quick_accuracy": accuracy}
+            if rule is not None and scheduled:
+                # only the rule's own checks count toward its patience (diagnostic_every adds readings, not evidence)
+                entry["best"] = rule.observe(Check.of(done, bands, accuracy, T))
+                if entry["best"]:
+                    best = _trained(view.module)
         diagnostics.append(entry)
         model.module.train()
 
@@ -293,10 +306,14 @@ def train(
         if done % cfg.log_every == 0 or done == end:
             now = time.monotonic()
             rate = window_images / max(now - window_t, 1e-9)
+            val_loss = float("nan")
+            if val_x is not None:
+                with _averaged(model, ema) as view:
+                    val_loss = _val_loss(view, val_x, val_c, cfg.seed)
             row = {
                 "step": done,
                 "loss": per_sample.mean().item(),
-                "val_loss": _val_loss(_eval_view(model, ema), val_x, val_c, cfg.seed) if val_x is not None else float("nan"),
+                "val_loss": val_loss,
                 "images_per_s": rate,
                 "elapsed_s": now - t0,
                 "eta_s": (end - done) * cfg.batch_size / max(rate, 1e-9),
@@ -317,7 +334,8 @@ def train(
             if reason:
                 stopped_by, end = reason, done
         if done in snapshot_steps(total, cfg.snapshots):
-            save_snapshot(_eval_view(model, ema), state_dir, done)
+            with _averaged(model, ema) as view:
+                save_snapshot(view, state_dir, done)
         if done % cfg.save_every == 0 or done == end or done == stop_after:
             extra = {EMA_FILE: ema.shadow} if ema is not None else {}
             if best is not None:
@@ -343,14 +361,25 @@ def train(
                        unbudgeted_steps=unbudgeted, best_step=best_step, stopped_by=stopped_by, finished=finished)
 
 
-def _eval_view(model: Denoiser, ema: "_Ema | None") -> Denoiser:
-    """The model as it would be published: with the averaged weights when
-    EMA is on (a copy, so training continues on the raw weights)."""
+@contextmanager
+def _averaged(model: Denoiser, ema: "_Ema | None"):
+    """The model as it would be published, with the averaged weights when
+    EMA is on: swapped into the model in place and the raw weights put back
+    after, so training continues on them. A deep copy of the model would
+    also copy what never trains (at Stable Diffusion's size the VAE, the
+    text encoder and a LoRA's frozen UNet: 4 GB at every check)."""
     if ema is None:
-        return model
-    view = copy.deepcopy(model)
-    ema.copy_to(view.module)
-    return view
+        yield model
+        return
+    params = dict(model.module.named_parameters())
+    raw = {k: params[k].detach().clone() for k in ema.shadow}
+    ema.copy_to(model.module)
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for k, v in raw.items():
+                params[k].copy_(v)
 
 
 def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, done: int):

@@ -166,3 +166,44 @@ def test_a_finished_run_with_the_options_in_its_meta_resumes_without_training(tm
     first = train(TinyDenoiser(LABELS, 16), pixels, keys, names, OPTS, tmp_path, meta=meta)
     again = train(TinyDenoiser(LABELS, 16), pixels, keys, names, OPTS, tmp_path, meta=meta)
     assert first.steps == again.steps == again.resumed_from == 6
+
+
+def test_checks_score_the_average_in_place_and_training_goes_on_from_the_raw_weights(tmp_path):
+    """Held-out checks and losses swap the averaged weights into the model
+    and put the raw ones back (a deep copy of the model, VAE and text
+    encoder included, cost 4 GB a check at Stable Diffusion's size): a run
+    checked after every step ends on exactly the raw and the published
+    weights of the same run checked never."""
+    pixels, keys, names = data(8)
+    opts = OPTS.model_copy(update={"ema_decay": 0.9, "learning_rate": 1e-2, "warmup_steps": 2, "log_every": 100})
+    plain = TinyDenoiser(LABELS, 16, seed=1)
+    train(plain, pixels[:6], keys[:6], names[:6], opts, tmp_path / "plain", meta={})
+    checked = TinyDenoiser(LABELS, 16, seed=1)
+    result = train(checked, pixels[:6], keys[:6], names[:6], opts.model_copy(update={"diagnostic_every": 1, "log_every": 1}), tmp_path / "checked",
+                   meta={}, val_pixels=pixels[6:], val_label_keys=keys[6:])
+    assert len(result.diagnostics) == opts.steps and all(row["val_loss"] == row["val_loss"] for row in result.log)  # checked and scored each step
+    assert all(torch.equal(v, weights(checked)[k]) for k, v in weights(plain).items())  # the same average published
+    raw_plain, raw_checked = load_state(tmp_path / "plain")[0], load_state(tmp_path / "checked")[0]
+    assert all(torch.equal(v, raw_checked.unet.state_dict()[k]) for k, v in raw_plain.unet.state_dict().items())  # the same raw weights
+
+
+def test_the_average_covers_what_trains_and_a_swap_puts_the_raw_weights_back():
+    from diffmine_assets.mining.training.loop import _averaged, _Ema
+
+    m = TinyDenoiser(LABELS, 16, seed=1)
+    frozen = next(n for n, _ in m.module.named_parameters())
+    dict(m.module.named_parameters())[frozen].requires_grad_(False)
+    ema = _Ema(m.module, 0.5)
+    assert frozen not in ema.shadow and len(ema.shadow) == sum(p.requires_grad for p in m.module.parameters())
+    with torch.no_grad():
+        for p in m.module.parameters():
+            p.add_(1.0)
+    ema.update(m.module, step=1000)  # decay 0.5: the average is half a step behind
+    raw = weights(m)
+    with _averaged(m, ema) as view:
+        inside = dict(view.module.named_parameters())
+        assert all(torch.allclose(inside[k], v) for k, v in ema.shadow.items())
+        assert not torch.equal(inside[next(iter(ema.shadow))], raw[next(iter(ema.shadow))])
+    assert all(torch.equal(v, weights(m)[k]) for k, v in raw.items())
+    ema.load({**{k: v + 1 for k, v in ema.shadow.items()}, frozen: torch.zeros(1)})  # an older state's extra (frozen) entry is ignored
+    assert frozen not in ema.shadow
