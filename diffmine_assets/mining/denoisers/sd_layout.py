@@ -66,19 +66,20 @@ SHAPES = {
     "tiny": {"unet_channels": (32, 64), "layers": 1, "heads": 4, "text_dim": 32, "text_layers": 2, "vae_channels": (32, 64), "latent": 4, "tokens": 16},
     # Stable Diffusion 1.5's own shapes (about 860 M UNet parameters), random weights: for timings on a GPU
     "sd15": {"unet_channels": (320, 640, 1280, 1280), "layers": 2, "heads": 8, "text_dim": 768, "text_layers": 12, "vae_channels": (128, 256, 512, 512),
-             "latent": 4, "tokens": 77},
+             "latent": 4, "tokens": 77, "vocab_size": 49408},
 }
 
 
-def write_random_pipeline(path: str | Path, shape: str = "tiny", seed: int = 0) -> Path:
-    """A randomly initialised Stable Diffusion 1.x pipeline of `shape`
-    (`tiny`, or `sd15`: the real shapes) saved in the diffusers layout."""
+def random_components(shape: str = "tiny", seed: int = 0) -> dict:
+    """The components of a randomly initialised Stable Diffusion 1.x
+    pipeline of `shape` (`tiny`, or `sd15`: the real shapes): unet, vae,
+    text_encoder, tokenizer, scheduler. Built under `torch.device("meta")`
+    they hold shapes and no memory (what a test of the shapes needs)."""
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     s = SHAPES[shape]
-    path = Path(path)
     torch.manual_seed(seed)
     levels = len(s["unet_channels"])
     cross = ["CrossAttnDownBlock2D"] * (levels - 1) + ["DownBlock2D"] if levels > 2 else ["CrossAttnDownBlock2D", "DownBlock2D"]
@@ -91,17 +92,22 @@ def write_random_pipeline(path: str | Path, shape: str = "tiny", seed: int = 0) 
                         down_block_types=["DownEncoderBlock2D"] * vae_levels, up_block_types=["UpDecoderBlock2D"] * vae_levels,
                         layers_per_block=2 if shape == "sd15" else 1, norm_num_groups=32, sample_size=512 if shape == "sd15" else 32)
     vocab = _vocab()
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=s["text_dim"], intermediate_size=4 * s["text_dim"],
+    # sd15's embedding table has CLIP's 49,408 rows (123 M text parameters, as released); the byte-level tokenizer uses the first few hundred
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=s.get("vocab_size", len(vocab)), hidden_size=s["text_dim"], intermediate_size=4 * s["text_dim"],
                                         num_hidden_layers=s["text_layers"], num_attention_heads=max(1, s["text_dim"] // 64) if shape == "sd15" else 4,
                                         max_position_embeddings=s["tokens"], projection_dim=s["text_dim"], bos_token_id=0, eos_token_id=1, pad_token_id=1))
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=s["tokens"])
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
                               skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
-    unet.save_pretrained(path / "unet")
-    vae.save_pretrained(path / "vae")
-    text.save_pretrained(path / "text_encoder")
-    tokenizer.save_pretrained(path / "tokenizer")
-    scheduler.save_pretrained(path / "scheduler")
+    return {"unet": unet, "vae": vae, "text_encoder": text, "tokenizer": tokenizer, "scheduler": scheduler}
+
+
+def write_random_pipeline(path: str | Path, shape: str = "tiny", seed: int = 0) -> Path:
+    """A randomly initialised Stable Diffusion 1.x pipeline of `shape`
+    (`tiny`, or `sd15`: the real shapes) saved in the diffusers layout."""
+    path = Path(path)
+    for name, component in random_components(shape, seed).items():
+        component.save_pretrained(path / name)
     (path / "model_index.json").write_text(json.dumps({
         "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1", "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
