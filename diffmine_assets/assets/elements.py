@@ -12,6 +12,7 @@ from ..mining.report.visuals import cluster_grid
 from ..mining.training.checkpoints import CheckpointMismatch, checkpoint_of_rows
 from ..partitions import LABEL_JOB, asset_key, dataset_label_partitions, dataset_of_label, identifier, split_partition_key
 from ..resources import DiffmineResource
+from ..usage import StepUsage
 from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, picture, records_table
 
 
@@ -38,6 +39,7 @@ def build_element_assets(spec):
         "timestep with the label's condition, averaged over the patch, L2-normalised; a fixed-size float array column.",
     )
     def patch_features(context: AssetExecutionContext, diffmine: DiffmineResource, patch_typicality: pl.DataFrame, images: pl.DataFrame, checkpoint: pl.DataFrame):
+        usage = StepUsage()
         dataset, _label_key = split_partition_key(context.partition_key)
         opts = diffmine.dataset(dataset).features
         rows = patch_typicality if opts.selection == "all" else patch_typicality.filter(pl.col("selection") == "top")
@@ -54,7 +56,7 @@ def build_element_assets(spec):
             pl.lit(opts.timestep, dtype=pl.Int32).alias("feature_timestep"),
             pl.lit(json.dumps(opts.model_dump(), sort_keys=True)).alias("params"),
         )
-        return Output(table, metadata={"patches": len(table), "dimensions": dim, "block": opts.block, "timestep": opts.timestep})
+        return Output(table, metadata={"patches": len(table), "dimensions": dim, "block": opts.block, "timestep": opts.timestep, **usage.figures()})
 
     @multi_asset(
         name=f"{identifier(ds)}__clusters",
@@ -67,6 +69,7 @@ def build_element_assets(spec):
         group_name=identifier(ds),
     )
     def clusters(context: AssetExecutionContext, diffmine: DiffmineResource, patch_features: pl.DataFrame, images: pl.DataFrame):
+        usage = StepUsage()
         dataset, label_key = split_partition_key(context.partition_key)
         opts = diffmine.dataset(dataset).clusters
         top = patch_features.filter(pl.col("selection") == "top")
@@ -85,6 +88,7 @@ def build_element_assets(spec):
                 "patches": len(members),
                 "grid": picture(grid, diffmine.lake.files_dir(dataset, "pictures", label_key, f"clusters-{top['checkpoint_id'][0]}.png"), "cluster grid"),
                 "best": records_table(["rank", "size", "median typicality"], [[r["rank"], r["size"], round(r["median_typicality"], 6)] for r in table.head(10).iter_rows(named=True)]),
+                **usage.figures(),
             },
         )
         yield Output(members, output_name="cluster_members", metadata={"members": len(members)})

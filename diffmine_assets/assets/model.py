@@ -17,6 +17,7 @@ from ..mining.training.stopping import FALLBACK_EPOCHS, checks_from, evidence_co
 from ..partitions import DATASET_JOB, asset_key, dataset_partitions, identifier
 from ..progress import eta, report
 from ..resources import DiffmineResource
+from ..usage import StepUsage
 from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, picture, records_table, rounded
 
 
@@ -114,6 +115,7 @@ def build_model_assets(spec):
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
     )
     def checkpoint(context: AssetExecutionContext, config: TrainingRunConfig, diffmine: DiffmineResource, images: pl.DataFrame):
+        usage = StepUsage()
         name, lake = context.partition_key, diffmine.lake
         spec = diffmine.dataset(name)
         data_version = compute_data_version(images)
@@ -144,7 +146,7 @@ def build_model_assets(spec):
                          + (f", continued from checkpoint {fitted.table['continued_from'][0]} with labels {fitted.labels}" if fitted.table["continued_from"][0] else ""))
         # the weights' hash: downstream is stale exactly when the weights changed
         version = DataVersion(fitted.checkpoint_id)
-        yield Output(fitted.table, output_name="checkpoint", data_version=version, metadata=_metadata(name, fitted, data_version))
+        yield Output(fitted.table, output_name="checkpoint", data_version=version, metadata={**_metadata(name, fitted, data_version), **usage.figures()})
         yield Output(fitted.log, output_name="training_log", data_version=version, metadata={"points": len(fitted.log)})
 
     return [checkpoint]

@@ -16,6 +16,7 @@ from ..mining.translation.parallel import parallel_features, parallel_locations
 from ..mining.translation.tables import translate_label, translated_sets
 from ..partitions import LABEL_JOB, REPORT_JOB, asset_key, dataset_label_partitions, dataset_of_label, dataset_partitions, identifier, split_partition_key
 from ..resources import DiffmineResource
+from ..usage import StepUsage
 from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, log_tenths, picture, records_table, rounded
 
 
@@ -66,6 +67,7 @@ def build_translation_assets(spec):
         "maps kept as arrays in the lake.",
     )
     def translations(context: AssetExecutionContext, diffmine: DiffmineResource, image_typicality: pl.DataFrame, images: pl.DataFrame, checkpoint: pl.DataFrame):
+        usage = StepUsage()
         dataset, label_key = split_partition_key(context.partition_key)
         spec = diffmine.dataset(dataset)
         try:
@@ -84,7 +86,7 @@ def build_translation_assets(spec):
         if table.is_empty():
             return Output(table, metadata={"translations": 0, "note": "the checkpoint knows one label: nothing to translate into"})
         grid_path = diffmine.lake.files_dir(dataset, "pictures", label_key, f"translations-{ckpt_id}.png")
-        return Output(table, metadata=_translations_metadata(table, sorted(model.labels), images, label_key, spec.translation.method, grid_path))
+        return Output(table, metadata={**_translations_metadata(table, sorted(model.labels), images, label_key, spec.translation.method, grid_path), **usage.figures()})
 
     @asset(
         key=asset_key(ds, "parallel_typicality"),
@@ -136,6 +138,7 @@ def build_translation_assets(spec):
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
     )
     def parallel_clusters(context: AssetExecutionContext, diffmine: DiffmineResource, parallel_typicality: pl.DataFrame, checkpoint: pl.DataFrame, images: pl.DataFrame):
+        usage = StepUsage()
         dataset = context.partition_key
         spec = diffmine.dataset(dataset)
         try:
@@ -158,6 +161,7 @@ def build_translation_assets(spec):
             "clusters": len(clusters),
             "locations": len(members),
             "grid": picture(grid, diffmine.lake.files_dir(dataset, "pictures", f"parallel-{parallel_typicality['checkpoint_id'][0]}.png"), "parallel clusters"),
+            **usage.figures(),
         })
         yield Output(members, output_name="parallel_cluster_members", metadata={"members": len(members)})
 

@@ -12,6 +12,7 @@ from ..mining.training.checkpoints import load_checkpoint
 from ..mining.typicality.score import ScoredGroup, score_labels
 from ..partitions import LABEL_JOB, asset_key, dataset_label_partitions, dataset_of_label, identifier, split_partition_key
 from ..resources import DiffmineResource
+from ..usage import StepUsage
 from .common import GPU_STEP_TAGS, TORCH_POOL, code_version, in_job, log_tenths, picture, records_table, rounded
 
 
@@ -79,6 +80,7 @@ def build_typicality_assets(spec):
         pool=TORCH_POOL, op_tags=GPU_STEP_TAGS,
     )
     def image_typicality(context: AssetExecutionContext, diffmine: DiffmineResource, images: pl.DataFrame, checkpoint: pl.DataFrame):
+        usage = StepUsage()
         dataset, label_key = split_partition_key(context.partition_key)
         opts = diffmine.dataset(dataset).typicality
         rows = _label_rows(images, dataset, label_key)
@@ -94,7 +96,7 @@ def build_typicality_assets(spec):
         map_path = save_array(diffmine.lake.files_dir(dataset, "typicality", label_key, f"maps-{ckpt['checkpoint_id']}.npy"), scored.replicate_maps.astype(np.float16))
         table = scored.table(ckpt["checkpoint_id"], map_path)
         meta = _typicality_metadata(scored, table, ckpt["checkpoint_id"], map_path, diffmine.lake.files_dir(dataset, "pictures", label_key, "heatmaps.png"))
-        yield Output(table, output_name="image_typicality", metadata=meta)
+        yield Output(table, output_name="image_typicality", metadata={**meta, **usage.figures()})
         if scored.matrix is not None:
             matrix = scored.matrix_table(ckpt["checkpoint_id"])
             yield Output(matrix, output_name="label_matrix", metadata={"images": matrix["image_id"].n_unique(), **_matrix_figures(scored)})
@@ -113,6 +115,7 @@ def build_typicality_assets(spec):
         "and as many random and least typical ones (column `selection`), with boxes in original pixels.",
     )
     def patch_typicality(context: AssetExecutionContext, diffmine: DiffmineResource, image_typicality: pl.DataFrame):
+        usage = StepUsage()
         dataset, label_key = split_partition_key(context.partition_key)
         opts = diffmine.dataset(dataset).patches
         table, skipped = patch_table(image_typicality, load_array(image_typicality["map_path"][0]), opts)
@@ -131,6 +134,7 @@ def build_typicality_assets(spec):
             "best": records_table(["rank", "image", "box", "typicality", "stderr"], best),
             "window_px": opts.window_px,
             "strips": picture(patch_strips(table), diffmine.lake.files_dir(dataset, "pictures", label_key, "strips.png"), "most typical, random, least typical"),
+            **usage.figures(),
         })
 
     return [image_typicality, patch_typicality]

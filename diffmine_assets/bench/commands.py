@@ -39,6 +39,17 @@ def add_parser(sub):
     b.add_argument("--precisions", default="float16,bfloat16", help="sd: comma-separated (float16 needs a GPU)")
     b.add_argument("--lora-rank", type=int, default=0, help="sd: finetune LoRA adapters of this rank instead of the whole UNet")
     b.add_argument("--images", type=int, default=32, help="how many of the label's images")
+    g = b.add_argument_group("sd --graph", "the whole graph on a random pipeline of --shape at --resolution, per-stage seconds, peak memory and stored bytes, "
+                             "then each unit of work per batch size in a fresh process (docs/STABLE_DIFFUSION.md)")
+    g.add_argument("--graph", action="store_true", help="sd: materialize the whole graph instead of timing the engine alone")
+    g.add_argument("--labels", type=int, default=2, help="sd --graph: labels (photo-shapes' first shapes)")
+    g.add_argument("--per-label", type=int, default=4, help="sd --graph: images per label")
+    g.add_argument("--steps", type=int, default=4, help="sd --graph: finetuning steps")
+    g.add_argument("--batch", type=int, default=2, help="sd --graph: finetuning batch (typicality and translation batches are twice it)")
+    g.add_argument("--n-samples", type=int, default=4, help="sd --graph: typicality's N")
+    g.add_argument("--translation-steps", type=int, default=10, help="sd --graph: DDIM steps of a translation")
+    g.add_argument("--probe-batches", default="1,2", help="sd --graph: batch sizes of the per-unit probes")
+    g.add_argument("--force", action="store_true", help="sd --graph: materialize again what is up to date")
     return b
 
 

@@ -22,6 +22,7 @@ from ..mining.denoisers.sd_layout import write_random_pipeline
 from ..mining.precision import autocast, resolve_precision
 from ..mining.typicality.estimator import dataset_noise
 from ..mining.typicality.score import score_labels
+from . import sd_graph
 from .common import work_folder
 
 
@@ -121,5 +122,7 @@ def sd_benchmark(work: Path, shape: str = "sd15", resolution: int = 512, precisi
 
 
 def run(project, args, log) -> dict:
+    if args.graph:
+        return sd_graph.run(project, args, log)
     return sd_benchmark(work_folder(project, args, "sd"), args.shape, args.resolution, tuple(args.precisions.split(",")), images=args.images,
                         lora_rank=args.lora_rank, log=log)

@@ -12,6 +12,7 @@ from dagster import DagsterInstance
 
 pytest.importorskip("transformers")
 
+from diffmine_assets.bench.sd_graph import STAGES, stage_table  # noqa: E402
 from diffmine_assets.cli import main as cli_main  # noqa: E402
 from diffmine_assets.mining.denoisers.registry import load_denoiser  # noqa: E402
 from diffmine_assets.mining.denoisers.sd_layout import PipelineFolderError, write_random_pipeline  # noqa: E402
@@ -60,6 +61,11 @@ def test_the_whole_graph_runs_on_a_tiny_stable_diffusion_pipeline(tmp_path, monk
     assert query(tmp_path, "select count(distinct label_key) from clusters") == [(labels,)]
     assert query(tmp_path, "select count(*) > 0 from patch_features") == [(True,)]
     assert query(tmp_path, "select count(*) > 0 from translations") == [(True,)]
+    # each network step records its seconds and peak memory, which `bench sd --graph` tabulates per stage with the bytes stored
+    stages = {row["stage"]: row for row in stage_table(instance, tmp_path / "lake", "xray")}
+    assert set(stages) == set(STAGES) and stages["typicality"]["partitions"] == labels
+    assert all(row["peak_rss_mib"] > 100 and row["stored_bytes"] > 0 for row in stages.values())
+    assert stages["finetune"]["seconds"] > 0 and stages["typicality"]["seconds"] > 0 and stages["translation"]["seconds"] > 0
     # the untrained control of this backend is the pretrained pipeline with the same prompts
     assert cli_main(["--config", str(cfg), "eval", "--dataset", "xray", "--control", "untrained", "--no-baseline"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -120,3 +126,61 @@ def test_bench_sd_smoke_on_the_tiny_shape(tmp_path):
     assert out["latent"] == [4, 16, 16] and out["device"].startswith("cpu")
     assert run["finetune_steps_per_s"] > 0 and run["typicality_images_per_s"] > 0 and run["published_loop_images_per_s"] > 0
     assert run["engine_over_published"] == round(run["typicality_images_per_s"] / run["published_loop_images_per_s"], 2)
+
+
+def test_bench_sd_graph_parts_on_the_tiny_shape(tmp_path):
+    """The photographs and the per-unit probe of `bench sd --graph` (the
+    whole command is the graph test above plus these)."""
+    from PIL import Image
+
+    from diffmine_assets.bench.sd_graph import write_photographs
+    from diffmine_assets.bench.sd_probe import probe
+
+    names = write_photographs(tmp_path / "images", labels=2, per_label=2, size=64)
+    files = sorted(p.relative_to(tmp_path / "images").as_posix() for p in (tmp_path / "images").rglob("*.png"))
+    assert files == [f"{n}/{n}_{i:03d}.png" for n in names for i in range(2)] and Image.open(tmp_path / "images" / files[0]).size == (64, 64)
+    pipe = write_random_pipeline(tmp_path / "sd")
+    full, lora = probe(pipe, "train", 2, 32), probe(pipe, "train", 2, 32, lora_rank=4)
+    assert full["trainable_parameters"] == full["unet_parameters"] and 0 < lora["trainable_parameters"] < lora["unet_parameters"] / 10
+    assert full["peak_rss_mib"] >= full["loaded_rss_mib"] * 0.5 and full["seconds"] > 0
+    with pytest.raises(ValueError, match="unit 'sample'"):
+        probe(pipe, "sample", 1, 32)
+
+
+def test_with_lora_the_average_and_the_saved_state_hold_the_adapters_only(tmp_path):
+    """At Stable Diffusion's size an average of the whole state dict is a
+    second 3.4 GB UNet in memory and in every saved state: only what trains
+    is averaged, checked and saved."""
+    from safetensors.torch import load_file
+
+    from diffmine_assets.mining.config import TrainingOptions
+    from diffmine_assets.mining.denoisers.stable_diffusion import StableDiffusionDenoiser
+    from diffmine_assets.mining.training.loop import train
+    from diffmine_assets.mining.training.state import EMA_FILE
+
+    pipe = write_random_pipeline(tmp_path / "sd")
+    model = StableDiffusionDenoiser(["a", "b"], 32, model_path=pipe, prompts={"a": "An image of a.", "b": "An image of b."}, null_prompt="An image.", lora_rank=4)
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (8, 3, 32, 32), generator=g, dtype=torch.uint8)
+    keys = ["a", "b"] * 4
+    opts = TrainingOptions(steps=4, batch_size=2, warmup_steps=0, learning_rate=0.01, ema_decay=0.9, snapshots=0, save_every=2, log_every=2,
+                           diagnostic_every=2)
+    result = train(model, pixels[:6], keys[:6], [f"{i}.png" for i in range(6)], opts, tmp_path / "state", meta={},
+                   val_pixels=pixels[6:], val_label_keys=keys[6:])
+    assert result.steps == 4 and result.diagnostics
+    saved = load_file(tmp_path / "state" / EMA_FILE)
+    trainable = {n for n, p in model.net.named_parameters() if p.requires_grad}
+    assert set(saved) == trainable and all("lora_" in n for n in saved)
+    assert sum(v.numel() for v in saved.values()) < sum(p.numel() for p in model.net.parameters()) / 10
+
+
+def test_the_sd15_shape_has_stable_diffusion_1_5s_parameter_counts():
+    """The bench's pipeline is SD 1.5's configuration: the released model's
+    exact parameter counts (UNet, VAE, CLIP ViT-L/14 text encoder), built on
+    the meta device, which holds shapes and no memory."""
+    from diffmine_assets.mining.denoisers.sd_layout import random_components
+
+    with torch.device("meta"):
+        parts = random_components("sd15")
+    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items() if hasattr(part, "parameters")}
+    assert counts == {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480}
