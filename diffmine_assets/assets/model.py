@@ -131,7 +131,7 @@ def build_model_assets(spec):
             # would cost minutes for an equivalent model under a new id.
             context.log.info(f"checkpoint {previous['checkpoint_id']} is up to date (same data version, same options): reused; run with retrain: true to train again")
             version = DataVersion(previous["checkpoint_id"])
-            meta = {"checkpoint_id": previous["checkpoint_id"], "reused": True, "path": MetadataValue.path(previous["path"]), "labels": MetadataValue.json(list(previous["labels"]))}
+            meta = {"checkpoint_id": previous["checkpoint_id"], "reused": True, "path": MetadataValue.path(previous["path"]), "labels": MetadataValue.json(list(previous["labels"])), **usage.figures()}
             yield Output(previous_table, output_name="checkpoint", data_version=version, metadata=meta)
             yield Output(lake.read_partition("training_log", name), output_name="training_log", data_version=version, metadata={"reused": True})
             return

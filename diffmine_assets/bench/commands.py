@@ -37,7 +37,7 @@ def add_parser(sub):
     b.add_argument("--shape", choices=["sd15", "tiny"], default="sd15", help="sd: a random pipeline of Stable Diffusion 1.5's shapes, or a tiny one")
     b.add_argument("--resolution", type=int, default=512, help="sd: image side")
     b.add_argument("--precisions", default="float16,bfloat16", help="sd: comma-separated (float16 needs a GPU)")
-    b.add_argument("--lora-rank", type=int, default=0, help="sd: finetune LoRA adapters of this rank instead of the whole UNet")
+    b.add_argument("--lora-rank", type=int, help="sd: finetune LoRA adapters of this rank instead of the whole UNet (0; --graph: 16, the whole UNet probed too)")
     b.add_argument("--images", type=int, default=32, help="how many of the label's images")
     g = b.add_argument_group("sd --graph", "the whole graph on a random pipeline of --shape at --resolution, per-stage seconds, peak memory and stored bytes, "
                              "then each unit of work per batch size in a fresh process (docs/STABLE_DIFFUSION.md)")
@@ -48,7 +48,7 @@ def add_parser(sub):
     g.add_argument("--batch", type=int, default=2, help="sd --graph: finetuning batch (typicality and translation batches are twice it)")
     g.add_argument("--n-samples", type=int, default=4, help="sd --graph: typicality's N")
     g.add_argument("--translation-steps", type=int, default=10, help="sd --graph: DDIM steps of a translation")
-    g.add_argument("--probe-batches", default="1,2", help="sd --graph: batch sizes of the per-unit probes")
+    g.add_argument("--probe-batches", default="1,2,4", help="sd --graph: batch sizes of the per-unit probes")
     g.add_argument("--force", action="store_true", help="sd --graph: materialize again what is up to date")
     return b
 

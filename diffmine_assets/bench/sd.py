@@ -125,4 +125,4 @@ def run(project, args, log) -> dict:
     if args.graph:
         return sd_graph.run(project, args, log)
     return sd_benchmark(work_folder(project, args, "sd"), args.shape, args.resolution, tuple(args.precisions.split(",")), images=args.images,
-                        lora_rank=args.lora_rank, log=log)
+                        lora_rank=args.lora_rank or 0, log=log)

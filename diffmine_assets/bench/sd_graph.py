@@ -10,11 +10,13 @@ project declaring them as a dataset on the `stable-diffusion` backend. Then
 graph and not a shortcut, and from its runs one line per stage: the seconds
 and peak memory its step recorded (usage.py), and the bytes it stored. Then
 each unit of work (encode, decode, forward, a training step of the whole
-UNet and of LoRA) at each batch size in a fresh process (sd_probe.py), for
-the memory per batch size a GPU user sizes a machine by.
+UNet and of LoRA, each with and without gradient checkpointing) at each
+batch size in a fresh process (sd_probe.py), for the memory per batch size
+a GPU user sizes a machine by.
 
 Everything is written under the work folder and kept: a second run reuses
-the pipeline and the images and materializes again (--force).
+the pipeline and the images (a folder per count and size) and materializes
+what is stale (everything with --force).
 """
 
 from __future__ import annotations
@@ -62,19 +64,19 @@ def write_photographs(folder: Path, labels: int, per_label: int, size: int, seed
     return list(chosen)
 
 
-def project_config(work: Path, pipeline: Path, resolution: int, lora_rank: int, steps: int, batch: int, n_samples: int,
+def project_config(work: Path, images: Path, pipeline: Path, resolution: int, lora_rank: int, steps: int, batch: int, n_samples: int,
                    translation_steps: int) -> Path:
     """The project of the run: small counts, the real sizes."""
     window = max(16, resolution // 8)
     dataset = {
-        "name": DATASET, "kind": "folder", "path": str(work / "images"),
+        "name": DATASET, "kind": "folder", "path": str(images),
         # one held-out image per label: the training's held-out checks run, as they do on real data
         "options": {"resolution": resolution, "val_fraction": 0.25},
         "training": {"backend": "stable-diffusion", "model_path": str(pipeline), "lora_rank": lora_rank, "steps": steps, "batch_size": batch,
                      "warmup_steps": 0, "snapshots": 0, "save_every": steps, "log_every": steps},
         # Without the importance pilot: it is a fixed 192 evaluations (12 timestep bins x 2 draws x 4 images, label and null), drawn
-        # again by each label's typicality and translation steps. At the paper's N = 100 that is a few % of a label's scoring; at this
-        # run's N on a CPU it was 80 % of it (16 min a step). Stratified antithetic draws cover [t_min, t_max) evenly at no cost.
+        # again by each label's typicality and translation steps. At the paper's N = 100 that is 1 % of scoring a label of 100 images;
+        # at this run's N on a CPU it was most of the step (16 min). Stratified antithetic draws cover [t_min, t_max) evenly at no cost.
         "typicality": {"n_samples": n_samples, "groups": 2, "batch_size": 2 * batch, "label_matrix": "held-out", "matrix_samples": 2,
                        "sampling": "stratified-antithetic"},
         "patches": {"window_px": window, "stride_px": window // 4, "per_image": 2, "per_label": 8},
@@ -128,15 +130,16 @@ def run_probe(pipeline: Path, unit: str, batch: int, resolution: int, **kw) -> d
 
 
 def graph_benchmark(work: Path, shape: str = "sd15", resolution: int = 512, labels: int = 2, per_label: int = 4, lora_rank: int = 16,
-                    steps: int = 4, batch: int = 2, n_samples: int = 4, translation_steps: int = 10, probe_batches: tuple[int, ...] = (1, 2),
+                    steps: int = 4, batch: int = 2, n_samples: int = 4, translation_steps: int = 10, probe_batches: tuple[int, ...] = (1, 2, 4),
                     force: bool = False, log=print) -> dict:
     pipeline = work / f"random-{shape}"
     if not (pipeline / "model_index.json").exists():
         t0 = time.monotonic()
         write_random_pipeline(pipeline, shape)
         log(f"bench sd --graph: wrote a random {shape} pipeline to {pipeline} ({time.monotonic() - t0:.0f} s)")
-    names = write_photographs(work / "images", labels, per_label, resolution)
-    config = project_config(work, pipeline, resolution, lora_rank, steps, batch, n_samples, translation_steps)
+    images = work / f"images-{labels}x{per_label}-{resolution}px"
+    names = write_photographs(images, labels, per_label, resolution)
+    config = project_config(work, images, pipeline, resolution, lora_rank, steps, batch, n_samples, translation_steps)
     log(f"bench sd --graph: labels {names} x {per_label} images at {resolution} px; diffmine --config {config} materialize --dataset {DATASET}")
     t0 = time.monotonic()
     cmd = [sys.executable, "-m", "diffmine_assets.cli", "--config", str(config), "materialize", "--dataset", DATASET] + (["--force"] if force else [])
@@ -152,8 +155,11 @@ def graph_benchmark(work: Path, shape: str = "sd15", resolution: int = 512, labe
     with DagsterInstance.from_config(str(config.parent)) as instance:
         out["stages"] = stage_table(instance, config.parent / "lake")
     for row in out["stages"]:
-        log(f"  {row['stage']:<18} {row['seconds']:>8.1f} s  peak {row['peak_rss_mib'] or 0:>8.0f} MiB  stored {row['stored_bytes'] / 2**20:>9.1f} MiB")
-    units = [("encode", {}), ("decode", {}), ("forward", {}), ("train", {"lora_rank": 0})] + ([("train", {"lora_rank": lora_rank})] if lora_rank else [])
+        gpu = f"  GPU {row['peak_gpu_mib']:>8.0f} MiB" if row["peak_gpu_mib"] is not None else ""
+        log(f"  {row['stage']:<18} {row['seconds']:>8.1f} s  peak {row['peak_rss_mib'] or 0:>8.0f} MiB{gpu}  stored {row['stored_bytes'] / 2**20:>9.1f} MiB")
+    # training with and without gradient checkpointing (the backend's default on a GPU), LoRA's and the whole UNet's
+    trains = [{"lora_rank": r, "checkpointing": c} for r in sorted({lora_rank, 0}, reverse=True) for c in (False, True)]
+    units = [("encode", {}), ("decode", {}), ("forward", {})] + [("train", kw) for kw in trains]
     for unit, kw in units:
         for b in probe_batches:
             row = run_probe(pipeline, unit, b, resolution, **kw)
@@ -164,6 +170,6 @@ def graph_benchmark(work: Path, shape: str = "sd15", resolution: int = 512, labe
 
 def run(project, args, log) -> dict:
     return graph_benchmark(work_folder(project, args, "sd-graph"), args.shape, args.resolution, labels=args.labels, per_label=args.per_label,
-                           lora_rank=args.lora_rank, steps=args.steps, batch=args.batch, n_samples=args.n_samples,
+                           lora_rank=16 if args.lora_rank is None else args.lora_rank, steps=args.steps, batch=args.batch, n_samples=args.n_samples,
                            translation_steps=args.translation_steps, probe_batches=tuple(int(b) for b in args.probe_batches.split(",")),
                            force=args.force, log=log)

@@ -15,6 +15,7 @@ pytest.importorskip("transformers")
 from diffmine_assets.bench.sd_graph import STAGES, stage_table  # noqa: E402
 from diffmine_assets.cli import main as cli_main  # noqa: E402
 from diffmine_assets.mining.denoisers.registry import load_denoiser  # noqa: E402
+from diffmine_assets.partitions import asset_key  # noqa: E402
 from diffmine_assets.mining.denoisers.sd_layout import PipelineFolderError, write_random_pipeline  # noqa: E402
 from diffmine_assets.runner import run_dataset  # noqa: E402
 from diffmine_assets.storage.catalog import Catalog  # noqa: E402
@@ -64,7 +65,10 @@ def test_the_whole_graph_runs_on_a_tiny_stable_diffusion_pipeline(tmp_path, monk
     # each network step records its seconds and peak memory, which `bench sd --graph` tabulates per stage with the bytes stored
     stages = {row["stage"]: row for row in stage_table(instance, tmp_path / "lake", "xray")}
     assert set(stages) == set(STAGES) and stages["typicality"]["partitions"] == labels
-    assert all(row["peak_rss_mib"] > 100 and row["stored_bytes"] > 0 for row in stages.values())
+    assert all(row["stored_bytes"] > 0 for row in stages.values())
+    # the peak is the step's own (reset when it starts), not the process's since it began
+    mat = instance.get_latest_materialization_event(asset_key("xray", "patch_features")).asset_materialization
+    assert "step_peak_rss_mib" in mat.metadata and "process_peak_rss_mib" not in mat.metadata
     assert stages["finetune"]["seconds"] > 0 and stages["typicality"]["seconds"] > 0 and stages["translation"]["seconds"] > 0
     # the untrained control of this backend is the pretrained pipeline with the same prompts
     assert cli_main(["--config", str(cfg), "eval", "--dataset", "xray", "--control", "untrained", "--no-baseline"]) == 0
@@ -142,7 +146,7 @@ def test_bench_sd_graph_parts_on_the_tiny_shape(tmp_path):
     pipe = write_random_pipeline(tmp_path / "sd")
     full, lora = probe(pipe, "train", 2, 32), probe(pipe, "train", 2, 32, lora_rank=4)
     assert full["trainable_parameters"] == full["unet_parameters"] and 0 < lora["trainable_parameters"] < lora["unet_parameters"] / 10
-    assert full["peak_rss_mib"] >= full["loaded_rss_mib"] * 0.5 and full["seconds"] > 0
+    assert full["precision"] in ("float32", "bfloat16") and full["seconds"] > 0 and full["peak_rss_mib"] is not None
     with pytest.raises(ValueError, match="unit 'sample'"):
         probe(pipe, "sample", 1, 32)
 

@@ -199,11 +199,12 @@ def test_the_average_covers_what_trains_and_a_swap_puts_the_raw_weights_back():
         for p in m.module.parameters():
             p.add_(1.0)
     ema.update(m.module, step=1000)  # decay 0.5: the average is half a step behind
-    raw = weights(m)
+    raw, average = weights(m), {k: v.clone() for k, v in ema.shadow.items()}
     with _averaged(m, ema) as view:
         inside = dict(view.module.named_parameters())
-        assert all(torch.allclose(inside[k], v) for k, v in ema.shadow.items())
-        assert not torch.equal(inside[next(iter(ema.shadow))], raw[next(iter(ema.shadow))])
-    assert all(torch.equal(v, weights(m)[k]) for k, v in raw.items())
+        assert all(torch.equal(inside[k], v) for k, v in average.items())
+        assert not torch.equal(inside[next(iter(average))], raw[next(iter(average))])
+    assert all(torch.equal(v, weights(m)[k]) for k, v in raw.items())  # the raw weights are back
+    assert all(torch.equal(ema.shadow[k], v) for k, v in average.items())  # and the average in its place
     ema.load({**{k: v + 1 for k, v in ema.shadow.items()}, frozen: torch.zeros(1)})  # an older state's extra (frozen) entry is ignored
     assert frozen not in ema.shadow
