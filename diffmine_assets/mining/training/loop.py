@@ -11,7 +11,6 @@ import json
 import math
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,6 +22,7 @@ from ..config.options import TrainingOptions as TrainConfig
 from ..denoisers.base import Denoiser
 from ..precision import autocast, resolve_precision
 from ..tensors import to_model_range
+from .averaging import Ema, averaged, trained_weights
 from .diagnostics import held_out_accuracy, label_gain
 from .state import BEST_FILE, EMA_FILE, load_optimizer, load_state, save_snapshot, save_state, snapshot_steps, snapshots_dir
 from .stopping import FALLBACK_EPOCHS, Check, EvidenceRule
@@ -85,40 +85,6 @@ def planned_steps(cfg: TrainConfig, n_train: int) -> int:
 
 # the evidence rule's ceiling before the time budget is applied (never reached)
 _UNBOUNDED = 10_000_000
-
-
-class _Ema:
-    """Exponential moving average of the weights that train, with the usual
-    warm-up of the decay (1 + s) / (10 + s), so early averages do not
-    remember the random initialisation. Only trained parameters are
-    averaged: with LoRA that is the adapters (a few MB), not the frozen
-    860 M-parameter UNet under them, which a copy of the whole state dict
-    would duplicate in memory and in every saved state."""
-
-    def __init__(self, module: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = {k: p.detach().clone().float() for k, p in module.named_parameters() if p.requires_grad}
-
-    def load(self, saved: dict[str, torch.Tensor]) -> None:
-        # a state saved before only trained parameters were averaged holds the frozen ones too: they never changed
-        self.shadow.update({k: v for k, v in saved.items() if k in self.shadow})
-
-    def update(self, module: torch.nn.Module, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, p in module.named_parameters():
-                if k in self.shadow:
-                    self.shadow[k].mul_(d).add_(p.detach().float(), alpha=1 - d)
-
-    def copy_to(self, module: torch.nn.Module) -> None:
-        params = dict(module.named_parameters())
-        with torch.no_grad():
-            for k, v in self.shadow.items():
-                params[k].copy_(v.to(params[k].dtype))
-
-
-def _trained(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: p.detach().clone().float() for k, p in module.named_parameters() if p.requires_grad}
 
 
 def _timesteps(cfg: TrainConfig, T: int, n: int, g: torch.Generator) -> torch.Tensor:
@@ -193,7 +159,7 @@ def train(
     start = 0
     log: list[dict] = []
     diagnostics: list[dict] = []
-    ema = _Ema(model.module, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    ema = Ema(model.module, cfg.ema_decay) if cfg.ema_decay > 0 else None
     budgeted = False
     # no stop before the budget has fixed the ceiling (and with it min_steps)
     rule = EvidenceRule(cfg.patience, _UNBOUNDED) if evidence and cfg.stops_early else None
@@ -231,7 +197,7 @@ def train(
         nonlocal best
         if val_x is None:
             return
-        with _averaged(model, ema) as view:
+        with averaged(model, ema) as view:
             bands = label_gain(view, val_x, val_c, seed=cfg.seed, dtype=dtype)
             accuracy = held_out_accuracy(view, val_x, val_c, seed=cfg.seed, dtype=dtype)
             entry = {"step": done, "bands": [b.as_dict() for b in bands], "quick_accuracy": accuracy}
@@ -239,7 +205,7 @@ def train(
                 # only the rule's own checks count toward its patience (diagnostic_every adds readings, not evidence)
                 entry["best"] = rule.observe(Check.of(done, bands, accuracy, T))
                 if entry["best"]:
-                    best = _trained(view.module)
+                    best = trained_weights(view.module)
         diagnostics.append(entry)
         model.module.train()
 
@@ -317,7 +283,7 @@ def train(
             rate = window_images / max(now - window_t, 1e-9)
             val_loss = float("nan")
             if val_x is not None:
-                with _averaged(model, ema) as view:
+                with averaged(model, ema) as view:
                     val_loss = _val_loss(view, val_x, val_c, cfg.seed)
             row = {
                 "step": done,
@@ -343,7 +309,7 @@ def train(
             if reason:
                 stopped_by, end = reason, done
         if done in snapshot_steps(total, cfg.snapshots):
-            with _averaged(model, ema) as view:
+            with averaged(model, ema) as view:
                 save_snapshot(view, state_dir, done)
         if done % cfg.save_every == 0 or done == end or done == stop_after:
             extra = {EMA_FILE: ema.shadow} if ema is not None else {}
@@ -368,34 +334,6 @@ def train(
     model.module.eval()
     return TrainResult(steps=step, resumed_from=start, seconds=time.monotonic() - t0, log=log, diagnostics=diagnostics, planned_steps=total,
                        unbudgeted_steps=unbudgeted, best_step=best_step, stopped_by=stopped_by, finished=finished)
-
-
-@contextmanager
-def _averaged(model: Denoiser, ema: "_Ema | None"):
-    """The model as it would be published, with the averaged weights when
-    EMA is on: the average and the raw weights trade places (no copy), and
-    trade back after, so training continues on the raw ones. A deep copy of
-    the model would also copy what never trains (at Stable Diffusion's size
-    the VAE, the text encoder and a LoRA's frozen UNet: 4 GB at every check)."""
-    if ema is None:
-        yield model
-        return
-    params = dict(model.module.named_parameters())
-    swapped = [k for k, v in ema.shadow.items() if v.dtype == params[k].dtype]
-    copied = {k: params[k].detach().clone() for k in ema.shadow if k not in swapped}  # a half-precision weight: a copy
-    with torch.no_grad():
-        for k in swapped:
-            params[k].data, ema.shadow[k] = ema.shadow[k], params[k].data
-        for k in copied:
-            params[k].copy_(ema.shadow[k])
-    try:
-        yield model
-    finally:
-        with torch.no_grad():
-            for k in swapped:
-                params[k].data, ema.shadow[k] = ema.shadow[k], params[k].data
-            for k, v in copied.items():
-                params[k].copy_(v)
 
 
 def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, done: int):

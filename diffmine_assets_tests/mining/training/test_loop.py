@@ -188,19 +188,19 @@ def test_checks_score_the_average_in_place_and_training_goes_on_from_the_raw_wei
 
 
 def test_the_average_covers_what_trains_and_a_swap_puts_the_raw_weights_back():
-    from diffmine_assets.mining.training.loop import _averaged, _Ema
+    from diffmine_assets.mining.training.averaging import Ema, averaged
 
     m = TinyDenoiser(LABELS, 16, seed=1)
     frozen = next(n for n, _ in m.module.named_parameters())
     dict(m.module.named_parameters())[frozen].requires_grad_(False)
-    ema = _Ema(m.module, 0.5)
+    ema = Ema(m.module, 0.5)
     assert frozen not in ema.shadow and len(ema.shadow) == sum(p.requires_grad for p in m.module.parameters())
     with torch.no_grad():
         for p in m.module.parameters():
             p.add_(1.0)
     ema.update(m.module, step=1000)  # decay 0.5: the average is half a step behind
     raw, average = weights(m), {k: v.clone() for k, v in ema.shadow.items()}
-    with _averaged(m, ema) as view:
+    with averaged(m, ema) as view:
         inside = dict(view.module.named_parameters())
         assert all(torch.equal(inside[k], v) for k, v in average.items())
         assert not torch.equal(inside[next(iter(average))], raw[next(iter(average))])
