@@ -18,6 +18,7 @@ from PIL import Image
 
 from ..mining.config.project import parse_config
 from ..mining.datasets.ingest import ingest
+from ..usage import peak_rss_mib
 from .common import work_folder
 
 
@@ -40,15 +41,6 @@ def write_manifest(work: Path, rows: int, side: int = 16, labels: int = 10) -> P
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(manifest)
     return manifest
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM): unlike getrusage's
-    ru_maxrss, it is not inherited across fork and exec from the parent."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def _child(manifest: str) -> None:

@@ -27,13 +27,9 @@ import torch
 from ..mining.denoisers.stable_diffusion import StableDiffusionDenoiser
 from ..mining.precision import autocast, resolve_precision
 from ..usage import StepUsage, peak_rss_mib
+from .sd import _sync
 
 UNITS = ("encode", "decode", "forward", "train")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def probe(pipeline: str | Path, unit: str, batch: int, resolution: int = 512, lora_rank: int = 0, precision: str = "auto",

@@ -21,7 +21,7 @@ class Ema:
 
     def __init__(self, module: torch.nn.Module, decay: float):
         self.decay = decay
-        self.shadow = {k: p.detach().clone().float() for k, p in module.named_parameters() if p.requires_grad}
+        self.shadow = trained_weights(module)
 
     def load(self, saved: dict[str, torch.Tensor]) -> None:
         # a state saved before only trained parameters were averaged holds the frozen ones too: they never changed
