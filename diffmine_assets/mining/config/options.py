@@ -252,8 +252,13 @@ class TranslationOptions(_Strict):
     mask_strength: float = Field(0.2, gt=0, lt=1, description="masked: noise level of those draws, a share of the schedule (DiffEdit: 0.5, "
                                  "where the small UNet's difference map no longer tells the element from the background)")
     mask_smooth: float = Field(1.0, ge=0, description="masked: Gaussian smoothing of the difference map before the threshold, in model cells (sigma)")
-    mask_threshold: float = Field(1.0, gt=0, description="masked: a cell is edited where its smoothed difference exceeds this multiple of the "
-                                  "image's mean difference (DiffEdit's clamp at 3x the mean, then 0.5)")
+    mask_threshold: float = Field(1.5, gt=0, description="masked: a cell is edited where its smoothed map exceeds this multiple of the "
+                                  "map's mean (DiffEdit's clamp at 3x the mean, then 0.5: 1.5)")
+    mask_signal: Literal["difference", "source"] = Field("source", description="masked: what the mask follows: where the noise "
+        "predictions under source and target differ (difference, DiffEdit's), or where the source label denoises better than the "
+        "target (source: the source's typicality against the target, signed), so the target's element is drawn where the source's was")
+    mask_dilate: int = Field(1, ge=0, description="masked: model cells the thresholded mask is grown by on every side, so a target element "
+                             "larger than the source's has room")
     keep_outside: Literal["source", "layout"] = Field("layout", description="masked: outside the mask, the source exactly (source), or the "
                                                       "source shifted per channel by the mean change the regeneration made there, so a label-wide "
                                                       "tint passes and the layout stays (layout)")

@@ -11,6 +11,17 @@ noise-prediction error difference), measured per cell. It is smoothed, then
 thresholded against its own mean (DiffEdit clamps at 3x the mean and keeps
 what is above half of that: `mask_threshold` 1.5).
 
+With `mask_signal: source` the map is signed instead: per cell, how much
+lower the source label's noise-prediction error is than the target's on the
+same draws (the source's typicality against the target), kept where
+positive. The absolute difference also marks where the target's element
+could be drawn (on the built-in data, the grey square every label has), and
+there the regeneration drew it while the source's element was erased; the
+signed map marks only where the source's label lives, so the target's
+element is drawn in its place (docs/TRANSLATION.md, issue 29's second round).
+`mask_dilate` then grows the mask, so a target element larger than the
+source's has room.
+
 Differences from the pipeline, and why: the predictions are the conditional
 ones, not guided ones (guidance scales both by the same factor, which the
 threshold against the mean cancels); the smoothing is a Gaussian on the map,
@@ -49,7 +60,9 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
 def difference_maps(model: Denoiser, x0: torch.Tensor, source_keys: list[str], targets: list[list[str]], opts: TranslationOptions) -> list[torch.Tensor]:
     """For each image i, a (len(targets[i]), h, w) map: the mean absolute
     difference of the noise predicted under each target and under the
-    source, over the same `mask_draws` noisy versions of the image."""
+    source, over the same `mask_draws` noisy versions of the image; with
+    `mask_signal: source`, the mean over draws of the target's squared error
+    minus the source's, where positive."""
     T = model.num_train_timesteps
     t = min(T - 1, max(1, round(opts.mask_strength * T)))
     g = torch.Generator().manual_seed(opts.seed)
@@ -74,19 +87,29 @@ def difference_maps(model: Denoiser, x0: torch.Tensor, source_keys: list[str], t
             result.append(x0.new_zeros((0, *x0.shape[-2:])))
             continue
         base = torch.stack(preds[(i, src)])
-        diffs = [(torch.stack(preds[(i, k)]) - base).abs().mean(dim=(0, 1)) for k in targets[i]]
+        if opts.mask_signal == "source":
+            noise = eps[: opts.mask_draws]
+            err = ((base - noise) ** 2).mean(dim=1)
+            diffs = [(((torch.stack(preds[(i, k)]) - noise) ** 2).mean(dim=1) - err).mean(dim=0).clamp_min(0) for k in targets[i]]
+        else:
+            diffs = [(torch.stack(preds[(i, k)]) - base).abs().mean(dim=(0, 1)) for k in targets[i]]
         result.append(torch.stack(diffs) if diffs else x0.new_zeros((0, *x0.shape[-2:])))
     return result
 
 
 def masks_from(diff: torch.Tensor, opts: TranslationOptions) -> torch.Tensor:
     """(N, h, w) difference maps to (N, h, w) masks of 0 and 1: smoothed,
-    then 1 where above `mask_threshold` x the map's own mean. A map with no
+    then 1 where above `mask_threshold` x the map's own mean, then grown by
+    `mask_dilate` cells (a square of side 2 x dilate + 1). A map with no
     difference at all (two labels the model does not tell apart) edits
     nothing."""
     smooth = gaussian_blur(diff.float(), opts.mask_smooth)
     mean = smooth.mean(dim=(-2, -1), keepdim=True)
-    return ((smooth > opts.mask_threshold * mean) & (mean > 0)).float()
+    mask = ((smooth > opts.mask_threshold * mean) & (mean > 0)).float()
+    if opts.mask_dilate:
+        r = opts.mask_dilate
+        mask = F.max_pool2d(mask[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
+    return mask
 
 
 def edit_masks(model: Denoiser, x0: torch.Tensor, source_keys: list[str], targets: list[list[str]], opts: TranslationOptions) -> tuple[list[torch.Tensor], int]:

@@ -57,22 +57,32 @@ def _square(corner: tuple[int, int]) -> np.ndarray:
 def test_the_threshold_keeps_what_stands_above_the_mean_and_a_flat_map_edits_nothing():
     diff = torch.zeros((2, 8, 8))
     diff[0, 2:4, 2:4] = 1.0
-    m = masks_from(diff, TranslationOptions(mask_smooth=0.0, mask_threshold=1.0))
+    m = masks_from(diff, TranslationOptions(mask_smooth=0.0, mask_threshold=1.0, mask_dilate=0))
     assert m[0].sum() == 4 and m[0, 2:4, 2:4].all()
     assert m[1].sum() == 0  # no difference anywhere: the labels are not told apart here, nothing is edited
 
 
-def test_the_edit_mask_covers_the_square_and_little_else(trained, scenes):
+def test_dilation_grows_the_mask_by_whole_cells_on_every_side_and_stops_at_the_border():
+    diff = torch.zeros((1, 8, 8))
+    diff[0, 3, 3] = 1.0
+    diff[0, 0, 7] = 1.0
+    m = masks_from(diff, TranslationOptions(mask_smooth=0.0, mask_threshold=1.0, mask_dilate=1))[0]
+    assert m[2:5, 2:5].all() and m[0:2, 6:8].all()
+    assert m.sum() == 9 + 4  # a 3 x 3 square, and the corner's 2 x 2 inside the image
+
+
+@pytest.mark.parametrize("signal", ["difference", "source"])
+def test_the_edit_mask_covers_the_square_and_little_else(trained, scenes, signal):
     x, keys, corners = scenes
     targets = [[k for k in LABELS if k != s] for s in keys]
-    masks, evaluations = edit_masks(trained, x, keys, targets, TranslationOptions())
-    opts = TranslationOptions()
+    opts = TranslationOptions(mask_signal=signal, mask_dilate=0)  # the signal itself: dilation is tested above
+    masks, evaluations = edit_masks(trained, x, keys, targets, opts)
     assert evaluations == len(x) * opts.mask_draws * 2  # the source's draws are shared by its targets
     inside = np.mean([m[0].numpy()[_square(c)].mean() for m, c in zip(masks, corners)])
     outside = np.mean([m[0].numpy()[~_square(c)].mean() for m, c in zip(masks, corners)])
     print(f"edit mask: {inside:.2f} of the square, {outside:.2f} of the rest")
     assert inside > 0.6 and outside < 0.2, (inside, outside)
-    again, _ = edit_masks(trained, x, keys, targets, TranslationOptions())
+    again, _ = edit_masks(trained, x, keys, targets, opts)
     assert all(torch.equal(a, b) for a, b in zip(masks, again))  # seeded draws: the same masks
 
 
