@@ -23,7 +23,7 @@ src = rows["label_key"].to_list()
 targets = [[k for k in labels if k != s] for s in src]
 print(x0.shape, model.resolution)
 for strength in [float(a) for a in sys.argv[2:]]:
-    opts = TranslationOptions(mask_strength=strength)
+    opts = TranslationOptions(mask_strength=strength, mask_signal="difference")  # DiffEdit's map, as TRANSLATION.md reports it
     d = difference_maps(model, x0, src, targets, opts)
     ins, outs, q = [], [], []
     for i, r in enumerate(rows.iter_rows(named=True)):

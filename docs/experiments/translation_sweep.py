@@ -5,7 +5,7 @@ with plain regeneration of the same images at the same guidance, strength,
 steps and inversion (computed once per such key): paired differences with 95 %
 bootstrap intervals over the source images, as `diffmine eval` gives them.
 
-    .venv/bin/python docs/experiments/translation_sweep.py data/lake/files/builtin/seeds/data1-model1 8 '{}' '{"mask_dilate": 1}'
+    .venv/bin/python docs/experiments/translation_sweep.py data/lake/files/builtin/seeds/data1-model1 8 '{}' '{"mask_signal": "difference", "mask_dilate": 0, "mask_threshold": 1.0}'
 """
 import sys, json
 import polars as pl, torch

@@ -236,7 +236,7 @@ class TranslationOptions(_Strict):
     max_translations: int = Field(32, ge=1, description="at most this many translations per source label (images x other labels): with many labels, "
                                   "fewer of its most typical images (never under 2), so their cost grows with the labels rather than their square")
     method: Literal["masked", "masked-pnp", "pnp", "regenerate"] = Field(
-        "masked", description="masked: regenerated only where the edit mask (where the two labels' noise predictions differ) says, the source's "
+        "masked", description="masked: regenerated only where the edit mask (where the source label denoises better than the target) says, the source's "
         "inverted latents elsewhere (DiffEdit); masked-pnp: the same with Plug-and-Play injection inside the mask; pnp: feature and "
         "self-attention injection over the whole image; regenerate: plain inversion and regeneration (the baseline)")
     steps: int = Field(25, ge=2, le=1000, description="DDIM steps over the whole schedule (the PnP paper: 50)")

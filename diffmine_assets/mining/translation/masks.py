@@ -4,27 +4,27 @@
 
 The image is noised to `mask_strength` of the schedule with `mask_draws`
 draws, and the model predicts the noise under the source label and under the
-target label on the same noisy inputs. Where the two predictions differ, the
-label lives: the absolute difference, averaged over draws and channels, is the
-same quantity as diffmine's typicality of one label against another (the
-noise-prediction error difference), measured per cell. It is smoothed, then
-thresholded against its own mean (DiffEdit clamps at 3x the mean and keeps
-what is above half of that: `mask_threshold` 1.5).
+target label on the same noisy inputs. With `mask_signal: source` (the
+default) the map is, per cell, how much lower the source label's
+noise-prediction error is than the target's on the same draws, averaged over
+draws and channels and kept where positive: diffmine's typicality of the
+source against the target, measured per cell. With `difference` it is
+DiffEdit's: the absolute difference of the two predictions. Either is
+smoothed, thresholded against its own mean (DiffEdit clamps at 3x the mean
+and keeps what is above half of that: `mask_threshold` 1.5), and grown by
+`mask_dilate` cells.
 
-With `mask_signal: source` the map is signed instead: per cell, how much
-lower the source label's noise-prediction error is than the target's on the
-same draws (the source's typicality against the target), kept where
-positive. The absolute difference also marks where the target's element
+The absolute difference also marks where the target's element
 could be drawn (on the built-in data, the grey square every label has), and
 there the regeneration drew it while the source's element was erased; the
 signed map marks only where the source's label lives, so the target's
 element is drawn in its place (docs/TRANSLATION.md, issue 29's second round).
-`mask_dilate` then grows the mask, so a target element larger than the
-source's has room.
+The dilation gives a target element larger than the source's room.
 
 Differences from the pipeline, and why: the predictions are the conditional
-ones, not guided ones (guidance scales both by the same factor, which the
-threshold against the mean cancels); the smoothing is a Gaussian on the map,
+ones, not guided ones (for `difference`, guidance scales the map by one
+factor, which the threshold against the mean cancels; the squared errors of
+`source` are the model's own, as typicality measures them); the smoothing is a Gaussian on the map,
 which the pipeline leaves as a TODO, because on a small model the raw map is
 speckled; and the source's draws are shared by all its targets, so an image
 with k targets costs draws x (k + 1) evaluations, not draws x 2k.
@@ -88,9 +88,8 @@ def difference_maps(model: Denoiser, x0: torch.Tensor, source_keys: list[str], t
             continue
         base = torch.stack(preds[(i, src)])
         if opts.mask_signal == "source":
-            noise = eps[: opts.mask_draws]
-            err = ((base - noise) ** 2).mean(dim=1)
-            diffs = [(((torch.stack(preds[(i, k)]) - noise) ** 2).mean(dim=1) - err).mean(dim=0).clamp_min(0) for k in targets[i]]
+            err = ((base - eps) ** 2).mean(dim=1)  # preds are in draw order: row d was noised with eps[d]
+            diffs = [(((torch.stack(preds[(i, k)]) - eps) ** 2).mean(dim=1) - err).mean(dim=0).clamp_min(0) for k in targets[i]]
         else:
             diffs = [(torch.stack(preds[(i, k)]) - base).abs().mean(dim=(0, 1)) for k in targets[i]]
         result.append(torch.stack(diffs) if diffs else x0.new_zeros((0, *x0.shape[-2:])))

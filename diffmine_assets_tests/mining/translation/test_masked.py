@@ -10,7 +10,7 @@ import torch
 from diffmine_assets.mining.config import TranslationOptions
 from diffmine_assets.mining.evaluation.translations import layout_figures
 from diffmine_assets.mining.translation.inversion import to_uint8, translate
-from diffmine_assets.mining.translation.masks import edit_masks, masks_from
+from diffmine_assets.mining.translation.masks import difference_maps, edit_masks, masks_from
 from diffmine_assets_tests.mining.translation.tiny_model import trained_on
 
 LABELS = ["red", "blue"]
@@ -68,7 +68,7 @@ def test_dilation_grows_the_mask_by_whole_cells_on_every_side_and_stops_at_the_b
     diff[0, 0, 7] = 1.0
     m = masks_from(diff, TranslationOptions(mask_smooth=0.0, mask_threshold=1.0, mask_dilate=1))[0]
     assert m[2:5, 2:5].all() and m[0:2, 6:8].all()
-    assert m.sum() == 9 + 4  # a 3 x 3 square, and the corner's 2 x 2 inside the image
+    assert m.shape == (8, 8) and m.sum() == 9 + 4  # a 3 x 3 square, and the corner's 2 x 2 inside the image
 
 
 @pytest.mark.parametrize("signal", ["difference", "source"])
@@ -84,6 +84,28 @@ def test_the_edit_mask_covers_the_square_and_little_else(trained, scenes, signal
     assert inside > 0.6 and outside < 0.2, (inside, outside)
     again, _ = edit_masks(trained, x, keys, targets, opts)
     assert all(torch.equal(a, b) for a, b in zip(masks, again))  # seeded draws: the same masks
+
+
+def test_the_source_signal_marks_where_the_source_label_lives_and_the_difference_cannot_tell_the_direction(trained, scenes):
+    """On a red square's image, where "red" denoises better than "blue" is the
+    square; where "blue" (a wrong source) denoises better than "red" is
+    almost nowhere. DiffEdit's difference is the same map both ways."""
+    x, keys, corners = scenes
+    other = {"red": "blue", "blue": "red"}
+    swapped = [other[k] for k in keys]
+
+    def inside(maps):
+        return float(np.mean([m[0].numpy()[_square(c)].mean() for m, c in zip(maps, corners)]))
+
+    right = difference_maps(trained, x, keys, [[k] for k in swapped], TranslationOptions())
+    wrong = difference_maps(trained, x, swapped, [[k] for k in keys], TranslationOptions())
+    print(f"source signal on the square: right source {inside(right):.4f}, wrong source {inside(wrong):.4f}")
+    assert all((m >= 0).all() for m in right + wrong)  # kept where positive
+    assert inside(right) > 10 * inside(wrong), (inside(right), inside(wrong))
+    opts = TranslationOptions(mask_signal="difference")
+    one = difference_maps(trained, x, keys, [[k] for k in swapped], opts)
+    two = difference_maps(trained, x, swapped, [[k] for k in keys], opts)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(one, two))
 
 
 def test_a_masked_translation_keeps_the_source_outside_its_mask_and_recolours_the_square(trained, scenes):
