@@ -45,7 +45,7 @@ def _metadata(name: str, fitted: FittedCheckpoint, data_version: str) -> dict:
     gain = published_check(fitted.result)["bands"] if fitted.result.diagnostics else []
     checks = [asdict(c) for c in checks_from(fitted.result.diagnostics, fitted.model.num_train_timesteps)]
     evidence = training_evidence_chart(checks, fitted.result.best_step, len(fitted.labels),
-                                       f"{name}: held-out evidence along training ({fitted.result.stopped_by.split(':')[0]})")
+                                       f"{name}: held-out evidence along training")
     extra = {}
     if evidence is not None:
         extra["evidence_chart"] = picture(evidence, fitted.path / "evidence.png", "held-out accuracy and label gain along training")

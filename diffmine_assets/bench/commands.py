@@ -31,6 +31,8 @@ def add_parser(sub):
     b.add_argument("--seeds", default="0", help="training: comma-separated training seeds (default 0)")
     b.add_argument("--data-seed", type=int, help="training: the built-in dataset's generation seed")
     b.add_argument("--control", choices=["shuffled", "none"], default="none", help="training: also train the shuffled-label control")
+    b.add_argument("--curve", metavar="MINUTES", help="training: quality against training time, one run trained to each of these minutes "
+                   "(comma-separated, e.g. 2,5,10,20,40,80), a table and a chart")
     b.add_argument("--label", help="label text or key (default: the first)")
     b.add_argument("--rows", type=int, default=100_000, help="ingest: rows of the generated manifest of tiny images")
     b.add_argument("--work", help="ingest, sd: folder of the generated images or pipeline (kept; default: under the lake)")

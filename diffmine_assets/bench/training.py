@@ -7,7 +7,8 @@ the graph would (`score_model`): the label-gain diagnostic per timestep band,
 the held-out accuracy of the label matrix, and, where the dataset has element
 boxes, the top-1 hit rate and per-pixel average precision of the own-label
 maps. It is the command behind every row of the quality table in
-docs/QUALITY.md.
+docs/QUALITY.md. With `--curve 2,5,10,...` it is the quality-against-time
+curve: one such run per number of minutes, each trained to that time alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..mining.config.project import with_overrides
 from ..mining.evaluation.controls import control_recipe, shuffled_labels
 from ..mining.evaluation.metrics import chance_levels
 from ..mining.evaluation.scoring import score_model
+from ..mining.report.pictures import figures_by_time
 from ..mining.training.checkpoints import discard_state, evidence_ids_of, fit
 from ..mining.training.diagnostics import BandGain, gain_over
 from ..storage.lake import Lake
@@ -128,6 +130,50 @@ def bench_training(project, dataset: str, overrides: dict, seeds: list[int], dat
     return out
 
 
+# the figures a curve charts (key -> axis label), those the dataset has
+CURVE_PANELS = {"accuracy_val": "held-out accuracy", "top1_hit_rate": "top-1 hit rate", "pixel_auc_pr": "pixel AP"}
+
+
+def bench_curve(project, dataset: str, overrides: dict, seeds: list[int], data_seed: int | None, minutes: list[float], control: str | None,
+                log=print) -> dict:
+    """Quality against training time. At each number of `minutes`, the
+    dataset's recipe (with `overrides`) trained to that time alone: steps
+    and epochs cleared, so the schedule anneals to the time, as a default
+    run's does to what its run target leaves (a curve of snapshots of one
+    long run would score weights that had not annealed). The model and, with
+    `control`, the same training on shuffled labels, over `seeds`; a chart
+    of each figure against minutes beside its chance level."""
+    if not minutes or any(m <= 0 for m in minutes):
+        raise ValueError(f"--curve wants minutes above 0, got {minutes}")
+    points = []
+    for m in sorted(minutes):
+        log(f"curve: {m:g} min of training")
+        timed = {**overrides, "training.steps": None, "training.epochs": None, "training.time_budget": m * 60.0}
+        got = bench_training(project, dataset, timed, seeds, data_seed, control, log)
+        points.append({"minutes": m, "model": got["model"], "control": got.get("control", {}), "chance": got["chance"], "runs": got["runs"]})
+    panels = {k: v for k, v in CURVE_PANELS.items() if any(k in p["model"] for p in points)}
+    out_dir = Lake(project.lake).files_dir(dataset, "bench") / "curves"
+    name = f"curve-data{got['data_seed']}-seeds{'_'.join(map(str, seeds))}-{'_'.join(f'{m:g}' for m in sorted(minutes))}min"
+    chart = out_dir / f"{name}.png"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures_by_time(points, panels, f"{dataset} (data seed {got['data_seed']}): quality against training time, {len(seeds)} seed(s)").save(chart)
+    log("curve: minutes | steps | " + " | ".join(f"{k}: model / control / chance" for k in panels))
+    for p in points:
+        cells = [f"{_mean(p['model'], k)} / {_mean(p['control'], k)} / {p['chance'].get(k, float('nan')):.3f}" for k in panels]
+        log(f"curve: {p['minutes']:g} | {_mean(p['model'], 'steps', '.0f')} | " + " | ".join(cells))
+    log(f"curve: chart {chart}")
+    return {"dataset": dataset, "seeds": seeds, "data_seed": got["data_seed"], "overrides": overrides, "minutes": sorted(minutes), "points": points,
+            "chart": str(chart), "training": got["training"], "typicality": got["typicality"]}
+
+
+def _mean(summary: dict, key: str, fmt: str = ".3f") -> str:
+    s = (summary or {}).get(key)
+    return "-" if s is None else format(s["mean"], fmt)
+
+
 def run(project, args, log) -> dict:
     seeds = [int(s) for s in args.seeds.split(",")]
-    return bench_training(project, args.dataset, set_overrides(args.set), seeds, args.data_seed, None if args.control == "none" else args.control, log)
+    control = None if args.control == "none" else args.control
+    if args.curve:
+        return bench_curve(project, args.dataset, set_overrides(args.set), seeds, args.data_seed, [float(m) for m in args.curve.split(",")], control, log)
+    return bench_training(project, args.dataset, set_overrides(args.set), seeds, args.data_seed, control, log)

@@ -114,6 +114,37 @@ def evidence_chart(checks: list[dict], best_step: int | None, chance: float, tit
     return _figure_image(fig)
 
 
+def figures_by_time(points: list[dict], panels: dict[str, str], title: str, size=(820, 280)) -> Image.Image:
+    """One panel per figure (key -> axis label) against training minutes on
+    a log axis: the model and its control (mean, with the spread over seeds
+    as error bars where there are several) and the chance level dashed.
+    `points`: {"minutes", "model": {key: mean_sd}, "control": {...}, "chance": {key: value}}."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(size[0] / 100, size[1] / 100), squeeze=False)
+    minutes = [p["minutes"] for p in points]
+    for ax, (key, label) in zip(axes[0], panels.items()):
+        for kind, colour in (("model", "tab:blue"), ("control", "tab:orange")):
+            got = [(p["minutes"], p[kind][key]) for p in points if (p.get(kind) or {}).get(key)]
+            if got:
+                xs = [x for x, _ in got]
+                ax.errorbar(xs, [s["mean"] for _, s in got], yerr=[s["sd"] or 0.0 for _, s in got], marker="o", markersize=3, capsize=2,
+                            color=colour, label="shuffled-label control" if kind == "control" else kind)
+        chance = [p["chance"].get(key) for p in points if p["chance"].get(key) is not None]
+        if chance:
+            ax.axhline(sum(chance) / len(chance), linestyle="--", color="grey", linewidth=1, label="chance")
+        ax.set_xscale("log")
+        ax.set_xticks(minutes, [f"{m:g}" for m in minutes])
+        ax.minorticks_off()
+        ax.set_xlabel("training minutes", fontsize=8)
+        ax.set_ylabel(label, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(wspace=0.35)
+    return _figure_image(fig)
+
+
 def heatmap_grid(images: list[Image.Image], maps: list[np.ndarray], captions: list[str], title: str, columns: int = 4) -> Image.Image:
     """Each image with its typicality map over it, on one colour scale shared
     by every map (diverging around zero: red where knowing the label helps
