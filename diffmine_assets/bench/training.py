@@ -130,43 +130,59 @@ def bench_training(project, dataset: str, overrides: dict, seeds: list[int], dat
     return out
 
 
-# the figures a curve charts (key -> axis label), those the dataset has
+# axis labels of the figures a curve may chart (those the dataset has are charted)
 CURVE_PANELS = {"accuracy_val": "held-out accuracy", "top1_hit_rate": "top-1 hit rate", "pixel_auc_pr": "pixel AP"}
+# options a curve sets itself at each point
+CURVE_SETS = ("training.steps", "training.epochs", "training.time_budget")
 
 
 def bench_curve(project, dataset: str, overrides: dict, seeds: list[int], data_seed: int | None, minutes: list[float], control: str | None,
                 log=print) -> dict:
     """Quality against training time. At each number of `minutes`, the
-    dataset's recipe (with `overrides`) trained to that time alone: steps
-    and epochs cleared, so the schedule anneals to the time, as a default
-    run's does to what its run target leaves (a curve of snapshots of one
-    long run would score weights that had not annealed). The model and, with
-    `control`, the same training on shuffled labels, over `seeds`; a chart
-    of each figure against minutes beside its chance level."""
+    dataset's recipe (with `overrides`) given that time alone: steps and
+    epochs cleared, so the length is fixed from the first timed steps and
+    the cosine schedule anneals to it, as a default run's does to what its
+    run target leaves (snapshots of one long run would score weights that
+    had not annealed). Two limits: a point shorter than the warm-up ends
+    while the learning rate still rises, and with `patience` set the
+    published weights are the best check's. The model and, with `control`,
+    the same training on shuffled labels, over `seeds`; the steps each
+    point bought are in the table (they follow the machine's speed, so
+    a loaded machine buys fewer); a chart of each figure against minutes
+    beside each run's own chance level (the top-1 chance depends on the
+    windows a model keeps)."""
     if not minutes or any(m <= 0 for m in minutes):
         raise ValueError(f"--curve wants minutes above 0, got {minutes}")
+    if fixed := [k for k in overrides if k in CURVE_SETS]:
+        raise ValueError(f"--curve sets {', '.join(CURVE_SETS)} itself at each point; drop --set {', '.join(fixed)}")
+    minutes = sorted(set(minutes))
     points = []
-    for m in sorted(minutes):
+    for m in minutes:
         log(f"curve: {m:g} min of training")
         timed = {**overrides, "training.steps": None, "training.epochs": None, "training.time_budget": m * 60.0}
         got = bench_training(project, dataset, timed, seeds, data_seed, control, log)
-        points.append({"minutes": m, "model": got["model"], "control": got.get("control", {}), "chance": got["chance"], "runs": got["runs"]})
+        chance = {kind: summarise([r["chance"] for r in got["runs"] if r["kind"] == kind], keys=tuple(CURVE_PANELS))
+                  for kind in ("model", control) if kind}
+        points.append({"minutes": m, "model": got["model"], "control": got.get("control", {}), "chance": chance, "runs": got["runs"]})
     panels = {k: v for k, v in CURVE_PANELS.items() if any(k in p["model"] for p in points)}
-    out_dir = Lake(project.lake).files_dir(dataset, "bench") / "curves"
-    name = f"curve-data{got['data_seed']}-seeds{'_'.join(map(str, seeds))}-{'_'.join(f'{m:g}' for m in sorted(minutes))}min"
-    chart = out_dir / f"{name}.png"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures_by_time(points, panels, f"{dataset} (data seed {got['data_seed']}): quality against training time, {len(seeds)} seed(s)").save(chart)
-    log("curve: minutes | steps | " + " | ".join(f"{k}: model / control / chance" for k in panels))
+    out = {"dataset": dataset, "seeds": seeds, "data_seed": got["data_seed"], "overrides": overrides, "minutes": minutes, "points": points,
+           "training": got["training"], "typicality": got["typicality"]}
+    log("curve: minutes | steps | " + " | ".join(f"{k}: model (chance) / control (chance)" for k in panels))
     for p in points:
-        cells = [f"{_mean(p['model'], k)} / {_mean(p['control'], k)} / {p['chance'].get(k, float('nan')):.3f}" for k in panels]
+        cells = [f"{_mean(p['model'], k)} ({_mean(p['chance']['model'], k)}) / {_mean(p['control'], k)} ({_mean(p['chance'].get(control), k)})"
+                 for k in panels]
         log(f"curve: {p['minutes']:g} | {_mean(p['model'], 'steps', '.0f')} | " + " | ".join(cells))
-    log(f"curve: chart {chart}")
-    return {"dataset": dataset, "seeds": seeds, "data_seed": got["data_seed"], "overrides": overrides, "minutes": sorted(minutes), "points": points,
-            "chart": str(chart), "training": got["training"], "typicality": got["typicality"]}
+    if panels:
+        out_dir = Lake(project.lake).files_dir(dataset, "bench") / "curves"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        chart = out_dir / f"curve-data{got['data_seed']}-seeds{'_'.join(map(str, seeds))}-{'_'.join(f'{m:g}' for m in minutes)}min.png"
+        figures_by_time(points, panels, f"{dataset} (data seed {got['data_seed']}): quality against training time, {len(seeds)} seed(s)").save(chart)
+        out["chart"] = str(chart)
+        log(f"curve: chart {chart}")
+    return out
 
 
-def _mean(summary: dict, key: str, fmt: str = ".3f") -> str:
+def _mean(summary: dict | None, key: str, fmt: str = ".3f") -> str:
     s = (summary or {}).get(key)
     return "-" if s is None else format(s["mean"], fmt)
 

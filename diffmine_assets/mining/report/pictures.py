@@ -115,31 +115,36 @@ def evidence_chart(checks: list[dict], best_step: int | None, chance: float, tit
 
 
 def figures_by_time(points: list[dict], panels: dict[str, str], title: str, size=(820, 280)) -> Image.Image:
-    """One panel per figure (key -> axis label) against training minutes on
-    a log axis: the model and its control (mean, with the spread over seeds
-    as error bars where there are several) and the chance level dashed.
-    `points`: {"minutes", "model": {key: mean_sd}, "control": {...}, "chance": {key: value}}."""
+    """One panel per figure (key -> axis label) against the training budget
+    in minutes on a log axis: the model and its control (mean, with the
+    spread over seeds as error bars where there are several), each beside
+    its own chance level dashed in its colour. `points`: {"minutes",
+    "model": {key: mean_sd}, "control": {...}, "chance": {"model": {key:
+    mean_sd}, <control kind>: {...}}}."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(size[0] / 100, size[1] / 100), squeeze=False)
     minutes = [p["minutes"] for p in points]
+    control_kind = next((k for p in points for k in p["chance"] if k != "model"), None)
     for ax, (key, label) in zip(axes[0], panels.items()):
-        for kind, colour in (("model", "tab:blue"), ("control", "tab:orange")):
+        for kind, chance_kind, colour, name in (("model", "model", "tab:blue", "model"), ("control", control_kind, "tab:orange", "shuffled-label control")):
             got = [(p["minutes"], p[kind][key]) for p in points if (p.get(kind) or {}).get(key)]
-            if got:
-                xs = [x for x, _ in got]
-                ax.errorbar(xs, [s["mean"] for _, s in got], yerr=[s["sd"] or 0.0 for _, s in got], marker="o", markersize=3, capsize=2,
-                            color=colour, label="shuffled-label control" if kind == "control" else kind)
-        chance = [p["chance"].get(key) for p in points if p["chance"].get(key) is not None]
-        if chance:
-            ax.axhline(sum(chance) / len(chance), linestyle="--", color="grey", linewidth=1, label="chance")
+            if not got:
+                continue
+            spread = [s["sd"] for _, s in got]
+            ax.errorbar([x for x, _ in got], [s["mean"] for _, s in got], yerr=None if all(v is None for v in spread) else [v or 0.0 for v in spread],
+                        marker="o", markersize=3, capsize=2, color=colour, label=name)
+            chance = [(p["minutes"], p["chance"][chance_kind][key]["mean"]) for p in points if ((p["chance"].get(chance_kind) or {}).get(key))]
+            if chance:
+                ax.plot(*zip(*chance), linestyle="--", linewidth=1, color=colour, alpha=0.7, label=f"chance ({kind})")
+        ax.set_ylim(bottom=0)  # rates: a difference of 0.02 must not fill the panel
         ax.set_xscale("log")
         ax.set_xticks(minutes, [f"{m:g}" for m in minutes])
         ax.minorticks_off()
-        ax.set_xlabel("training minutes", fontsize=8)
+        ax.set_xlabel("training budget (minutes)", fontsize=8)
         ax.set_ylabel(label, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=6, frameon=False)
     fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(wspace=0.35)
     return _figure_image(fig)
