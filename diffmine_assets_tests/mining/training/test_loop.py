@@ -115,14 +115,14 @@ def test_time_budget_cuts_the_run_and_a_resume_keeps_the_cut(tmp_path):
 def test_a_budget_is_sized_from_many_timed_steps_or_a_twentieth_of_itself(tmp_path):
     pixels, keys, names = data()
     base = {**OPTS.model_dump(), "steps": 1000, "save_every": 1000, "warmup_steps": 50}
-    # an hour: the twentieth is never reached, so the length waits for TIMED_STEPS steps
+    # an hour: its fortieth is never reached, so the length waits for TIMED_STEPS steps
     long = TrainingOptions.model_validate({**base, "time_budget": "1h"})
-    train(TinyDenoiser(LABELS, 16), pixels, keys, names, long, tmp_path / "a", meta={}, stop_after=TIMED_STEPS - 1)
+    train(TinyDenoiser(LABELS, 16), pixels, keys, names, long, tmp_path / "a", meta={}, stop_after=TIMED_STEPS)
     assert not load_state(tmp_path / "a")[1]["budgeted"]
     train(TinyDenoiser(LABELS, 16), pixels, keys, names, long, tmp_path / "b", meta={}, stop_after=TIMED_STEPS + 1)
     state = load_state(tmp_path / "b")[1]
     assert state["budgeted"] and state["total_steps"] == 1000  # an hour affords the 1,000 steps asked for
-    # a budget whose twentieth passes within the first steps (slow steps) is applied there
+    # a budget whose fortieth (checks: 20) passes within the first steps (slow steps) is applied there
     short = TrainingOptions.model_validate({**base, "time_budget": "0.02s"})
     train(TinyDenoiser(LABELS, 16), pixels, keys, names, short, tmp_path / "c", meta={}, stop_after=4)
     state = load_state(tmp_path / "c")[1]
