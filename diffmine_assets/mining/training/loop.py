@@ -86,7 +86,7 @@ def planned_steps(cfg: TrainConfig, n_train: int) -> int:
 # the evidence rule's ceiling before the time budget is applied (never reached)
 _UNBOUNDED = 10_000_000
 # A time budget's step count is fixed after this many steps (the first
-# timed apart: it pays one-off costs), or once a twentieth of the budget has
+# timed apart: it pays one-off costs), or once `timed_s` of the budget has
 # passed if that comes first (slow steps at 512 px), and never after the
 # warm-up. Five steps sized two runs of the same 11 minutes on photo-shapes
 # at 3,008 and 2,243 steps, the second's first steps slowed (issue 28); 29

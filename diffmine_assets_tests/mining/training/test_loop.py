@@ -112,7 +112,7 @@ def test_time_budget_cuts_the_run_and_a_resume_keeps_the_cut(tmp_path):
     assert again.steps == 2 and again.resumed_from == 2  # the recorded number of steps, not a new budget
 
 
-def test_a_budget_is_sized_from_many_timed_steps_or_a_twentieth_of_itself(tmp_path):
+def test_a_budget_is_sized_from_many_timed_steps_or_a_fortieth_of_itself(tmp_path):
     pixels, keys, names = data()
     base = {**OPTS.model_dump(), "steps": 1000, "save_every": 1000, "warmup_steps": 50}
     # an hour: its fortieth is never reached, so the length waits for TIMED_STEPS steps
