@@ -143,12 +143,17 @@ def graph_benchmark(work: Path, shape: str = "sd15", resolution: int = 512, labe
     log(f"bench sd --graph: labels {names} x {per_label} images at {resolution} px; diffmine --config {config} materialize --dataset {DATASET}")
     t0 = time.monotonic()
     cmd = [sys.executable, "-m", "diffmine_assets.cli", "--config", str(config), "materialize", "--dataset", DATASET] + (["--force"] if force else [])
-    done = subprocess.run(cmd, env={**os.environ, "DAGSTER_HOME": str(config.parent)}, capture_output=True, text=True)
+    # streamed line by line: on a leased GPU a run cut short by its time limit still shows how far each stage got
+    lines = []
+    with subprocess.Popen(cmd, env={**os.environ, "DAGSTER_HOME": str(config.parent)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1) as proc:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            log(f"  {lines[-1]}")
     wall = time.monotonic() - t0
-    for line in done.stdout.splitlines()[:-1]:
-        log(f"  {line}")
-    if done.returncode != 0:
-        raise RuntimeError(f"materialize failed (exit {done.returncode}) after {wall:.0f} s:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    if proc.returncode != 0:
+        tail = "\n".join(lines[-60:])
+        raise RuntimeError(f"materialize failed (exit {proc.returncode}) after {wall:.0f} s:\n{tail}")
     out = {"shape": shape, "resolution": resolution, "labels": labels, "images_per_label": per_label, "lora_rank": lora_rank, "finetune_steps": steps,
            "batch": batch, "n_samples": n_samples, "translation_steps": translation_steps, "materialize_s": round(wall, 1),
            "probes": []}
