@@ -13,7 +13,7 @@ from ..mining.training.checkpoints import FittedCheckpoint, continuation_base, f
 from ..mining.training.diagnostics import describe_gain
 from ..mining.training.estimate import estimate_run
 from ..mining.training.loop import TrainingDiverged
-from ..mining.training.stopping import FALLBACK_EPOCHS, checks_from, evidence_count
+from ..mining.training.stopping import FALLBACK_EPOCHS, checks_from, reads_evidence
 from ..partitions import DATASET_JOB, asset_key, dataset_partitions, identifier
 from ..progress import eta, report
 from ..resources import DiffmineResource
@@ -85,7 +85,7 @@ def training_ceiling(spec, images: pl.DataFrame, opts, log, continuing: bool) ->
     if not opts.by_evidence or opts.time_budget is not None or continuing:
         return None
     held = int((images["split"] == "val").sum())
-    if not (evidence_count(n_train) if opts.stops_early else held):
+    if not reads_evidence(opts.by_evidence, opts.stops_early, n_train, held):
         log(f"training: too few images to read held-out evidence from ({n_train} training, {held} held out): a fixed {FALLBACK_EPOCHS:g} epochs")
         return None
     labels = sorted(images["label_key"].unique().to_list())

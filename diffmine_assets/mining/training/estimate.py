@@ -19,7 +19,7 @@ from ..config.options import TrainingOptions, TranslationOptions, TypicalityOpti
 from ..denoisers.registry import new_denoiser
 from ..precision import autocast, resolve_precision
 from .loop import planned_steps
-from .stopping import evidence_count
+from .stopping import reads_evidence
 
 # Seconds a Dagster run costs beyond its work (process start, events, IO).
 RUN_OVERHEAD_S = 4.0
@@ -167,7 +167,7 @@ def estimate_run(labels: list[str], images: int, held_out: int, train_images: in
     # the rate where typicality uses it (docs/PERFORMANCE.md)
     slower = 1.4 if translation and translation.precision == "float32" and resolve_precision(typicality.precision) != torch.float32 else 1.0
     est = RunEstimate(images, len(labels), steps, train_s, evaluations, evaluations / rate, other, per_step, rate, trans, trans / rate * slower)
-    if training.by_evidence and (evidence_count(train_images) if training.stops_early else held_out):
+    if reads_evidence(training.by_evidence, training.stops_early, train_images, held_out):
         # the evidence sets the length: the estimate is its ceiling
         est.training_s = training.time_budget or evidence_ceiling(training, est)
         est.training_steps = max(1, int(est.training_s / per_step))

@@ -63,6 +63,16 @@ def evidence_count(n_train: int) -> int:
     return k if n_train - k >= MIN_TRAINING else 0
 
 
+def reads_evidence(by_evidence: bool, stops_early: bool, n_train: int, n_held_out: int) -> bool:
+    """Whether held-out evidence sets a training's length, from counts: no
+    steps or epochs fix it (`by_evidence`), and there are images to read it
+    from, the checks' share of the training images when the rule may stop
+    early (evidence_split), else the val split. The run estimate and the
+    checkpoint's ceiling ask this before any rows are split; the loop then
+    reads the rows it was given."""
+    return by_evidence and bool(evidence_count(n_train) if stops_early else n_held_out)
+
+
 def evidence_split(train_rows: pl.DataFrame, seed: int, ids: list[str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """(rows trained on, rows the checks read) of the training images, or
     (all, None) when too few to spare. The choice is by a hash of (seed,

@@ -12,7 +12,7 @@ from diffmine_assets.mining.tensors import to_model_range
 from diffmine_assets.mining.training.diagnostics import BandGain, held_out_accuracy, label_gain
 from diffmine_assets.mining.training.loop import train
 from diffmine_assets.mining.training.state import BEST_FILE, load_state
-from diffmine_assets.mining.training.stopping import Check, EvidenceRule, checks_from
+from diffmine_assets.mining.training.stopping import Check, EvidenceRule, checks_from, evidence_count, reads_evidence
 
 
 def check(step, accuracy, gain, stderr=0.01):
@@ -148,3 +148,15 @@ def test_a_checkpoint_and_its_control_hold_out_the_same_evidence_images_and_stop
     assert (control.result.steps, control.result.planned_steps) == (row["steps"], row["planned_steps"])
     assert evidence_ids_of(control.path) == evidence["image_id"].to_list()
     assert json.loads((control.path / "training.json").read_text())["evidence_images"] == 8
+
+
+def test_evidence_sets_the_length_only_without_a_fixed_length_and_with_images_to_read_it_from():
+    length_free = TrainingOptions(steps=None, epochs=None)
+    early = TrainingOptions(steps=None, epochs=None, patience=3)
+    assert reads_evidence(length_free.by_evidence, length_free.stops_early, 500, 50)
+    assert not reads_evidence(length_free.by_evidence, length_free.stops_early, 500, 0)  # no val split: the fixed fallback
+    fixed = TrainingOptions(epochs=150)
+    assert not reads_evidence(fixed.by_evidence, fixed.stops_early, 500, 50)
+    # an early-stopping rule reads its checks from the training images, not the val split
+    assert evidence_count(20) == 0 and not reads_evidence(early.by_evidence, early.stops_early, 20, 50)
+    assert evidence_count(500) > 0 and reads_evidence(early.by_evidence, early.stops_early, 500, 0)
