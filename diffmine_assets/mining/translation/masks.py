@@ -36,6 +36,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from skimage.filters import apply_hysteresis_threshold
 
 from ..config.options import TranslationOptions
 from ..denoisers.base import Denoiser
@@ -98,13 +99,19 @@ def difference_maps(model: Denoiser, x0: torch.Tensor, source_keys: list[str], t
 
 def masks_from(diff: torch.Tensor, opts: TranslationOptions) -> torch.Tensor:
     """(N, h, w) difference maps to (N, h, w) masks of 0 and 1: smoothed,
-    then 1 where above `mask_threshold` x the map's own mean, then grown by
+    then 1 where above `mask_threshold` x the map's own mean (with
+    `mask_grow`, also where above that lower multiple and connected to such a
+    cell), then grown by
     `mask_dilate` cells (a square of side 2 x dilate + 1). A map with no
     difference at all (two labels the model does not tell apart) edits
     nothing."""
     smooth = gaussian_blur(diff.float(), opts.mask_smooth)
     mean = smooth.mean(dim=(-2, -1), keepdim=True)
     mask = ((smooth > opts.mask_threshold * mean) & (mean > 0)).float()
+    if opts.mask_grow is not None and opts.mask_grow < opts.mask_threshold:
+        # per map: the cores above the threshold, grown through connected cells above the lower level
+        mask = torch.stack([torch.from_numpy(apply_hysteresis_threshold(m.numpy(), opts.mask_grow * float(mu), opts.mask_threshold * float(mu)))
+                            if mu > 0 else torch.zeros_like(m, dtype=torch.bool) for m, mu in zip(smooth, mean.flatten())]).float()
     if opts.mask_dilate:
         r = opts.mask_dilate
         mask = F.max_pool2d(mask[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
