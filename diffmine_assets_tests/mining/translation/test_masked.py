@@ -67,7 +67,7 @@ def test_growing_takes_the_weak_cells_connected_to_a_core_and_not_an_isolated_we
     diff[0, 1, 1] = 10.0  # the core: above the threshold (mean 0.25 x 20 = 5)
     diff[0, 1, 2:4] = 2.0  # weaker, touching the core: above the lower level (0.25 x 4 = 1)
     diff[0, 6, 6] = 2.0  # as weak, alone
-    plain = masks_from(diff, TranslationOptions(mask_smooth=0.0, mask_threshold=20.0, mask_dilate=0))[0]
+    plain = masks_from(diff, TranslationOptions(mask_smooth=0.0, mask_threshold=20.0, mask_grow=None, mask_dilate=0))[0]
     grown = masks_from(diff, TranslationOptions(mask_smooth=0.0, mask_threshold=20.0, mask_grow=4.0, mask_dilate=0))[0]
     assert plain.sum() == 1 and plain[1, 1] == 1
     assert grown.sum() == 3 and grown[1, 1:4].all() and grown[6, 6] == 0
