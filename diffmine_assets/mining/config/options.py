@@ -253,10 +253,10 @@ class TranslationOptions(_Strict):
                                  "where the small UNet's difference map no longer tells the element from the background)")
     mask_smooth: float = Field(1.0, ge=0, description="masked: Gaussian smoothing of the difference map before the threshold, in model cells (sigma)")
     mask_threshold: float = Field(1.5, gt=0, description="masked: a cell is edited where its smoothed map exceeds this multiple of the "
-                                  "map's mean (DiffEdit's clamp at 3x the mean, then 0.5: 1.5)")
+                                  "map's mean (DiffEdit's clamp at 3x the mean, then 0.5: 1.5), or joins such a cell above mask_grow")
     mask_grow: float | None = Field(1.0, gt=0, description="masked: hysteresis (Canny's): cells above this lower multiple of the mean "
                                     "join the mask where connected to a cell above mask_threshold, so an element whose core passes the threshold "
-                                    "is taken whole (docs/TRANSLATION.md, the third round); none: off")
+                                    "is taken whole (docs/TRANSLATION.md, the third round); none, or not below mask_threshold: off")
     mask_signal: Literal["difference", "source"] = Field("source", description="masked: what the mask follows: where the noise "
         "predictions under source and target differ (difference, DiffEdit's), or where the source label denoises better than the "
         "target (source: the source's typicality against the target, signed), so the target's element is drawn where the source's was")

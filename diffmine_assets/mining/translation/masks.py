@@ -11,8 +11,9 @@ draws and channels and kept where positive: diffmine's typicality of the
 source against the target, measured per cell. With `difference` it is
 DiffEdit's: the absolute difference of the two predictions. Either is
 smoothed, thresholded against its own mean (DiffEdit clamps at 3x the mean
-and keeps what is above half of that: `mask_threshold` 1.5), and grown by
-`mask_dilate` cells.
+and keeps what is above half of that: `mask_threshold` 1.5), completed by
+the cells above `mask_grow` x the mean connected to those (hysteresis: an
+element whose core passes is taken whole), and grown by `mask_dilate` cells.
 
 The absolute difference also marks where the target's element
 could be drawn (on the built-in data, the grey square every label has), and
@@ -36,7 +37,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from skimage.filters import apply_hysteresis_threshold
 
 from ..config.options import TranslationOptions
 from ..denoisers.base import Denoiser
@@ -109,9 +109,12 @@ def masks_from(diff: torch.Tensor, opts: TranslationOptions) -> torch.Tensor:
     mean = smooth.mean(dim=(-2, -1), keepdim=True)
     mask = ((smooth > opts.mask_threshold * mean) & (mean > 0)).float()
     if opts.mask_grow is not None and opts.mask_grow < opts.mask_threshold:
+        from skimage.filters import apply_hysteresis_threshold  # imported where used: scikit-image is slow to import
+
         # per map: the cores above the threshold, grown through connected cells above the lower level
+        cpu = smooth.detach().cpu()
         mask = torch.stack([torch.from_numpy(apply_hysteresis_threshold(m.numpy(), opts.mask_grow * float(mu), opts.mask_threshold * float(mu)))
-                            if mu > 0 else torch.zeros_like(m, dtype=torch.bool) for m, mu in zip(smooth, mean.flatten())]).float()
+                            if mu > 0 else torch.zeros(m.shape, dtype=torch.bool) for m, mu in zip(cpu, mean.flatten().cpu())]).float().to(smooth.device)
     if opts.mask_dilate:
         r = opts.mask_dilate
         mask = F.max_pool2d(mask[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]

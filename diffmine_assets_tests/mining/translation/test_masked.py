@@ -63,16 +63,16 @@ def test_the_threshold_keeps_what_stands_above_the_mean_and_a_flat_map_edits_not
 
 
 def test_growing_takes_the_weak_cells_connected_to_a_core_and_not_an_isolated_weak_patch():
-    diff = torch.zeros((1, 8, 8))
+    diff = torch.zeros((2, 8, 8))  # the second map is flat: in the same batch, it still edits nothing
     diff[0, 1, 1] = 10.0  # the core: above the threshold (mean 0.25 x 20 = 5)
     diff[0, 1, 2:4] = 2.0  # weaker, touching the core: above the lower level (0.25 x 4 = 1)
     diff[0, 6, 6] = 2.0  # as weak, alone
     plain = masks_from(diff, TranslationOptions(mask_smooth=0.0, mask_threshold=20.0, mask_grow=None, mask_dilate=0))[0]
-    grown = masks_from(diff, TranslationOptions(mask_smooth=0.0, mask_threshold=20.0, mask_grow=4.0, mask_dilate=0))[0]
+    both = masks_from(diff, TranslationOptions(mask_smooth=0.0, mask_threshold=20.0, mask_grow=4.0, mask_dilate=0))
+    grown = both[0]
     assert plain.sum() == 1 and plain[1, 1] == 1
     assert grown.sum() == 3 and grown[1, 1:4].all() and grown[6, 6] == 0
-    flat = masks_from(torch.zeros((1, 8, 8)), TranslationOptions(mask_smooth=0.0, mask_grow=0.5))[0]
-    assert flat.sum() == 0  # a map with no signal still edits nothing
+    assert both[1].sum() == 0
 
 
 def test_dilation_grows_the_mask_by_whole_cells_on_every_side_and_stops_at_the_border():
