@@ -107,11 +107,12 @@ def masks_from(diff: torch.Tensor, opts: TranslationOptions) -> torch.Tensor:
     nothing."""
     smooth = gaussian_blur(diff.float(), opts.mask_smooth)
     mean = smooth.mean(dim=(-2, -1), keepdim=True)
-    mask = ((smooth > opts.mask_threshold * mean) & (mean > 0)).float()
-    if opts.mask_grow is not None and opts.mask_grow < opts.mask_threshold:
+    if opts.mask_grow is None or opts.mask_grow >= opts.mask_threshold:
+        mask = ((smooth > opts.mask_threshold * mean) & (mean > 0)).float()
+    else:
         from skimage.filters import apply_hysteresis_threshold  # imported where used: scikit-image is slow to import
 
-        # per map: the cores above the threshold, grown through connected cells above the lower level
+        # per map: the cores above the threshold (the plain mask), grown through connected cells above the lower level
         cpu = smooth.detach().cpu()
         mask = torch.stack([torch.from_numpy(apply_hysteresis_threshold(m.numpy(), opts.mask_grow * float(mu), opts.mask_threshold * float(mu)))
                             if mu > 0 else torch.zeros(m.shape, dtype=torch.bool) for m, mu in zip(cpu, mean.flatten().cpu())]).float().to(smooth.device)
