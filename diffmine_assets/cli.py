@@ -36,12 +36,27 @@ def _project_home(config_path: Path) -> Path:
     return Path(env).resolve() if env else config_path.parent
 
 
+def _instance_settings(home: Path) -> None:
+    """A project home without dagster.yaml gets the one diffmine ships
+    (telemetry off, one torch job at a time, run retries): without it Dagster
+    would run with its own defaults, telemetry on and every torch job at once.
+    Said on stderr; a dagster.yaml already there is the user's and is kept."""
+    target = home / "dagster.yaml"
+    if not target.exists():
+        from importlib.resources import files
+
+        home.mkdir(parents=True, exist_ok=True)
+        target.write_text(files("diffmine_assets").joinpath("dagster_instance.yaml").read_text())
+        print(f"diffmine: wrote {target}, this project's Dagster settings (telemetry off, one torch job at a time, "
+              "run retries); edit it as you need", file=sys.stderr, flush=True)
+
+
 def _instance(config_path: Path):
     from dagster import DagsterInstance  # see the note on imports above
 
     home = _project_home(config_path)
     os.environ["DAGSTER_HOME"] = str(home)
-    home.mkdir(parents=True, exist_ok=True)
+    _instance_settings(home)
     return DagsterInstance.get()
 
 
@@ -304,7 +319,9 @@ def cmd_ui(args) -> int:
     from .ui import serve  # the server's modules load only for this command
 
     config_path = _config_path(args)
-    return serve(config_path, _project_home(config_path), args.port, args.grace)
+    home = _project_home(config_path)
+    _instance_settings(home)
+    return serve(config_path, home, args.port, args.grace)
 
 
 def _run_flags(p) -> None:

@@ -1,0 +1,41 @@
+"""A project outside the repository gets diffmine's Dagster settings."""
+
+import yaml
+
+from diffmine_assets import cli
+from diffmine_assets_tests.conftest import REPO
+
+
+def _project(root):
+    root.mkdir(parents=True)
+    cfg = root / "diffmine.yaml"
+    cfg.write_text(yaml.safe_dump({"lake": "lake", "catalog": "catalog.duckdb", "datasets": [{"name": "builtin", "kind": "builtin"}]}))
+    return cfg
+
+
+def test_a_project_home_without_dagster_yaml_gets_the_shipped_settings_and_is_told(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    cfg = _project(tmp_path / "elsewhere")
+    instance = cli._instance(cfg)
+    written = cfg.parent / "dagster.yaml"
+    assert written.read_text() == (REPO / "dagster.yaml").read_text()
+    assert f"wrote {written}" in capsys.readouterr().err
+    # what Dagster's defaults would not give: no telemetry, one torch job at a time, retries
+    assert not instance.telemetry_enabled
+    assert instance.global_op_concurrency_default_limit == 1
+    assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+
+
+def test_a_dagster_yaml_already_in_the_home_is_kept(tmp_path, monkeypatch, capsys):
+    cfg = _project(tmp_path / "mine")
+    own = "telemetry:\n  enabled: false\nrun_retries:\n  enabled: false\n"
+    (cfg.parent / "dagster.yaml").write_text(own)
+    monkeypatch.setenv("DAGSTER_HOME", str(cfg.parent))
+    instance = cli._instance(cfg)
+    assert (cfg.parent / "dagster.yaml").read_text() == own
+    assert "wrote" not in capsys.readouterr().err
+    assert not instance.run_retries_enabled
+
+
+def test_the_packaged_settings_are_the_repository_s():
+    assert (REPO / "diffmine_assets" / "dagster_instance.yaml").read_text() == (REPO / "dagster.yaml").read_text()
