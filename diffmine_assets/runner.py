@@ -365,7 +365,8 @@ def _trained_checkpoint(instance: DagsterInstance, project, dataset: str, runs: 
     row = Lake(project.lake).read_partition("checkpoint", dataset).row(0, named=True)
     if row.get("stopped_by"):
         trained = row.get("trained_steps") or row["steps"]
-        log(f"training: the weights of step {row['steps']}" + (f" of {trained} trained" if trained != row["steps"] else "") + f"; stopped by {row['stopped_by']}")
+        log(f"training: the weights of step {row['steps']}" + (f" of {trained} trained" if trained != row["steps"] else "") + f"; stopped by {row['stopped_by']}"
+            + (f"; augmentation: {row['augmentation']}" if row.get("augmentation") else ""))
     wanted, got = row.get("unbudgeted_steps"), row.get("planned_steps")
     if wanted and got and got < wanted:
         new = " (the labels it was continued for had these steps alone)" if row["continued_from"] else ""

@@ -75,7 +75,7 @@ def build_report_assets(spec):
         cache = ImageCache()
         sections = [label_section(r, images, cache) for r in labels]
         figures = _figures(context, ds, ckpt["checkpoint_id"]) if lake.has_partition("ground_truth_boxes", ds) and not missing else None
-        recorded = {k: ckpt[k] for k in ("checkpoint_id", "path", "steps", "trained_steps", "stopped_by", "data_version", "seed", "params") if k in ckpt}
+        recorded = {k: ckpt[k] for k in ("checkpoint_id", "path", "steps", "trained_steps", "stopped_by", "augmentation", "data_version", "seed", "params") if k in ckpt}
         recorded["params"] = json.loads(recorded["params"]) if isinstance(recorded["params"], str) else recorded["params"]  # a table, not an escaped string
         parameters = {"dataset": ds, "checkpoint": recorded,
                       **{name: getattr(spec, name).model_dump() for name in ("typicality", "patches", "features", "clusters")},

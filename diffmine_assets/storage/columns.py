@@ -51,6 +51,7 @@ COLUMNS = {
     "resolution": "the side in pixels the model sees", "parameters": "the network's trainable parameters", "steps": "optimizer steps of the published weights (the best evidence check's when the evidence set the length)",
     "trained_steps": "optimizer steps trained (past steps: the checks after the best that stopped training)",
     "stopped_by": "why training stopped: the evidence rule (and its best check), the time ceiling, or the fixed length",
+    "augmentation": "what the training images were augmented with (flips, shifts), and why for shift: auto (the passes it made)",
     "resumed_from_step": "the step an interrupted training resumed from (0: none)", "continued_from": "the checkpoint this one continued (null: trained from scratch)",
     "seconds": "wall-clock seconds it took", "final_loss": "training loss at the end", "final_val_loss": "held-out loss at the end",
     "label_gain": "held-out L(null) - L(own label) by timestep band at the end (JSON)", "planned_steps": "steps planned after any time budget (the evidence rule's ceiling)",

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -49,7 +49,7 @@ def parse_duration(value: Any) -> Any:
 
 # are the CPU model's, measured in docs/QUALITY.md) when the config does not
 # set the field: the paper's finetuning.
-SD_DEFAULTS: dict[str, Any] = {"epochs": 100.0, "learning_rate": 1e-5, "label_dropout": 0.05, "timesteps": "uniform", "loss_weighting": "none",
+SD_DEFAULTS: dict[str, Any] = {"shift": 0.0, "epochs": 100.0, "learning_rate": 1e-5, "label_dropout": 0.05, "timesteps": "uniform", "loss_weighting": "none",
                                "batch_size": 32, "warmup_steps": 500}
 
 
@@ -105,7 +105,9 @@ class TrainingOptions(_Strict):
     )
     min_snr_gamma: float = Field(5.0, gt=0)
     flip: bool = Field(False, description="random horizontal flips")
-    shift: float = Field(0.0, ge=0, lt=0.5, description="random translations up to this share of the side (reflected borders)")
+    shift: Annotated[float, Field(ge=0, lt=0.5)] | Literal["auto"] = Field(
+        "auto", description="random translations up to this share of the side (reflected borders); auto: 0.1 where the run makes at least 200 "
+        "passes over its training images, where a small collection memorises them, else none (training/augmentation.py)")
     precision: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto: bfloat16 autocast where native")
     seed: int = 0
     save_every: int = Field(100, ge=1)

@@ -159,6 +159,8 @@ def _made_by(parameters: dict) -> str:
     bits = [f"checkpoint <b>{html.escape(str(ckpt.get('checkpoint_id')))}</b>", f"{ckpt.get('steps')} training steps"]
     bits += [f"{k} {html.escape(str(training[k]))}" for k in ("backend", "resolution", "batch_size", "learning_rate", "seed") if k in training]
     stopped = f" Training stopped by {html.escape(str(ckpt['stopped_by']))}." if ckpt.get("stopped_by") else ""
+    if ckpt.get("augmentation"):
+        stopped += f" Training images augmented with: {html.escape(str(ckpt['augmentation']))}."
     return f"<p>Made from {', '.join(bits)}; every parameter is listed at the end.{stopped}</p>"
 
 

@@ -22,6 +22,7 @@ from ..config.options import TrainingOptions as TrainConfig
 from ..denoisers.base import Denoiser
 from ..precision import autocast, resolve_precision
 from ..tensors import to_model_range
+from .augmentation import Augmentation, augment, augmentation_for
 from .averaging import Ema, averaged, trained_weights
 from .diagnostics import held_out_accuracy, label_gain
 from .state import BEST_FILE, EMA_FILE, load_optimizer, load_state, save_snapshot, save_state, snapshot_steps, snapshots_dir
@@ -45,6 +46,7 @@ class TrainResult:
     best_step: int = 0
     stopped_by: str = ""
     finished: bool = True  # False: cut short by stop_after, resumable
+    augmentation: str = "none"  # what the training images were augmented with, and why (augmentation.py)
 
 
 def _optimizer(model: Denoiser, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -103,22 +105,6 @@ def _timesteps(cfg: TrainConfig, T: int, n: int, g: torch.Generator) -> torch.Te
     return t
 
 
-def augment(x0: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
-    """Random flips and translations (borders reflected), so the model sees
-    each object at other places and cannot tie a label to one image's
-    pixels."""
-    if cfg.flip:
-        flip = torch.rand(len(x0), generator=g) < 0.5
-        x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(-1), x0)
-    if cfg.shift > 0:
-        size = x0.shape[-1]
-        s = max(1, int(round(cfg.shift * size)))
-        padded = torch.nn.functional.pad(x0, (s, s, s, s), mode="reflect")
-        dy, dx = torch.randint(0, 2 * s + 1, (2, len(x0)), generator=g).tolist()
-        x0 = torch.stack([padded[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(zip(dy, dx))])
-    return x0
-
-
 def _loss_weights(cfg: TrainConfig, model: Denoiser, t: torch.Tensor) -> torch.Tensor | None:
     if cfg.loss_weighting == "min-snr":
         ab = model.alphas_cumprod[t]
@@ -172,6 +158,8 @@ def train(
     rule = EvidenceRule(cfg.patience, _UNBOUNDED) if evidence and cfg.stops_early else None
     best: dict[str, torch.Tensor] | None = None
     stopped_by = ""
+    # with a time budget the steps, and so `shift: auto`, are known only once the first steps are timed
+    aug = augmentation_for(cfg.flip, cfg.shift, None if budget_s else total, cfg.batch_size, n)
     saved = load_state(state_dir)
     # compared as stored: JSON has no tuples, so (32, 64) must meet [32, 64]
     meta = json.loads(json.dumps(meta))
@@ -184,6 +172,8 @@ def train(
         total = saved[1].get("total_steps", total)
         budgeted = saved[1].get("budgeted", False)
         stopped_by = saved[1].get("stopped_by", "")
+        if saved[1].get("augmentation") and (budgeted or not budget_s):
+            aug = Augmentation(**saved[1]["augmentation"])
         if ema is not None and (state_dir / EMA_FILE).exists():
             ema.load(load_file(state_dir / EMA_FILE))
         if rule is not None and saved[1].get("rule"):
@@ -255,6 +245,7 @@ def train(
                 end = total
                 sched = _schedule(opt, cfg, total, step)
             budgeted = True
+            aug = augmentation_for(cfg.flip, cfg.shift, total, cfg.batch_size, n)
             if evidence:
                 every = max(1, total // cfg.checks)
             if rule is not None:
@@ -266,7 +257,7 @@ def train(
         cond[torch.rand(cfg.batch_size, generator=g) < cfg.label_dropout] = 0
         t = _timesteps(cfg, T, cfg.batch_size, g)
         eps = torch.randn(x0.shape, generator=g)
-        x0 = augment(x0, cfg, g)
+        x0 = augment(x0, aug, g)
         with autocast(model.module, dtype):
             pred = model.predict(model.add_noise(x0, eps, t), t, cond)
         per_sample = ((pred.float() - eps) ** 2).mean(dim=(1, 2, 3))
@@ -326,9 +317,12 @@ def train(
             if best is not None:
                 extra[BEST_FILE] = best
             state = {"step": done, "total_steps": total, "budgeted": budgeted, "meta": meta, "config": cfg.model_dump(mode="json"), "log": log,
-                     "diagnostics": diagnostics, "stopped_by": stopped_by, "rule": rule.state() if rule is not None else None}
+                     "diagnostics": diagnostics, "stopped_by": stopped_by, "rule": rule.state() if rule is not None else None,
+                     "augmentation": aug.as_dict()}
             save_state(model, opt, state_dir, state, extra)
     finished = step >= end
+    if finished and budget_s and not budgeted and cfg.shift == "auto":
+        aug = Augmentation(aug.flip, 0.0, "shift auto: the run ended before its time budget fixed the steps")
     if finished and not stopped_by:
         stopped_by = (f"the time ceiling ({budget_s:.0f} s, {total} steps)" if evidence else
                       f"its length: {total} steps" + (f" (a time budget of {cfg.time_budget:.0f} s cut {unbudgeted})" if total < unbudgeted else ""))
@@ -343,7 +337,7 @@ def train(
         best_step = rule.best.step
     model.module.eval()
     return TrainResult(steps=step, resumed_from=start, seconds=time.monotonic() - t0, log=log, diagnostics=diagnostics, planned_steps=total,
-                       unbudgeted_steps=unbudgeted, best_step=best_step, stopped_by=stopped_by, finished=finished)
+                       unbudgeted_steps=unbudgeted, best_step=best_step, stopped_by=stopped_by, finished=finished, augmentation=aug.describe())
 
 
 def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, done: int):
