@@ -20,6 +20,7 @@ import duckdb
 from .bench import commands as bench
 from .mining.config.options import parse_duration
 from .mining.config.project import ConfigError, default_config_path, load_config
+from .instance import open_instance, project_home, write_settings
 from .progress import terminal_progress
 from .storage.catalog import Catalog
 from .storage.lake import Lake, LakeError
@@ -27,37 +28,6 @@ from .storage.lake import Lake, LakeError
 # Dagster, the runner and torch (several seconds to import) are imported
 # inside the commands that use them, so `diffmine sql` and `--help` start in
 # about a second.
-
-
-def _project_home(config_path: Path) -> Path:
-    """DAGSTER_HOME if set; else the folder of diffmine.yaml (which holds the
-    project's dagster.yaml)."""
-    env = os.environ.get("DAGSTER_HOME")
-    return Path(env).resolve() if env else config_path.parent
-
-
-def _instance_settings(home: Path) -> None:
-    """A project home without dagster.yaml gets the one diffmine ships
-    (telemetry off, one torch job at a time, run retries): without it Dagster
-    would run with its own defaults, telemetry on and every torch job at once.
-    Said on stderr; a dagster.yaml already there is the user's and is kept."""
-    target = home / "dagster.yaml"
-    if not target.exists():
-        from importlib.resources import files
-
-        home.mkdir(parents=True, exist_ok=True)
-        target.write_text(files("diffmine_assets").joinpath("dagster_instance.yaml").read_text())
-        print(f"diffmine: wrote {target}, this project's Dagster settings (telemetry off, one torch job at a time, "
-              "run retries); edit it as you need", file=sys.stderr, flush=True)
-
-
-def _instance(config_path: Path):
-    from dagster import DagsterInstance  # see the note on imports above
-
-    home = _project_home(config_path)
-    os.environ["DAGSTER_HOME"] = str(home)
-    _instance_settings(home)
-    return DagsterInstance.get()
 
 
 def _emit(figures: dict) -> None:
@@ -78,7 +48,7 @@ def materialize(config_path: Path, dataset: str, labels: list[str] | None = None
     partition; everything with `force`. Returns figures."""
     from .runner import run_dataset  # see the note on imports above
 
-    instance = _instance(config_path)
+    instance = open_instance(config_path)
     with terminal_progress(enabled=not verbose):
         return run_dataset(instance, config_path, dataset, labels=labels, select=select, log=log, budget_s=budget_s, force=force, verbose=verbose)
 
@@ -257,7 +227,7 @@ def cmd_eval(args) -> int:
     from .runner import evaluate_dataset, run_dataset  # see the note on imports above
 
     config_path = _config_path(args)
-    instance = _instance(config_path)
+    instance = open_instance(config_path)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     if Lake(project.lake).has_partition("ground_truth_boxes", args.dataset) and not args.no_baseline:
         # the correspondence baseline on the same images, so every hit rate is compared (kept while up to date)
@@ -319,8 +289,8 @@ def cmd_ui(args) -> int:
     from .ui import serve  # the server's modules load only for this command
 
     config_path = _config_path(args)
-    home = _project_home(config_path)
-    _instance_settings(home)
+    home = project_home(config_path)
+    write_settings(home)
     return serve(config_path, home, args.port, args.grace)
 
 

@@ -2,7 +2,7 @@
 
 import yaml
 
-from diffmine_assets import cli
+from diffmine_assets.instance import open_instance
 from diffmine_assets_tests.conftest import REPO
 
 
@@ -16,7 +16,7 @@ def _project(root):
 def test_a_project_home_without_dagster_yaml_gets_the_shipped_settings_and_is_told(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     cfg = _project(tmp_path / "elsewhere")
-    instance = cli._instance(cfg)
+    instance = open_instance(cfg)
     written = cfg.parent / "dagster.yaml"
     assert written.read_text() == (REPO / "dagster.yaml").read_text()
     assert f"wrote {written}" in capsys.readouterr().err
@@ -31,7 +31,7 @@ def test_a_dagster_yaml_already_in_the_home_is_kept(tmp_path, monkeypatch, capsy
     own = "telemetry:\n  enabled: false\nrun_retries:\n  enabled: false\n"
     (cfg.parent / "dagster.yaml").write_text(own)
     monkeypatch.setenv("DAGSTER_HOME", str(cfg.parent))
-    instance = cli._instance(cfg)
+    instance = open_instance(cfg)
     assert (cfg.parent / "dagster.yaml").read_text() == own
     assert "wrote" not in capsys.readouterr().err
     assert not instance.run_retries_enabled
