@@ -37,5 +37,16 @@ def test_a_dagster_yaml_already_in_the_home_is_kept(tmp_path, monkeypatch, capsy
     assert not instance.run_retries_enabled
 
 
+def test_a_dagster_home_the_user_set_is_their_instance_and_is_only_warned_about(tmp_path, monkeypatch, capsys):
+    cfg = _project(tmp_path / "project")
+    theirs = tmp_path / "their_home"
+    theirs.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(theirs))
+    instance = open_instance(cfg)
+    assert not (theirs / "dagster.yaml").exists() and not (cfg.parent / "dagster.yaml").exists()
+    assert f"warning: {theirs / 'dagster.yaml'} does not exist" in capsys.readouterr().err
+    assert instance.root_directory == str(theirs)
+
+
 def test_the_packaged_settings_are_the_repository_s():
     assert (REPO / "diffmine_assets" / "dagster_instance.yaml").read_text() == (REPO / "dagster.yaml").read_text()

@@ -168,11 +168,13 @@ def bench_curve(project, dataset: str, overrides: dict, seeds: list[int], data_s
     panels = {k: v for k, v in CURVE_PANELS.items() if any(k in p["model"] for p in points)}
     out = {"dataset": dataset, "seeds": seeds, "data_seed": got["data_seed"], "overrides": overrides, "minutes": minutes, "points": points,
            "training": got["training"], "typicality": got["typicality"]}
-    log("curve: minutes | steps | " + " | ".join(f"{k}: model (chance) / control (chance)" for k in panels))
+    log("curve: minutes | steps | " + " | ".join(f"{k}: model (chance) / control (chance)" for k in panels) + " | augmentation")
     for p in points:
         cells = [f"{_mean(p['model'], k)} ({_mean(p['chance']['model'], k)}) / {_mean(p['control'], k)} ({_mean(p['chance'].get(control), k)})"
                  for k in panels]
-        log(f"curve: {p['minutes']:g} | {_mean(p['model'], 'steps', '.0f')} | " + " | ".join(cells))
+        # shift: auto may decide differently at each point (its passes): said beside each
+        shifts = sorted({r.get("augmentation", "") for r in p["runs"] if r["kind"] == "model"})
+        log(f"curve: {p['minutes']:g} | {_mean(p['model'], 'steps', '.0f')} | " + " | ".join(cells) + f" | {'; '.join(shifts)}")
     if panels:
         out_dir = Lake(project.lake).files_dir(dataset, "bench") / "curves"
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,9 @@ def control_recipe(training, checkpoint: dict):
     steps = checkpoint.get("steps")
     if not steps:
         return training, None
+    if training.shift == "auto" and checkpoint.get("shift_used") is not None:
+        # the model's resolved shift: a control deciding for itself could decide otherwise (a continuation, a budget never applied)
+        training = training.model_copy(update={"shift": float(checkpoint["shift_used"])})
     planned = checkpoint.get("planned_steps")
     if checkpoint.get("unbudgeted_steps") == 0 and planned and not checkpoint.get("continued_from"):
         return training.model_copy(update={"steps": int(planned), "time_budget": None}), int(steps)

@@ -25,6 +25,7 @@ from ..config.options import TrainingOptions
 from ..denoisers.base import Denoiser, weights_digest
 from ..denoisers.registry import load_denoiser, new_denoiser
 from ..tensors import model_space
+from .augmentation import continued_shift
 from .loop import TrainResult, train
 from .state import SNAPSHOTS_DIR, snapshots_dir
 from .stopping import evidence_split
@@ -97,7 +98,9 @@ def fit(
     if base is not None:
         model = load_denoiser(base["path"])
         model.add_labels(labels, label_texts=texts, template=options.prompt_template)
-        run_options = options.model_copy(update={"steps": options.continue_steps, "seed": options.seed + int(base["steps"])})
+        run_options = options.model_copy(update={"steps": options.continue_steps, "seed": options.seed + int(base["steps"]),
+                                                 # shift: auto decides on every step the checkpoint will have made, as its control does
+                                                 **continued_shift(options, int(base["steps"]), len(train_rows))})
         meta = {**identity, "labels": model.labels, "continued_from": base["checkpoint_id"], "previous_steps": int(base["steps"])}
     else:
         torch.manual_seed(options.seed)
@@ -213,6 +216,7 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
                 "trained_steps": result.steps + meta.get("previous_steps", 0),
                 "stopped_by": result.stopped_by,
                 "augmentation": result.augmentation,
+                "shift_used": result.shift,
                 "resumed_from_step": result.resumed_from,
                 "continued_from": meta.get("continued_from"),
                 "seconds": round(result.seconds, 2),

@@ -47,6 +47,7 @@ class TrainResult:
     stopped_by: str = ""
     finished: bool = True  # False: cut short by stop_after, resumable
     augmentation: str = "none"  # what the training images were augmented with, and why (augmentation.py)
+    shift: float = 0.0  # the shift it used (shift: auto resolved)
 
 
 def _optimizer(model: Denoiser, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -245,7 +246,7 @@ def train(
                 end = total
                 sched = _schedule(opt, cfg, total, step)
             budgeted = True
-            aug = augmentation_for(cfg.flip, cfg.shift, total, cfg.batch_size, n)
+            aug = augmentation_for(cfg.flip, cfg.shift, total, cfg.batch_size, n, ceiling=rule is not None)
             if evidence:
                 every = max(1, total // cfg.checks)
             if rule is not None:
@@ -337,7 +338,8 @@ def train(
         best_step = rule.best.step
     model.module.eval()
     return TrainResult(steps=step, resumed_from=start, seconds=time.monotonic() - t0, log=log, diagnostics=diagnostics, planned_steps=total,
-                       unbudgeted_steps=unbudgeted, best_step=best_step, stopped_by=stopped_by, finished=finished, augmentation=aug.describe())
+                       unbudgeted_steps=unbudgeted, best_step=best_step, stopped_by=stopped_by, finished=finished, augmentation=aug.describe(),
+                       shift=aug.shift)
 
 
 def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, done: int):

@@ -49,3 +49,10 @@ def test_the_control_trains_the_steps_the_checkpoint_trained():
     # control follows the same schedule and stops there (never by evidence of its own)
     recipe, stop_after = control_recipe(TrainingOptions(), {"steps": 300, "planned_steps": 900, "unbudgeted_steps": 0, "continued_from": None})
     assert (recipe.steps, recipe.time_budget, stop_after, recipe.by_evidence) == (900, None, 300, False)
+    # shift: auto is the model's resolved shift, not a decision of the control's own (which a continuation or
+    # a budget never applied could make otherwise); a shift the options give stays
+    row = {"steps": 750, "continued_from": "abc", "shift_used": 0.0}
+    assert control_recipe(TrainingOptions(steps=500, continue_steps=250), row)[0].shift == 0.0
+    assert control_recipe(TrainingOptions(steps=500, continue_steps=250), {**row, "shift_used": 0.1})[0].shift == 0.1
+    assert control_recipe(TrainingOptions(steps=500, shift=0.05), {**row, "shift_used": 0.1})[0].shift == 0.05
+    assert control_recipe(TrainingOptions(steps=500), {"steps": 500, "continued_from": None})[0].shift == "auto"  # recorded before the column

@@ -54,6 +54,22 @@ def test_a_run_of_many_passes_is_shifted_says_why_and_resumes_shifted(tmp_path):
         torch.testing.assert_close(weights(resumed)[k], v, atol=1e-5, rtol=1e-4)
 
 
+def test_a_budgeted_run_resumed_after_its_decision_keeps_it(tmp_path):
+    pixels, keys, names = data()
+    # a budget that cuts nothing: the steps (40 of 30 over 6 images, 200 passes) are known, and shift auto decided, at the 6th step
+    opts = TrainingOptions(steps=40, batch_size=30, time_budget=1e6, save_every=10, log_every=10, warmup_steps=6, seed=5)
+    straight = TinyDenoiser(LABELS, 16, seed=1)
+    r = train(straight, pixels, keys, names, opts, tmp_path / "a", meta={})
+    assert r.augmentation == "shifts up to 0.1 of the side (shift auto: 200 passes >= 200)" and r.shift == 0.1
+    train(TinyDenoiser(LABELS, 16, seed=1), pixels, keys, names, opts, tmp_path / "b", meta={}, stop_after=20)
+    assert load_state(tmp_path / "b")[1]["budgeted"]
+    resumed = TinyDenoiser(LABELS, 16, seed=99)
+    again = train(resumed, pixels, keys, names, opts, tmp_path / "b", meta={})
+    assert again.resumed_from == 20 and again.augmentation == r.augmentation  # the saved decision, not one of its own
+    for k, v in weights(straight).items():
+        torch.testing.assert_close(weights(resumed)[k], v, atol=1e-5, rtol=1e-4)
+
+
 def test_a_time_budget_decides_auto_once_it_fixes_the_steps(tmp_path):
     pixels, keys, names = data()
     opts = TrainingOptions(steps=1000, batch_size=4, time_budget=0.001, save_every=1, log_every=1, warmup_steps=0, seed=5)
