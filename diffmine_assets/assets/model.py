@@ -58,7 +58,7 @@ def _metadata(name: str, fitted: FittedCheckpoint, data_version: str) -> dict:
         "steps": fitted.result.best_step,
         "trained_steps": fitted.result.steps,
         "stopped_by": fitted.result.stopped_by,
-        "augmentation": fitted.result.augmentation,
+        "augmentation": fitted.result.augmentation.describe(),
         "resumed_from_step": fitted.result.resumed_from,
         "continued_from": row["continued_from"] or "none (trained from scratch)",
         "seconds": row["seconds"],
@@ -144,7 +144,7 @@ def build_model_assets(spec):
         except TrainingDiverged as exc:
             raise Failure(description=str(exc)) from None
         context.log.info(f"trained {fitted.result.steps} steps, published the weights of step {fitted.result.best_step}; stopped by {fitted.result.stopped_by}; "
-                         f"augmentation: {fitted.result.augmentation}" + (f", resumed from step {fitted.result.resumed_from}" if fitted.result.resumed_from else "")
+                         f"augmentation: {fitted.result.augmentation.describe()}" + (f", resumed from step {fitted.result.resumed_from}" if fitted.result.resumed_from else "")
                          + (f", continued from checkpoint {fitted.table['continued_from'][0]} with labels {fitted.labels}" if fitted.table["continued_from"][0] else ""))
         # the weights' hash: downstream is stale exactly when the weights changed
         version = DataVersion(fitted.checkpoint_id)

@@ -76,7 +76,7 @@ def quality_run(spec, images: pl.DataFrame, boxes: pl.DataFrame | None, work_dir
         "steps": fitted.table["steps"][0],
         "trained_steps": fitted.result.steps,
         "stopped_by": fitted.result.stopped_by,
-        "augmentation": fitted.result.augmentation,
+        "augmentation": fitted.result.augmentation.describe(),
         "resumed_from_step": fitted.result.resumed_from,
         "train_seconds": round(train_s, 1),
         "images_per_s": round(fitted.result.steps * spec.training.batch_size / max(fitted.result.seconds, 1e-9), 1),

@@ -28,10 +28,6 @@ class Augmentation:
     shift: float
     why: str = ""
 
-    @property
-    def off(self) -> bool:
-        return not self.flip and self.shift <= 0
-
     def describe(self) -> str:
         parts = (["flips"] if self.flip else []) + ([f"shifts up to {self.shift:g} of the side"] if self.shift > 0 else [])
         return (" and ".join(parts) or "none") + (f" ({self.why})" if self.why else "")

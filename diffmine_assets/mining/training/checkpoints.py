@@ -186,7 +186,7 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
                     shutil.rmtree(d)
             model.save(staging / SNAPSHOTS_DIR / f"step-{result.best_step:07d}")
     (staging / TRAINING_FILE).write_text(json.dumps({**meta, "params": params, "steps": result.best_step, "trained_steps": result.steps,
-                                                     "stopped_by": result.stopped_by, "augmentation": result.augmentation, "log": result.log, "checks": result.diagnostics}, indent=2))
+                                                     "stopped_by": result.stopped_by, "augmentation": result.augmentation.describe(), "log": result.log, "checks": result.diagnostics}, indent=2))
     ckpt_id = _weights_id(staging)
     final = checkpoints_dir / ckpt_id
     if final.exists():  # the same weights again (a re-run of a finished fit)
@@ -215,8 +215,8 @@ def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, chec
                 "steps": result.best_step + meta.get("previous_steps", 0),
                 "trained_steps": result.steps + meta.get("previous_steps", 0),
                 "stopped_by": result.stopped_by,
-                "augmentation": result.augmentation,
-                "shift_used": result.shift,
+                "augmentation": result.augmentation.describe(),
+                "shift_used": result.augmentation.shift,
                 "resumed_from_step": result.resumed_from,
                 "continued_from": meta.get("continued_from"),
                 "seconds": round(result.seconds, 2),

@@ -46,8 +46,7 @@ class TrainResult:
     best_step: int = 0
     stopped_by: str = ""
     finished: bool = True  # False: cut short by stop_after, resumable
-    augmentation: str = "none"  # what the training images were augmented with, and why (augmentation.py)
-    shift: float = 0.0  # the shift it used (shift: auto resolved)
+    augmentation: Augmentation = Augmentation(False, 0.0)  # what the training images were augmented with, and why
 
 
 def _optimizer(model: Denoiser, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -338,8 +337,7 @@ def train(
         best_step = rule.best.step
     model.module.eval()
     return TrainResult(steps=step, resumed_from=start, seconds=time.monotonic() - t0, log=log, diagnostics=diagnostics, planned_steps=total,
-                       unbudgeted_steps=unbudgeted, best_step=best_step, stopped_by=stopped_by, finished=finished, augmentation=aug.describe(),
-                       shift=aug.shift)
+                       unbudgeted_steps=unbudgeted, best_step=best_step, stopped_by=stopped_by, finished=finished, augmentation=aug)
 
 
 def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, done: int):

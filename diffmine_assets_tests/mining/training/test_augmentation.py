@@ -15,7 +15,7 @@ def test_auto_shifts_from_its_passes_on_and_waits_for_a_budget_to_fix_the_steps(
     n, batch = 540, 64
     below = augmentation_for(False, "auto", int(AUTO_PASSES * n / batch) - 1, batch, n)
     at = augmentation_for(False, "auto", int(AUTO_PASSES * n / batch) + 1, batch, n)
-    assert below.off and "199 passes < 200" in below.why
+    assert not below.flip and below.shift == 0 and "199 passes < 200" in below.why
     assert at.shift == 0.1 and not at.flip and "200 passes >= 200" in at.why
     assert augmentation_for(True, "auto", None, batch, n) == Augmentation(True, 0.0, "shift auto: decided once the time budget fixes the steps")
     assert augmentation_for(False, 0.25, 1, batch, n) == Augmentation(False, 0.25)  # given: taken as given, however short the run
@@ -39,10 +39,10 @@ def test_a_run_of_many_passes_is_shifted_says_why_and_resumes_shifted(tmp_path):
     many = TrainingOptions(steps=40, batch_size=30, save_every=10, log_every=10, seed=5, warmup_steps=5)
     shifted = TinyDenoiser(LABELS, 16, seed=1)
     r = train(shifted, pixels, keys, names, many, tmp_path / "a", meta={})
-    assert r.augmentation == "shifts up to 0.1 of the side (shift auto: 200 passes >= 200)"
+    assert r.augmentation.describe() == "shifts up to 0.1 of the side (shift auto: 200 passes >= 200)"
     plain = TinyDenoiser(LABELS, 16, seed=1)
     off = train(plain, pixels, keys, names, many.model_copy(update={"shift": 0.0}), tmp_path / "b", meta={})
-    assert off.augmentation == "none"
+    assert off.augmentation.describe() == "none"
     assert any(not torch.equal(v, weights(plain)[k]) for k, v in weights(shifted).items())  # the shifts changed what was learnt
 
     train(TinyDenoiser(LABELS, 16, seed=1), pixels, keys, names, many, tmp_path / "c", meta={}, stop_after=20)
@@ -60,7 +60,7 @@ def test_a_budgeted_run_resumed_after_its_decision_keeps_it(tmp_path):
     opts = TrainingOptions(steps=40, batch_size=30, time_budget=1e6, save_every=10, log_every=10, warmup_steps=6, seed=5)
     straight = TinyDenoiser(LABELS, 16, seed=1)
     r = train(straight, pixels, keys, names, opts, tmp_path / "a", meta={})
-    assert r.augmentation == "shifts up to 0.1 of the side (shift auto: 200 passes >= 200)" and r.shift == 0.1
+    assert r.augmentation.describe() == "shifts up to 0.1 of the side (shift auto: 200 passes >= 200)" and r.augmentation.shift == 0.1
     train(TinyDenoiser(LABELS, 16, seed=1), pixels, keys, names, opts, tmp_path / "b", meta={}, stop_after=20)
     assert load_state(tmp_path / "b")[1]["budgeted"]
     resumed = TinyDenoiser(LABELS, 16, seed=99)
@@ -78,4 +78,4 @@ def test_a_time_budget_decides_auto_once_it_fixes_the_steps(tmp_path):
     assert state["budgeted"] and state["total_steps"] == 2
     # 2 steps of 4 over 6 images, not the 1,000 steps asked for (667 passes, which would have shifted)
     assert state["augmentation"] == {"flip": False, "shift": 0.0, "why": "shift auto: 1 passes < 200"}
-    assert r.augmentation == "none (shift auto: 1 passes < 200)"
+    assert r.augmentation.describe() == "none (shift auto: 1 passes < 200)"
