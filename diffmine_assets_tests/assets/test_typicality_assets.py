@@ -308,7 +308,8 @@ def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline
             assert abs(figures["gaps"][name]["difference"] - (figures[fig] - level)) < 2e-3, (name, figures["gaps"][name], figures[fig], level)
     gaps = {k: v for k, v in figures["gaps"].items() if k.startswith(("translation", "element", "layout"))}
     assert set(gaps) == {"translation_target_win_minus_regeneration", "element_swap_rate_minus_regeneration", "layout_ssim_minus_regeneration",
-                         "translation_target_win_minus_untranslated", "element_swap_rate_minus_untranslated"}
+                         "translation_target_win_minus_untranslated", "element_swap_rate_minus_untranslated",
+                         "translation_target_win_minus_confined_regeneration", "element_swap_rate_minus_confined_regeneration"}
     for name, gap in gaps.items():
         # the swap counts only the images holding an element of their own label
         assert gap["low"] <= gap["difference"] <= gap["high"] and gap["images"] == (figures["element_swap_translations"] // 3 if "swap" in name else 8), (name, gap)
@@ -320,6 +321,9 @@ def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline
     assert "layout_ssim_above_regeneration" not in figures["goals_met"]  # a strict > with no uncertainty is no longer a goal
     regen_pngs = list((root / "lake" / "files" / "builtin" / "controls" / "regenerate").glob("*/*/*.png"))
     assert len(regen_pngs) == 24 + 8  # every translation, and each source at model resolution
+    # the masked translations' third control: regeneration inside each translation's own mask, one picture per translation
+    assert len(list((root / "lake" / "files" / "builtin" / "controls" / "confined").glob("*/*.png"))) == 24
+    assert gaps["element_swap_rate_minus_confined_regeneration"]["pairs"] == gaps["element_swap_rate_minus_regeneration"]["pairs"]
 
 
 def test_the_evaluation_table_and_the_asset_checks(pipeline):

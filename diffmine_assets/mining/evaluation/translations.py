@@ -39,6 +39,7 @@ from ..arrays import load_array
 from ..training.checkpoints import checkpoint_of_rows
 from ..tensors import model_space
 from ..translation.tables import score_translations, translate_label
+from .confined import confined_rows
 from .intervals import paired_gap
 
 SSIM_WINDOW = 7
@@ -170,9 +171,12 @@ def _per_translation_of(rows: pl.DataFrame, maps: np.ndarray, boxes: pl.DataFram
 
 
 # what each translation figure is compared with: plain regeneration (is the
-# injection worth it?) and, where nothing changing is the null, the source
-# left untranslated (did the label change at all?)
-GAPS = {"regeneration": ("target_win", "element_swap", "layout_ssim"), "untranslated": ("target_win", "element_swap")}
+# injection worth it?), where nothing changing is the null, the source
+# left untranslated (did the label change at all?), and for a masked
+# translation, regeneration confined to its mask (is the edit worse, or is it
+# what the mask keeps?)
+GAPS = {"regeneration": ("target_win", "element_swap", "layout_ssim"), "untranslated": ("target_win", "element_swap"),
+        "confined_regeneration": ("target_win", "element_swap")}
 FIGURE_OF = {"target_win": "translation_target_win", "element_swap": "element_swap_rate", "layout_ssim": "layout_ssim"}
 
 
@@ -227,7 +231,14 @@ def translation_evaluation(translated: pl.DataFrame, typicality: pl.DataFrame, i
         t, m = translate_label(model, typ, images, key, spec.translation, spec.typicality, out_dir, checkpoint_id, method="regenerate")
         tables.append(t)
         control_maps.append(m)
-    regeneration_each = _per_translation_of(pl.concat(tables), np.concatenate(control_maps), boxes)
+    regenerated = pl.concat(tables)
+    regeneration_each = _per_translation_of(regenerated, np.concatenate(control_maps), boxes)
     controls["regeneration"] = regeneration_each
+    # a masked translation's edit against regeneration's, both confined to the same mask (confined.py says why)
+    confined = confined_rows(translated, regenerated, spec.translation.keep_outside, files("controls", "confined", checkpoint_id))
+    if confined is not None:
+        scored = score_translations(model, model_space(model, confined["path"].to_list()), confined["label_key"].to_list(),
+                                    confined["target_label_key"].to_list(), spec.typicality, pilot)
+        controls["confined_regeneration"] = _per_translation_of(confined, scored.maps.numpy(), boxes)
     model_figures["gaps"] = translation_gaps(model_each, controls)
     return model_figures, summarise(regeneration_each, boxes is not None)
