@@ -3,7 +3,7 @@ scored in? (docs/TRANSLATION.md, issue 29, "Where the last swaps are lost")
 
 On a seed project's checkpoint, the PER most typical images of each label
 translated into every other label with the default (masked) options and by
-plain regeneration; then three composites of the two, each scored like a
+plain regeneration; then four composites of the two, each scored like a
 translation and paired with regeneration:
 
 - `regeneration inside the mask`: regeneration's pixels inside the edit mask,
@@ -14,7 +14,11 @@ translation and paired with regeneration:
   element boxes as the mask (an oracle edit confined to the elements);
 - `masked inside, regeneration outside`: the masked translation's pixels
   inside its mask, regeneration's outside: the masked edit in regeneration's
-  context.
+  context;
+- `regeneration inside the mask, the translation outside`: `diffmine eval`'s
+  confined control (`evaluation/confined.py`), which differs from the
+  translation only inside the mask (the outside tinted by the translation's
+  own shift, not regeneration's).
 
     .venv/bin/python docs/experiments/translation_context.py /tmp/s29/seed5 8
 """
@@ -84,6 +88,8 @@ composites = {
     "regeneration inside the mask": mask * regen + (1 - mask) * outside_shifted(mask),
     "regeneration inside the boxes": box_mask * regen + (1 - box_mask) * outside_shifted(box_mask),
     "masked inside, regeneration outside": mask * masked + (1 - mask) * regen,
+    # diffmine eval's confined control (evaluation/confined.py): differs from the translation only inside the mask
+    "regeneration inside the mask, the translation outside": mask * regen + (1 - mask) * masked,
 }
 for name, pixels in composites.items():
     each = score(pixels)

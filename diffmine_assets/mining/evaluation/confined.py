@@ -1,15 +1,15 @@
 """A control that tells a masked translation's edit from what its mask keeps:
-plain regeneration's own pixels inside the translation's mask, the source
-outside it (shifted per channel by regeneration's mean change there when the
-translation's `keep_outside` is `layout`, as the translation shifts it).
+plain regeneration's own pixels inside the translation's mask, the
+translation's own pixels outside it (the source, as the translation kept it,
+tint included). The control and the translation differ only inside the mask.
 
 The element swap reads an element through the model, whose view of a cell
-takes in its surroundings, so a picture that keeps the source around its
-element is read as the target's less often than one redrawn whole, whoever
-draws the element (docs/TRANSLATION.md, "Where the last swaps are lost":
-regeneration confined to the mask swapped 0.932 over six seeds, the masked
-translation 0.941, regeneration itself 0.979). Against regeneration a masked
-translation pays for both; against this control only for its edit."""
+takes in its surroundings, so on the built-in data a picture that keeps the
+source around its element was read as the target's less often than one
+redrawn whole, by both drawers tried (docs/TRANSLATION.md, "Where the last
+swaps are lost"). Against plain regeneration a masked translation pays for
+its edit and for what its mask keeps; against this control, for its edit
+alone."""
 
 from __future__ import annotations
 
@@ -20,18 +20,13 @@ import polars as pl
 from PIL import Image
 
 
-def confine(regenerated: np.ndarray, source: np.ndarray, mask: np.ndarray, shift_outside: bool) -> np.ndarray:
+def confine(regenerated: np.ndarray, translated: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(R, R, 3) uint8: `regenerated` where `mask` ((R, R), white where the
-    translation could change) is set, `source` elsewhere, plus, with
-    `shift_outside`, regeneration's mean change per channel outside the mask."""
-    inside = mask > 127
-    src, reg = source.astype(np.float32), regenerated.astype(np.float32)
-    shift = (reg - src)[~inside].mean(axis=0) if shift_outside and (~inside).any() else np.zeros(3, np.float32)
-    out = np.where(inside[..., None], reg, src + shift)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    translation could change) is set, `translated` elsewhere."""
+    return np.where((mask > 127)[..., None], regenerated, translated).astype(np.uint8)
 
 
-def confined_rows(translated: pl.DataFrame, regenerated: pl.DataFrame, keep_outside: str, out_dir: Path) -> pl.DataFrame | None:
+def confined_rows(translated: pl.DataFrame, regenerated: pl.DataFrame, out_dir: Path) -> pl.DataFrame | None:
     """The translated rows with `path` pointing at their confined
     regeneration (written under `out_dir`), in the same order; None when the
     translations have no masks (PnP, plain regeneration) or no regeneration."""
@@ -45,10 +40,10 @@ def confined_rows(translated: pl.DataFrame, regenerated: pl.DataFrame, keep_outs
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for r in translated.iter_rows(named=True):
-        source = np.asarray(Image.open(r["source_model_path"]).convert("RGB"))
+        own = np.asarray(Image.open(r["path"]).convert("RGB"))
         regen = np.asarray(Image.open(regen_of[(r["image_id"], r["target_label_key"])]).convert("RGB"))
         mask = np.asarray(Image.open(r["mask_path"]).convert("L"))
         path = out_dir / f"{r['image_id']}-{r['target_label_key']}.png"
-        Image.fromarray(confine(regen, source, mask, keep_outside == "layout")).save(path)
+        Image.fromarray(confine(regen, own, mask)).save(path)
         paths.append(str(path))
     return translated.with_columns(pl.Series("path", paths))

@@ -17,7 +17,7 @@ QUESTIONS = (
     ("Are the clusters pure?", ("cluster_purity", "label_elements_found", "distractor_top3_share")),
     ("Do translations work?", ("translation_target_win", "element_swap_rate", "layout_ssim", "background_psnr_db", *TRANSLATION_GAP_GOALS,
                                "translation_target_win_minus_regeneration", "element_swap_rate_minus_regeneration",
-                               "element_swap_rate_minus_confined_regeneration")),
+                               "translation_target_win_minus_confined_regeneration", "element_swap_rate_minus_confined_regeneration")),
 )
 MEANING = {
     "accuracy_val": "held-out images most typical under their own label",
@@ -34,7 +34,7 @@ MEANING = {
     "element_swap_rate": "translations whose element became the target's",
     "layout_ssim": "structural similarity of translation and source",
     "background_psnr_db": "background kept (dB)",
-    "element_swap_rate_minus_confined_regeneration": "the swap against regeneration kept inside the same mask: the edit itself",
+    "element_swap_rate_minus_confined_regeneration": "the swap against regeneration drawn inside the same mask, the rest as the translation kept it",
 }
 
 

@@ -235,7 +235,7 @@ def translation_evaluation(translated: pl.DataFrame, typicality: pl.DataFrame, i
     regeneration_each = _per_translation_of(regenerated, np.concatenate(control_maps), boxes)
     controls["regeneration"] = regeneration_each
     # a masked translation's edit against regeneration's, both confined to the same mask (confined.py says why)
-    confined = confined_rows(translated, regenerated, spec.translation.keep_outside, files("controls", "confined", checkpoint_id))
+    confined = confined_rows(translated, regenerated, files("controls", "confined", checkpoint_id))
     if confined is not None:
         scored = score_translations(model, model_space(model, confined["path"].to_list()), confined["label_key"].to_list(),
                                     confined["target_label_key"].to_list(), spec.typicality, pilot)
