@@ -28,29 +28,15 @@ import sys
 import polars as pl
 import torch
 
-from diffmine_assets.mining.config import TranslationOptions, load_config
+from diffmine_assets.mining.config import TranslationOptions
 from diffmine_assets.mining.evaluation.translations import per_translation, summarise, translation_gaps
-from diffmine_assets.mining.tensors import model_space
-from diffmine_assets.mining.training.checkpoints import load_checkpoint
 from diffmine_assets.mining.translation.inversion import to_uint8, translate
 from diffmine_assets.mining.translation.tables import score_translations
+from seed_translations import load
 
-home = sys.argv[1].rstrip("/") + "/"
 per = int(sys.argv[2])
-spec = load_config(home + "diffmine.yaml").datasets[0]
-images = pl.read_parquet(home + "lake/images/**/*.parquet")
-boxes = pl.read_parquet(home + "lake/ground_truth_boxes/**/*.parquet")
-typ = pl.read_parquet(home + "lake/image_typicality/**/*.parquet")
-model = load_checkpoint(pl.read_parquet(home + "lake/checkpoint/**/*.parquet")["path"][0])
-labels = sorted(images["label_key"].unique().to_list())
-top = pl.concat([typ.filter(pl.col("label_key") == k).sort("typicality", descending=True).head(per) for k in labels]).select("image_id")
-rows = images.join(top, on="image_id")
-x0 = model_space(model, rows["path"].to_list())
-src = rows["label_key"].to_list()
-targets = [[k for k in labels if k != s] for s in src]
-sources = {r["image_id"]: to_uint8(x0[i]) for i, r in enumerate(rows.iter_rows(named=True))}
-trows = pl.DataFrame([{**{k: r[k] for k in ("image_id", "label_key", "width", "height")}, "target_label_key": t}
-                      for r, ts in zip(rows.iter_rows(named=True), targets) for t in ts])
+S = load(sys.argv[1], per)
+spec, images, boxes, model, labels, rows, x0, src, targets, sources, trows = (getattr(S, k) for k in ("spec", "images", "boxes", "model", "labels", "rows", "x0", "src", "targets", "sources", "trows"))
 index = [i for i, ts in enumerate(targets) for _ in ts]
 source_px = x0[index].float()
 opts = TranslationOptions()

@@ -19,6 +19,8 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
+from ..images import load_rgb
+
 
 def confine(regenerated: np.ndarray, translated: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(R, R, 3) uint8: `regenerated` where `mask` ((R, R), white where the
@@ -40,8 +42,8 @@ def confined_rows(translated: pl.DataFrame, regenerated: pl.DataFrame, out_dir: 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for r in translated.iter_rows(named=True):
-        own = np.asarray(Image.open(r["path"]).convert("RGB"))
-        regen = np.asarray(Image.open(regen_of[(r["image_id"], r["target_label_key"])]).convert("RGB"))
+        own = np.asarray(load_rgb(r["path"]))
+        regen = np.asarray(load_rgb(regen_of[(r["image_id"], r["target_label_key"])]))
         mask = np.asarray(Image.open(r["mask_path"]).convert("L"))
         path = out_dir / f"{r['image_id']}-{r['target_label_key']}.png"
         Image.fromarray(confine(regen, own, mask)).save(path)

@@ -202,8 +202,10 @@ def translation_evaluation(translated: pl.DataFrame, typicality: pl.DataFrame, i
     figures of plain regeneration: the same images inverted and regenerated
     under the same targets without injection (written under
     `files("controls", "regenerate", ...)`; `files`: the dataset's files
-    folder). The model's figures carry `gaps`: each figure minus each
-    control's, paired, with a 95 % interval."""
+    folder) and, for masked translations, that regeneration confined to
+    each translation's mask (`confined.py`, under `files("controls",
+    "confined", ...)`). The model's figures carry `gaps`: each figure minus
+    each control's, paired, with a 95 % interval."""
     # each label's map file read once; rows keep their own order, maps follow them
     stored = {path: load_array(path).astype(np.float32) for path in translated["map_path"].unique(maintain_order=True)}
     maps = np.stack([stored[p][i] for p, i in zip(translated["map_path"], translated["map_index"])])
