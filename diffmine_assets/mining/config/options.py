@@ -82,8 +82,8 @@ class TrainingOptions(_Strict):
                                       "with neither, the ceiling of the evidence rule (default: what run_target leaves)")
     run_target: float = Field(900.0, gt=0, description="with neither steps, epochs nor time_budget: the time (15m) the dataset's whole run should take on this machine; "
                               "training gets what the run estimate leaves after the other stages")
-    checks: int = Field(20, ge=2, le=1000, description="held-out checks over the training's ceiling (quick accuracy and label gain of the averaged weights): "
-                        "the curve the checkpoint's metadata and the report draw")
+    checks: int = Field(20, ge=2, le=1000, description="at most this many held-out checks over the training's ceiling (quick accuracy and label gain of the "
+                        "averaged weights): the curve the checkpoint's metadata and the report draw; fewer where they would take more than a tenth of the ceiling")
     patience: int | None = Field(None, ge=1, description="stop early: checks in a row with neither a higher held-out accuracy nor a label gain higher by more than its "
                                  "standard error, the best check's weights published (null: train to the ceiling; see training/stopping.py for why it is off)")
     min_share: float = Field(0.75, ge=0, le=1, description="with patience: share of the ceiling trained before the evidence may stop training")

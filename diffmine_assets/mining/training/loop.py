@@ -58,21 +58,36 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
 
 
 VAL_BATCH = 16  # held-out images per forward pass of the held-out loss: 100 at once at 512 px would need tens of GB
+# The held-out loss is logged every log_every steps: at 185 images in float32
+# it took 7 % of a photo-shapes run's steps; 64 images under the training's
+# precision read the same trend for a sixth of that.
+VAL_IMAGES = 64
+# The held-out checks may take at most this share of the time ceiling: 20
+# checks of 6.3 s each were half of a 3-minute run and a fifth of an
+# 11-minute one on photo-shapes (docs/QUALITY.md, "What the checks cost"),
+# time the steps did not get. Fewer checks are run where each costs more.
+CHECK_SHARE = 0.1
 
 
-def _val_loss(model: Denoiser, x0: torch.Tensor, cond: torch.Tensor, seed: int) -> float:
+def _val_loss(model: Denoiser, x0: torch.Tensor, cond: torch.Tensor, seed: int, dtype: torch.dtype = torch.float32) -> float:
     if len(x0) == 0:
         return float("nan")
     g = torch.Generator().manual_seed(seed + 7)
     t = torch.randint(0, model.num_train_timesteps, (len(x0),), generator=g)
     eps = torch.randn(x0.shape, generator=g)
     total = 0.0
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(model.module, dtype):
         for s in range(0, len(x0), VAL_BATCH):
             sl = slice(s, s + VAL_BATCH)
-            pred = model.predict(model.add_noise(x0[sl], eps[sl], t[sl]), t[sl], cond[sl])
+            pred = model.predict(model.add_noise(x0[sl], eps[sl], t[sl]), t[sl], cond[sl]).float()
             total += float(((pred - eps[sl]) ** 2).sum())
     return total / eps.numel()
+
+
+def checks_within(ceiling_s: float, check_s: float, most: int) -> int:
+    """How many held-out checks fit in CHECK_SHARE of a time ceiling, each
+    taking `check_s`: at most `most`, at least 2 (a curve has two ends)."""
+    return max(2, min(most, int(CHECK_SHARE * ceiling_s / max(check_s, 1e-9))))
 
 
 def planned_steps(cfg: TrainConfig, n_train: int) -> int:
@@ -154,6 +169,7 @@ def train(
     diagnostics: list[dict] = []
     ema = Ema(model.module, cfg.ema_decay) if cfg.ema_decay > 0 else None
     budgeted = False
+    n_checks = cfg.checks  # until the first check is timed: then what fits in CHECK_SHARE of the ceiling
     # no stop before the budget has fixed the ceiling (and with it min_steps)
     rule = EvidenceRule(cfg.patience, _UNBOUNDED) if evidence and cfg.stops_early else None
     best: dict[str, torch.Tensor] | None = None
@@ -171,6 +187,7 @@ def train(
         diagnostics = saved[1].get("diagnostics", [])
         total = saved[1].get("total_steps", total)
         budgeted = saved[1].get("budgeted", False)
+        n_checks = saved[1].get("checks", cfg.checks)  # a state saved before the checks were counted ran cfg.checks
         stopped_by = saved[1].get("stopped_by", "")
         if saved[1].get("augmentation") and (budgeted or not budget_s):
             aug = Augmentation(**saved[1]["augmentation"])
@@ -188,6 +205,10 @@ def train(
     if has_val:
         val_x = val_pixels if in_model_space else model.encode(to_model_range(val_pixels))
     val_c = model.condition_ids(val_label_keys) if val_x is not None else None
+    log_x, log_c = val_x, val_c
+    if val_x is not None and len(val_x) > VAL_IMAGES:
+        pick = torch.randperm(len(val_x), generator=torch.Generator().manual_seed(cfg.seed)).narrow(0, 0, VAL_IMAGES).sort().values
+        log_x, log_c = val_x[pick], val_c[pick]
     T = model.num_train_timesteps
 
     def diagnose(done: int, scheduled: bool) -> None:
@@ -228,7 +249,7 @@ def train(
     timed_s = budget_s / max(20, 2 * cfg.checks) if budget_s else 0.0
     t_first = t0
     end = start if stopped_by else total
-    every = max(1, total // cfg.checks) if evidence else 0
+    every = -(-total // n_checks) if evidence else 0
     step = start
     while step < min(end, stop_after if stop_after is not None else end):
         if budget_s and not budgeted and step == start + 1:
@@ -237,8 +258,10 @@ def train(
             now = time.monotonic()
             per_step = (now - t_first) / (step - start - 1) if step - start > 1 else (now - t0) / max(step - start, 1)
             # the checks' time, from the first one (which pays the first call's
-            # costs: at most a third of the ceiling is set aside for them)
-            checks_s = min(cfg.checks * check_s, budget_s / 3) if evidence else 0.0
+            # costs, so it errs toward fewer checks)
+            if evidence and check_s:
+                n_checks = checks_within(budget_s, check_s, cfg.checks)
+            checks_s = n_checks * check_s if evidence else 0.0
             affordable = int((budget_s - checks_s) / max(per_step, 1e-9))
             if affordable < total:
                 total = max(step + 1, affordable)
@@ -247,7 +270,7 @@ def train(
             budgeted = True
             aug = augmentation_for(cfg.flip, cfg.shift, total, cfg.batch_size, n, ceiling=rule is not None)
             if evidence:
-                every = max(1, total // cfg.checks)
+                every = -(-total // n_checks)
             if rule is not None:
                 rule.min_steps = math.ceil(cfg.min_share * total)
         g = _step_generator(cfg.seed, step)
@@ -285,7 +308,7 @@ def train(
             val_loss = float("nan")
             if val_x is not None:
                 with averaged(model, ema) as view:
-                    val_loss = _val_loss(view, val_x, val_c, cfg.seed)
+                    val_loss = _val_loss(view, log_x, log_c, cfg.seed, dtype)
             row = {
                 "step": done,
                 "loss": per_sample.mean().item(),
@@ -317,7 +340,7 @@ def train(
             if best is not None:
                 extra[BEST_FILE] = best
             state = {"step": done, "total_steps": total, "budgeted": budgeted, "meta": meta, "config": cfg.model_dump(mode="json"), "log": log,
-                     "diagnostics": diagnostics, "stopped_by": stopped_by, "rule": rule.state() if rule is not None else None,
+                     "diagnostics": diagnostics, "stopped_by": stopped_by, "checks": n_checks, "rule": rule.state() if rule is not None else None,
                      "augmentation": aug.as_dict()}
             save_state(model, opt, state_dir, state, extra)
     finished = step >= end

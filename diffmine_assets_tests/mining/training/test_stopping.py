@@ -75,7 +75,7 @@ def test_an_evidence_run_publishes_its_best_check_and_says_why_it_stopped(tmp_pa
     monkeypatch.setattr(loop, "time", Clock())
     pixels, keys = colours(24, 0)
     val, val_keys = colours(8, 1)
-    opts = TrainingOptions(batch_size=8, learning_rate=3e-3, warmup_steps=2, time_budget="6s", checks=6, patience=2, min_share=0.0,
+    opts = TrainingOptions(batch_size=8, learning_rate=3e-3, warmup_steps=2, time_budget="15s", checks=6, patience=2, min_share=0.0,
                            snapshots=0, save_every=5, log_every=5, seed=3)
     assert opts.by_evidence
     model = TinyDenoiser(["a", "b"], 16, channels=(16, 16), seed=0)
@@ -160,3 +160,21 @@ def test_evidence_sets_the_length_only_without_a_fixed_length_and_with_images_to
     # an early-stopping rule reads its checks from the training images, not the val split
     assert evidence_count(20) == 0 and not reads_evidence(early.by_evidence, early.stops_early, 20, 50)
     assert evidence_count(500) > 0 and reads_evidence(early.by_evidence, early.stops_early, 500, 0)
+
+
+def test_the_checks_take_at_most_their_share_of_the_ceiling(tmp_path, monkeypatch):
+    from diffmine_assets.mining.training import loop
+
+    # 20 checks of 6.3 s were half of a 3-minute photo-shapes run: a tenth of 180 s buys 2
+    assert loop.checks_within(180, 6.3, 20) == 2 and loop.checks_within(660, 6.3, 20) == 10 and loop.checks_within(900, 1.0, 20) == 20
+    assert loop.checks_within(10, 60, 20) == 2  # a curve keeps its two ends however dear
+    monkeypatch.setattr(loop, "time", Clock())  # a check reads the clock twice: 0.25 s each
+    pixels, keys = colours(24, 0)
+    val, val_keys = colours(8, 1)
+    opts = TrainingOptions(batch_size=8, warmup_steps=2, time_budget="10s", checks=20, snapshots=0, save_every=5, log_every=5)
+    r = train(TinyDenoiser(["a", "b"], 16, channels=(16, 16), seed=0), pixels, keys, [f"{i}.png" for i in range(24)], opts, tmp_path / "state",
+              meta={}, val_pixels=val, val_label_keys=val_keys)
+    steps = [d["step"] for d in r.diagnostics]
+    # 0.1 x 10 s / 0.25 s: 4 checks along the run (the last at its end), after the untrained start's
+    assert steps[0] == 0 and len(steps) == 5 and steps[-1] == r.steps, steps
+    assert load_state(tmp_path / "state")[1]["checks"] == 4
