@@ -73,3 +73,22 @@ def test_a_compute_bound_model_is_timed_at_batches_one_and_two_and_the_line_exte
     monkeypatch.setattr(estimate, "COMPUTE_BOUND_S", 0.0)  # the tiny model through the compute-bound path
     per_step, rate = estimate.calibrate(["a", "b"], 16, TrainingOptions(batch_size=4), TypicalityOptions(batch_size=8), steps=1)
     assert 0 < per_step < 30 and rate > 0
+
+
+def test_one_stalled_batch_one_step_does_not_make_a_small_model_compute_bound():
+    """Under load one step of the tiny model once took longer than the bound,
+    the run was extended as Stable Diffusion's is and its estimate read 254
+    min instead of 8: a slow batch-1 time is timed again before it counts."""
+    from diffmine_assets.mining.training import estimate
+
+    def timer(times):
+        calls = iter(times)
+        return lambda k: next(calls)
+
+    bound = estimate.COMPUTE_BOUND_S
+    assert estimate._batch_one(timer([bound * 40, 0.01])) == 0.01  # a stall, then the model's own speed
+    assert estimate._batch_one(timer([0.02, bound * 40])) == 0.02  # fast at once: not timed again
+    # a model that is compute-bound stays so: every try is slow, the fastest counts
+    assert estimate._batch_one(timer([bound * 9, bound * 8, bound * 10])) == bound * 8
+    with pytest.raises(StopIteration):  # and it is tried no more than BATCH_ONE_TRIES times
+        estimate._batch_one(timer([bound * 2] * (estimate.BATCH_ONE_TRIES - 1)))
