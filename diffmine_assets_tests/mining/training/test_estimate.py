@@ -3,7 +3,7 @@
 import pytest
 
 from diffmine_assets.mining.config import TrainingOptions, TranslationOptions, TypicalityOptions
-from diffmine_assets.mining.training.estimate import BudgetTooShort, estimate_run, training_budget, typicality_evaluations
+from diffmine_assets.mining.training.estimate import TARGET_MARGIN, BudgetTooShort, estimate_run, training_budget, typicality_evaluations
 
 
 def test_typicality_work_is_counted_as_the_engine_spends_it():
@@ -35,20 +35,21 @@ def test_estimate_and_budget_from_a_calibration():
     assert [many.images_for(n) for n in (2, 5, 10, 40)] == [8, 8, 3, 2]
     assert tr.total_s == pytest.approx(est.total_s + tr.translation_s) and "translation" in tr.describe()
     assert "min in all" in est.describe()
-    # a whole-run budget leaves training what typicality and the rest do not take
-    assert training_budget(est.total_s, est) == int(est.training_s)
+    # a whole-run budget leaves training what typicality and the rest do not take, less the margin kept for what is not estimated
+    assert training_budget(est.total_s, est) == int(est.total_s * (1 - TARGET_MARGIN) - (est.total_s - est.training_s))
+    assert training_budget(est.total_s, est) < est.training_s
     # a budget the rest of the run alone overruns is refused, naming the figures
     with pytest.raises(BudgetTooShort, match=r"too short .* give at least \d+ s"):
         training_budget(1.0, est)
     # a run that mines no label (--select checkpoint) gives training the whole budget, less what is spent
-    assert training_budget(100.0, est, share=0.0, spent_s=10.5) == 89.0
+    assert training_budget(100.0, est, share=0.0, spent_s=10.5) == int(100 * (1 - TARGET_MARGIN) - 10.5)
     capped = estimate_run(["a", "b"], 1100, 100, 1000, 16, training.model_copy(update={"time_budget": 30}), TypicalityOptions(), calibration=(0.5, 1000.0))
     assert capped.training_steps == 60 and capped.training_s == 30
     # issue 28: with neither steps nor epochs the training's ceiling is what run_target leaves the rest of the run
     evidence = TrainingOptions(batch_size=50, run_target="10m")
     ev = estimate_run(["a", "b"], 1100, 100, 1000, 16, evidence, TypicalityOptions(), calibration=(0.5, 1000.0))
-    assert ev.training_s == int(600 - (ev.typicality_s + ev.other_s)) and ev.training_steps == int(ev.training_s / 0.5)
-    assert ev.total_s == pytest.approx(600, abs=1)
+    assert ev.training_s == int(600 * (1 - TARGET_MARGIN) - (ev.typicality_s + ev.other_s)) and ev.training_steps == int(ev.training_s / 0.5)
+    assert ev.total_s == pytest.approx(600 * (1 - TARGET_MARGIN), abs=1)
     # a target the other stages alone overrun: training still gets a tenth of it (the estimate says it overruns)
     short = estimate_run(["a", "b"], 1100, 100, 1000, 16, evidence.model_copy(update={"run_target": 5.0}), TypicalityOptions(), calibration=(0.5, 1000.0))
     assert short.training_s == 1.0 and short.total_s > 5
