@@ -90,6 +90,16 @@ def checks_within(ceiling_s: float, check_s: float, most: int) -> int:
     return max(2, min(most, int(CHECK_SHARE * ceiling_s / max(check_s, 1e-9))))
 
 
+def replanned_total(budget_s: float, elapsed_s: float, steps_s: float, steps_done: int, done: int, check_s: float, checks_left: int) -> int:
+    """The step count that ends a run at its time ceiling, from what its
+    steps and checks have taken so far: `elapsed_s` of the ceiling spent
+    (set-up and checks included), `steps_s` of it in `steps_done` steps,
+    `check_s` a check, `checks_left` still to come. At least one more step."""
+    per_step = steps_s / max(steps_done, 1)
+    left = budget_s - elapsed_s - checks_left * check_s
+    return done + max(1, int(left / max(per_step, 1e-9)))
+
+
 def planned_steps(cfg: TrainConfig, n_train: int) -> int:
     """Steps of a run: `steps` when given, else `epochs` passes over the
     training images (at least one step); with neither, the evidence sets the
@@ -157,6 +167,7 @@ def train(
     in model space with `in_model_space`."""
     if len(pixels) == 0:
         raise ValueError("no training image")
+    t_begin = time.monotonic()  # a time ceiling is the whole fit's: set-up and checks included
     opt = _optimizer(model, cfg)
     n = len(pixels)
     has_val = val_pixels is not None and len(val_pixels) > 0
@@ -238,6 +249,8 @@ def train(
         t_check = time.monotonic()
         diagnose(0, True)
         check_s = time.monotonic() - t_check
+    checks_s_spent, checks_done = check_s, int(check_s > 0)
+    planned_here = False  # this process sized the run, so it knows what the ceiling has left
     model.module.train()
     t0 = time.monotonic()
     window_t, window_images = time.monotonic(), 0
@@ -250,6 +263,9 @@ def train(
     t_first = t0
     end = start if stopped_by else total
     every = -(-total // n_checks) if evidence else 0
+    if saved is not None and saved[1].get("meta") == meta and saved[1].get("every") and evidence:
+        every = saved[1]["every"]  # as a re-sized run left it
+    last_check = (start // every) * every if every else start
     step = start
     while step < min(end, stop_after if stop_after is not None else end):
         if budget_s and not budgeted and step == start + 1:
@@ -267,7 +283,7 @@ def train(
                 total = max(step + 1, affordable)
                 end = total
                 sched = _schedule(opt, cfg, total, step)
-            budgeted = True
+            budgeted = planned_here = True
             aug = augmentation_for(cfg.flip, cfg.shift, total, cfg.batch_size, n, ceiling=rule is not None)
             if evidence:
                 every = -(-total // n_checks)
@@ -305,6 +321,9 @@ def train(
         if done % cfg.log_every == 0 or done == end:
             now = time.monotonic()
             rate = window_images / max(now - window_t, 1e-9)
+            # before the ceiling has sized the run, the ETA is what is left of the ceiling
+            sized = end < _UNBOUNDED or not budget_s
+            left_s = max(0.0, budget_s - (now - t_begin)) if not sized else 0.0
             val_loss = float("nan")
             if val_x is not None:
                 with averaged(model, ema) as view:
@@ -315,23 +334,47 @@ def train(
                 "val_loss": val_loss,
                 "images_per_s": rate,
                 "elapsed_s": now - t0,
-                "eta_s": (end - done) * cfg.batch_size / max(rate, 1e-9),
+                "eta_s": (end - done) * cfg.batch_size / max(rate, 1e-9) if sized else left_s,
                 "lr": sched.get_last_lr()[0],
             }
             model.module.train()
             log.append(row)
             window_t, window_images = now, 0
             if progress:
-                progress({**row, "total_steps": end})
-        scheduled = done == end or bool(every and done % every == 0)
+                progress({**row, "total_steps": end if sized else done + int(left_s * rate / cfg.batch_size)})
+        # a check due within half an interval of the end waits for the end's own
+        scheduled = done == end or bool(every and done - last_check >= every and 2 * (end - done) >= every)
+        if scheduled:
+            last_check = done
         if scheduled or (cfg.diagnostic_every and done % cfg.diagnostic_every == 0):
+            t_check = time.monotonic()
             diagnose(done, scheduled)
+            checks_s_spent, checks_done = checks_s_spent + time.monotonic() - t_check, checks_done + 1
             if progress and diagnostics and diagnostics[-1]["step"] == done:
                 progress({"step": done, "total_steps": end, "label_gain": diagnostics[-1]["bands"], "quick_accuracy": diagnostics[-1]["quick_accuracy"],
                           **({"best_step": rule.best.step} if rule is not None and rule.best else {})})
             reason = rule.stop_reason(done) if rule is not None and scheduled and done < end else None
             if reason:
                 stopped_by, end = reason, done
+            elif planned_here and scheduled and done < end:
+                # The steps were sized from the first few; the machine's speed
+                # drifts (the 600-image photo-shapes run's steps slowed 5 %
+                # and its fit took 736 s of a 702-s ceiling), so each check
+                # sizes what is left of the ceiling again.
+                now = time.monotonic()
+                steps_s = now - t0 - (checks_s_spent - check_s)
+                checks_left = -(-(end - done) // every)
+                new = replanned_total(budget_s, now - t_begin, steps_s, done - start, done, checks_s_spent / max(checks_done, 1), checks_left)
+                if unbudgeted:
+                    new = min(new, unbudgeted)  # a fixed length is never exceeded
+                if abs(new - total) > 0.01 * total:
+                    total = end = new
+                    # never more checks to come than planned, so their share of the ceiling holds
+                    every = max(every, -(-(total - done) // checks_left))
+                    sched = _schedule(opt, cfg, total, done)
+                    if rule is not None:
+                        rule.min_steps = math.ceil(cfg.min_share * total)
+                    diagnostics[-1]["planned_steps"] = total
         if done in snapshot_steps(total, cfg.snapshots):
             with averaged(model, ema) as view:
                 save_snapshot(view, state_dir, done)
@@ -340,7 +383,7 @@ def train(
             if best is not None:
                 extra[BEST_FILE] = best
             state = {"step": done, "total_steps": total, "budgeted": budgeted, "meta": meta, "config": cfg.model_dump(mode="json"), "log": log,
-                     "diagnostics": diagnostics, "stopped_by": stopped_by, "checks": n_checks, "rule": rule.state() if rule is not None else None,
+                     "diagnostics": diagnostics, "stopped_by": stopped_by, "checks": n_checks, "every": every, "rule": rule.state() if rule is not None else None,
                      "augmentation": aug.as_dict()}
             save_state(model, opt, state_dir, state, extra)
     finished = step >= end
@@ -359,7 +402,7 @@ def train(
         model.module.load_state_dict({**sd, **{k: v.to(sd[k].dtype) for k, v in best.items()}})
         best_step = rule.best.step
     model.module.eval()
-    return TrainResult(steps=step, resumed_from=start, seconds=time.monotonic() - t0, log=log, diagnostics=diagnostics, planned_steps=total,
+    return TrainResult(steps=step, resumed_from=start, seconds=time.monotonic() - t_begin, log=log, diagnostics=diagnostics, planned_steps=total,
                        unbudgeted_steps=unbudgeted, best_step=best_step, stopped_by=stopped_by, finished=finished, augmentation=aug)
 
 

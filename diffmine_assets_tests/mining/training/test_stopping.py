@@ -178,3 +178,45 @@ def test_the_checks_take_at_most_their_share_of_the_ceiling(tmp_path, monkeypatc
     # 0.1 x 10 s / 0.25 s: 4 checks along the run (the last at its end), after the untrained start's
     assert steps[0] == 0 and len(steps) == 5 and steps[-1] == r.steps, steps
     assert load_state(tmp_path / "state")[1]["checks"] == 4
+
+
+class SlowingClock(Clock):
+    """A machine that slows to a third of its speed after its first readings:
+    a run sized on its first steps would overrun its ceiling threefold."""
+
+    def __init__(self, fast_readings: int):
+        super().__init__()
+        self.readings, self.fast = 0, fast_readings
+
+    def monotonic(self) -> float:
+        self.readings += 1
+        self.t += 0.25 if self.readings <= self.fast else 0.75
+        return self.t
+
+
+def test_each_check_sizes_what_is_left_of_the_ceiling_so_a_slowing_run_ends_within_it(tmp_path, monkeypatch):
+    """The 600-image photo-shapes run's steps slowed 5 % after they were
+    timed and its fit took 736 s of a 702-s ceiling: each check re-sizes the
+    remaining steps from the time steps and checks have taken so far."""
+    from diffmine_assets.mining.training import loop
+
+    assert loop.replanned_total(100, 40, 30, 100, 100, 2.0, 3) == 100 + int((100 - 40 - 6) / 0.3)
+    assert loop.replanned_total(100, 99, 30, 100, 100, 2.0, 3) == 101  # past the ceiling: one more step, to end at a check
+    clock = SlowingClock(fast_readings=20)
+    monkeypatch.setattr(loop, "time", clock)
+    pixels, keys = colours(24, 0)
+    val, val_keys = colours(8, 1)
+    opts = TrainingOptions(batch_size=8, warmup_steps=2, time_budget="20s", checks=5, snapshots=0, save_every=1000, log_every=1)
+    r = train(TinyDenoiser(["a", "b"], 16, channels=(16, 16), seed=0), pixels, keys, [f"{i}.png" for i in range(24)], opts, tmp_path / "state",
+              meta={}, val_pixels=val, val_label_keys=val_keys)
+    resized = [d["planned_steps"] for d in r.diagnostics if "planned_steps" in d]
+    assert resized and resized[-1] == r.steps == r.planned_steps  # it ended where the last re-sizing said
+    assert len(resized) >= 2 and resized == sorted(resized, reverse=True)  # the machine only slowed: each re-sizing shrank the run
+    # the whole fit, set-up and checks included, ends near its ceiling (the
+    # drift after the last re-sizing is not seen); sized once on its first
+    # steps it would have run 44 steps and about 48 s
+    assert r.seconds <= 20 * 1.15, (r.seconds, resized)
+    # no check falls within half an interval of the end's own
+    steps = [d["step"] for d in r.diagnostics]
+    assert steps[-1] == r.steps and all(b - a >= 2 for a, b in zip(steps, steps[1:])), steps
+    assert "time ceiling (20 s" in r.stopped_by
