@@ -25,6 +25,12 @@ from .stopping import reads_evidence
 
 # Seconds a Dagster run costs beyond its work (process start, events, IO).
 RUN_OVERHEAD_S = 4.0
+# Seconds the report run takes beyond its network work: the evaluation's
+# figures and pictures, the charts, the page. Measured: 33 s of the 50 of a
+# 10-label, 600-image photo-shapes run (the evaluation 37 s, 17 of them
+# scoring); 43 s in all for the demo's 4 labels, whose first run also builds
+# matplotlib's font cache.
+REPORT_S = 30.0
 
 
 @dataclass
@@ -56,7 +62,7 @@ class RunEstimate:
         return (f"estimate: {m(self.total_s)} in all: {training}, "
                 f"typicality {m(self.typicality_s)} ({self.typicality_evaluations:,} network evaluations), "
                 + (f"translation {m(self.translation_s)} ({self.translation_evaluations:,}), " if self.translation_evaluations else "")
-                + f"the rest {m(self.other_s)}")
+                + f"the rest {m(self.other_s)} (features, runs, the evaluation and the report)")
 
 
 # A batch-1 step or forward pass slower than this is compute-bound (a CPU, or
@@ -172,6 +178,16 @@ def translation_evaluations(labels: int, images: int, opts: TranslationOptions, 
     return labels * per_label * (k + mask + (labels - 1) * (k * rows + typicality.n_samples * 3))
 
 
+def evaluation_evaluations(labels: int, images: int, opts: TranslationOptions, typicality: TypicalityOptions) -> int:
+    """Network evaluations of the report run's evaluation: every translated
+    source scored untranslated under the same (target, source) pair, the
+    chance level of the translations' figures (target, source, null at N)."""
+    if labels < 2:
+        return 0
+    per_label = min(opts.images_for(labels), max(1, images // labels))
+    return labels * per_label * (labels - 1) * typicality.n_samples * 3
+
+
 def estimate_run(labels: list[str], images: int, held_out: int, train_images: int, resolution: int, training: TrainingOptions,
                  typicality: TypicalityOptions, calibration: tuple[float, float] | None = None, translation: TranslationOptions | None = None) -> RunEstimate:
     per_step, rate = calibration or calibrate(labels, resolution, training, typicality)
@@ -181,9 +197,11 @@ def estimate_run(labels: list[str], images: int, held_out: int, train_images: in
         train_s = min(train_s, training.time_budget)
         steps = min(steps, max(1, int(training.time_budget / per_step)))
     evaluations = typicality_evaluations(images, held_out, len(labels), typicality)
-    # features: one pass per image with a kept patch; runs: one per label and three per dataset
-    other = images / rate + RUN_OVERHEAD_S * (len(labels) + 3)
     trans = translation_evaluations(len(labels), images, translation, typicality) if translation else 0
+    # features: one pass per image with a kept patch; runs: one per label and
+    # three per dataset; the report run: its evaluation's scoring and the rest
+    scoring = evaluation_evaluations(len(labels), images, translation, typicality) if translation else 0
+    other = (images + scoring) / rate + RUN_OVERHEAD_S * (len(labels) + 3) + REPORT_S
     # translation runs in float32 (exact inversion): bfloat16 is about 1.4x
     # the rate where typicality uses it (docs/PERFORMANCE.md)
     slower = 1.4 if translation and translation.precision == "float32" and resolve_precision(typicality.precision) != torch.float32 else 1.0

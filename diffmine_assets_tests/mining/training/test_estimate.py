@@ -3,7 +3,7 @@
 import pytest
 
 from diffmine_assets.mining.config import TrainingOptions, TranslationOptions, TypicalityOptions
-from diffmine_assets.mining.training.estimate import TARGET_MARGIN, BudgetTooShort, estimate_run, training_budget, typicality_evaluations
+from diffmine_assets.mining.training.estimate import TARGET_MARGIN, BudgetTooShort, estimate_run, evaluation_evaluations, training_budget, typicality_evaluations
 
 
 def test_typicality_work_is_counted_as_the_engine_spends_it():
@@ -33,7 +33,10 @@ def test_estimate_and_budget_from_a_calibration():
     # with many labels the images per label shrink, so translations grow with the labels, not their square
     many = TranslationOptions()
     assert [many.images_for(n) for n in (2, 5, 10, 40)] == [8, 8, 3, 2]
-    assert tr.total_s == pytest.approx(est.total_s + tr.translation_s) and "translation" in tr.describe()
+    # the report run's evaluation scores every translated source untranslated under the same pair: 3 rows at N
+    assert evaluation_evaluations(2, 1100, TranslationOptions(), TypicalityOptions()) == 2 * 8 * 1 * TypicalityOptions().n_samples * 3
+    assert tr.other_s == pytest.approx(est.other_s + evaluation_evaluations(2, 1100, TranslationOptions(), TypicalityOptions()) / 1000.0)
+    assert tr.total_s == pytest.approx(est.total_s + tr.translation_s + tr.other_s - est.other_s) and "translation" in tr.describe()
     assert "min in all" in est.describe()
     # a whole-run budget leaves training what typicality and the rest do not take, less the margin kept for what is not estimated
     assert training_budget(est.total_s, est) == int(est.total_s * (1 - TARGET_MARGIN) - (est.total_s - est.training_s))
