@@ -141,8 +141,8 @@ def bench_curve(project, dataset: str, overrides: dict, seeds: list[int], data_s
                 log=print) -> dict:
     """Quality against training time. At each number of `minutes`, the
     dataset's recipe (with `overrides`) given that time alone: steps and
-    epochs cleared, so the length is fixed from the first timed steps and
-    the cosine schedule anneals to it, as a default run's does to what its
+    epochs cleared, so the length is sized from the first timed steps (and
+    again at each check) and the cosine schedule anneals to it, as a default run's does to what its
     run target leaves (snapshots of one long run would score weights that
     had not annealed). Two limits: a point shorter than the warm-up ends
     while the learning rate still rises, and with `patience` set the

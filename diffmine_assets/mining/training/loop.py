@@ -2,7 +2,9 @@
 
 Every random draw of step s (batch, label dropout, timesteps, noise) comes
 from a generator seeded by (seed, s), so a run resumed from its last saved
-step continues exactly as the uninterrupted run would have.
+step continues exactly as the uninterrupted run would have. A run whose
+length a time ceiling sets is the exception: its length follows the time
+its steps take (re-sized at each check), which no two runs share.
 """
 
 from __future__ import annotations
@@ -155,12 +157,14 @@ def train(
     ceiling_s: float | None = None,
 ) -> TrainResult:
     """Train `model` for `planned_steps(cfg)` steps (fewer if `cfg.time_budget`
-    would be exceeded: the number is fixed after the first steps are timed and
+    would be exceeded: the number is sized after the first steps are timed and
     recorded, so a resume continues the same run), saving every
     `cfg.save_every` steps to `state_dir` (with `meta`, which must match for a
     resume). With neither steps nor epochs (`cfg.by_evidence`) the length
     follows the held-out evidence (stopping.py) within a ceiling of
-    `cfg.time_budget`, else `ceiling_s`, else `cfg.run_target` seconds, and
+    `cfg.time_budget`, else `ceiling_s`, else `cfg.run_target` seconds, for
+    the whole fit (set-up and checks included; the steps left are sized again
+    at each check, and a resume goes on with what the ceiling had spent), and
     the best check's weights are returned. `names` names each training image
     in errors. `stop_after` ends early (tests of resume; a control stopped
     where its model's best check was). `pixels` are uint8 images, or already
@@ -250,7 +254,8 @@ def train(
         diagnose(0, True)
         check_s = time.monotonic() - t_check
     checks_s_spent, checks_done = check_s, int(check_s > 0)
-    planned_here = False  # this process sized the run, so it knows what the ceiling has left
+    # the run was sized here, or its state says how much of the ceiling it had spent: it can be re-sized
+    planned_here = False
     model.module.train()
     t0 = time.monotonic()
     window_t, window_images = time.monotonic(), 0
@@ -263,9 +268,15 @@ def train(
     t_first = t0
     end = start if stopped_by else total
     every = -(-total // n_checks) if evidence else 0
-    if saved is not None and saved[1].get("meta") == meta and saved[1].get("every") and evidence:
-        every = saved[1]["every"]  # as a re-sized run left it
-    last_check = (start // every) * every if every else start
+    resumed = saved[1] if saved is not None and saved[1].get("meta") == meta else {}
+    if resumed.get("every") and evidence:
+        every = resumed["every"]  # as a re-sized run left it
+    last_check = resumed.get("last_check", (start // every) * every if every else start)
+    # snapshots taken so far (their steps move with a re-sized total; none is taken twice or skipped)
+    snaps = resumed.get("snapshots_taken", sum(1 for s in snapshot_steps(total, cfg.snapshots) if 0 < s <= start))
+    if "ceiling_spent_s" in resumed:
+        t_begin -= resumed["ceiling_spent_s"]  # the ceiling's clock goes on where the saved run left it
+        planned_here = budgeted
     step = start
     while step < min(end, stop_after if stop_after is not None else end):
         if budget_s and not budgeted and step == start + 1:
@@ -349,7 +360,8 @@ def train(
         if scheduled or (cfg.diagnostic_every and done % cfg.diagnostic_every == 0):
             t_check = time.monotonic()
             diagnose(done, scheduled)
-            checks_s_spent, checks_done = checks_s_spent + time.monotonic() - t_check, checks_done + 1
+            if scheduled:  # extra diagnostic readings count as the steps' time: no check budgets for them
+                checks_s_spent, checks_done = checks_s_spent + time.monotonic() - t_check, checks_done + 1
             if progress and diagnostics and diagnostics[-1]["step"] == done:
                 progress({"step": done, "total_steps": end, "label_gain": diagnostics[-1]["bands"], "quick_accuracy": diagnostics[-1]["quick_accuracy"],
                           **({"best_step": rule.best.step} if rule is not None and rule.best else {})})
@@ -365,8 +377,6 @@ def train(
                 steps_s = now - t0 - (checks_s_spent - check_s)
                 checks_left = -(-(end - done) // every)
                 new = replanned_total(budget_s, now - t_begin, steps_s, done - start, done, checks_s_spent / max(checks_done, 1), checks_left)
-                if unbudgeted:
-                    new = min(new, unbudgeted)  # a fixed length is never exceeded
                 if abs(new - total) > 0.01 * total:
                     total = end = new
                     # never more checks to come than planned, so their share of the ceiling holds
@@ -375,15 +385,18 @@ def train(
                     if rule is not None:
                         rule.min_steps = math.ceil(cfg.min_share * total)
                     diagnostics[-1]["planned_steps"] = total
-        if done in snapshot_steps(total, cfg.snapshots):
+        if cfg.snapshots and snaps < cfg.snapshots and done >= round(total * (snaps + 1) / cfg.snapshots):
             with averaged(model, ema) as view:
                 save_snapshot(view, state_dir, done)
+            # one a step: several a shrunk total made due at once are taken on the steps that follow, so the curve keeps its points
+            snaps += 1
         if done % cfg.save_every == 0 or done == end or done == stop_after:
             extra = {EMA_FILE: ema.shadow} if ema is not None else {}
             if best is not None:
                 extra[BEST_FILE] = best
             state = {"step": done, "total_steps": total, "budgeted": budgeted, "meta": meta, "config": cfg.model_dump(mode="json"), "log": log,
-                     "diagnostics": diagnostics, "stopped_by": stopped_by, "checks": n_checks, "every": every, "rule": rule.state() if rule is not None else None,
+                     "diagnostics": diagnostics, "stopped_by": stopped_by, "checks": n_checks, "every": every, "last_check": last_check,
+                     "snapshots_taken": snaps, "ceiling_spent_s": time.monotonic() - t_begin, "rule": rule.state() if rule is not None else None,
                      "augmentation": aug.as_dict()}
             save_state(model, opt, state_dir, state, extra)
     finished = step >= end

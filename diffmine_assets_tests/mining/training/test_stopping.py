@@ -11,7 +11,7 @@ from diffmine_assets.mining.precision import resolve_precision
 from diffmine_assets.mining.tensors import to_model_range
 from diffmine_assets.mining.training.diagnostics import BandGain, held_out_accuracy, label_gain
 from diffmine_assets.mining.training.loop import train
-from diffmine_assets.mining.training.state import BEST_FILE, load_state
+from diffmine_assets.mining.training.state import BEST_FILE, load_state, snapshots_dir
 from diffmine_assets.mining.training.stopping import Check, EvidenceRule, checks_from, evidence_count, reads_evidence
 
 
@@ -206,9 +206,12 @@ def test_each_check_sizes_what_is_left_of_the_ceiling_so_a_slowing_run_ends_with
     monkeypatch.setattr(loop, "time", clock)
     pixels, keys = colours(24, 0)
     val, val_keys = colours(8, 1)
-    opts = TrainingOptions(batch_size=8, warmup_steps=2, time_budget="20s", checks=5, snapshots=0, save_every=1000, log_every=1)
+    opts = TrainingOptions(batch_size=8, warmup_steps=2, time_budget="20s", checks=5, snapshots=4, save_every=1000, log_every=1)
     r = train(TinyDenoiser(["a", "b"], 16, channels=(16, 16), seed=0), pixels, keys, [f"{i}.png" for i in range(24)], opts, tmp_path / "state",
               meta={}, val_pixels=val, val_label_keys=val_keys)
+    # the snapshots follow the re-sized total: the start and 4 more, none twice, the last at the end
+    taken = sorted(int(d.name.split("-")[1]) for d in snapshots_dir(tmp_path / "state").iterdir())
+    assert len(taken) == 5 and taken[0] == 0 and taken[-1] == r.steps, taken
     resized = [d["planned_steps"] for d in r.diagnostics if "planned_steps" in d]
     assert resized and resized[-1] == r.steps == r.planned_steps  # it ended where the last re-sizing said
     assert len(resized) >= 2 and resized == sorted(resized, reverse=True)  # the machine only slowed: each re-sizing shrank the run
@@ -219,4 +222,32 @@ def test_each_check_sizes_what_is_left_of_the_ceiling_so_a_slowing_run_ends_with
     # no check falls within half an interval of the end's own
     steps = [d["step"] for d in r.diagnostics]
     assert steps[-1] == r.steps and all(b - a >= 2 for a, b in zip(steps, steps[1:])), steps
+    assert len(steps) <= opts.checks + 1  # re-sizing never adds checks to those planned
+
+
+def test_a_resized_run_resumes_where_its_checks_and_its_ceiling_left_off(tmp_path, monkeypatch):
+    """Killed after a re-sizing, a run resumes with its checks' spacing, its
+    snapshots and the time its ceiling had spent, and goes on re-sizing."""
+    from diffmine_assets.mining.training import loop
+
+    clock = SlowingClock(fast_readings=20)
+    monkeypatch.setattr(loop, "time", clock)
+    pixels, keys = colours(24, 0)
+    val, val_keys = colours(8, 1)
+    opts = TrainingOptions(batch_size=8, warmup_steps=2, time_budget="20s", checks=5, snapshots=4, save_every=1, log_every=1)
+    args = (pixels, keys, [f"{i}.png" for i in range(24)], opts, tmp_path / "state")
+    first = train(TinyDenoiser(["a", "b"], 16, channels=(16, 16), seed=0), *args, meta={}, val_pixels=val, val_label_keys=val_keys, stop_after=12)
+    saved = load_state(tmp_path / "state")[1]
+    assert first.steps == 12 and saved["last_check"] == max(d["step"] for d in first.diagnostics)
+    assert saved["ceiling_spent_s"] > 0 and saved["every"] > 0
+    clock.t += 1000.0  # another process: its clock reads otherwise
+    r = train(TinyDenoiser(["a", "b"], 16, channels=(16, 16), seed=0), *args, meta={}, val_pixels=val, val_label_keys=val_keys)
+    steps = [d["step"] for d in r.diagnostics]
+    assert r.resumed_from == 12 and steps[-1] == r.steps and len(steps) <= opts.checks + 1, steps
+    # the ceiling's clock went on from the saved run's: the whole run, both
+    # processes, near 20 s (the second pays its own set-up; counted alone it
+    # would read about 8 s)
+    assert saved["ceiling_spent_s"] < r.seconds <= 20 * 1.25, r.seconds
+    taken = sorted(int(d.name.split("-")[1]) for d in snapshots_dir(tmp_path / "state").iterdir())
+    assert len(taken) == 5 and taken[-1] == r.steps, taken
     assert "time ceiling (20 s" in r.stopped_by
