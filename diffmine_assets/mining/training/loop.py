@@ -26,7 +26,8 @@ from ..precision import autocast, resolve_precision
 from ..tensors import to_model_range
 from .augmentation import Augmentation, augment, augmentation_for
 from .averaging import Ema, averaged, trained_weights
-from .diagnostics import held_out_accuracy, label_gain
+from .diagnostics import VAL_IMAGES, held_out_accuracy, held_out_loss, label_gain
+from .pacing import TIMED_STEPS, checks_within, replanned_total
 from .state import BEST_FILE, EMA_FILE, load_optimizer, load_state, save_snapshot, save_state, snapshot_steps, snapshots_dir
 from .stopping import FALLBACK_EPOCHS, Check, EvidenceRule
 
@@ -59,47 +60,6 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-VAL_BATCH = 16  # held-out images per forward pass of the held-out loss: 100 at once at 512 px would need tens of GB
-# The held-out loss is logged every log_every steps: at 185 images in float32
-# it took 7 % of a photo-shapes run's steps; 64 images under the training's
-# precision read the same trend for a sixth of that.
-VAL_IMAGES = 64
-# The held-out checks may take at most this share of the time ceiling: 20
-# checks of 6.3 s each were half of a 3-minute run and a fifth of an
-# 11-minute one on photo-shapes (docs/QUALITY.md, "What the checks cost"),
-# time the steps did not get. Fewer checks are run where each costs more.
-CHECK_SHARE = 0.1
-
-
-def _val_loss(model: Denoiser, x0: torch.Tensor, cond: torch.Tensor, seed: int, dtype: torch.dtype = torch.float32) -> float:
-    if len(x0) == 0:
-        return float("nan")
-    g = torch.Generator().manual_seed(seed + 7)
-    t = torch.randint(0, model.num_train_timesteps, (len(x0),), generator=g)
-    eps = torch.randn(x0.shape, generator=g)
-    total = 0.0
-    with torch.inference_mode(), autocast(model.module, dtype):
-        for s in range(0, len(x0), VAL_BATCH):
-            sl = slice(s, s + VAL_BATCH)
-            pred = model.predict(model.add_noise(x0[sl], eps[sl], t[sl]), t[sl], cond[sl]).float()
-            total += float(((pred - eps[sl]) ** 2).sum())
-    return total / eps.numel()
-
-
-def checks_within(ceiling_s: float, check_s: float, most: int) -> int:
-    """How many held-out checks fit in CHECK_SHARE of a time ceiling, each
-    taking `check_s`: at most `most`, at least 2 (a curve has two ends)."""
-    return max(2, min(most, int(CHECK_SHARE * ceiling_s / max(check_s, 1e-9))))
-
-
-def replanned_total(budget_s: float, elapsed_s: float, steps_s: float, steps_done: int, done: int, check_s: float, checks_left: int) -> int:
-    """The step count that ends a run at its time ceiling, from what its
-    steps and checks have taken so far: `elapsed_s` of the ceiling spent
-    (set-up and checks included), `steps_s` of it in `steps_done` steps,
-    `check_s` a check, `checks_left` still to come. At least one more step."""
-    per_step = steps_s / max(steps_done, 1)
-    left = budget_s - elapsed_s - checks_left * check_s
-    return done + max(1, int(left / max(per_step, 1e-9)))
 
 
 def planned_steps(cfg: TrainConfig, n_train: int) -> int:
@@ -114,13 +74,6 @@ def planned_steps(cfg: TrainConfig, n_train: int) -> int:
 
 # the evidence rule's ceiling before the time budget is applied (never reached)
 _UNBOUNDED = 10_000_000
-# A time budget's step count is fixed after this many steps (the first
-# timed apart: it pays one-off costs), or once `timed_s` of the budget has
-# passed if that comes first (slow steps at 512 px), and never after the
-# warm-up. Five steps sized two runs of the same 11 minutes on photo-shapes
-# at 3,008 and 2,243 steps, the second's first steps slowed (issue 28); 29
-# timed steps average such a start out.
-TIMED_STEPS = 30
 
 
 def _timesteps(cfg: TrainConfig, T: int, n: int, g: torch.Generator) -> torch.Tensor:
@@ -338,7 +291,7 @@ def train(
             val_loss = float("nan")
             if val_x is not None:
                 with averaged(model, ema) as view:
-                    val_loss = _val_loss(view, log_x, log_c, cfg.seed, dtype)
+                    val_loss = held_out_loss(view, log_x, log_c, cfg.seed, dtype)
             row = {
                 "step": done,
                 "loss": per_sample.mean().item(),
