@@ -27,10 +27,16 @@ class _Strict(BaseModel):
         """The options that change results, as JSON-ready values."""
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RUN_ONLY}
 
+    # Fields added after checkpoints were already made, with the value that
+    # changes nothing: left out of the hash at that value, so adding an
+    # option does not show every existing result stale.
+    NEUTRAL_WHEN_ADDED: ClassVar[dict[str, Any]] = {}
+
     def version(self) -> str:
         """A short hash of the options that change results: the code version
         of the assets these options drive, so a change shows them stale."""
-        text = json.dumps(self.result_options(), sort_keys=True)
+        hashed = {k: v for k, v in self.result_options().items() if k not in self.NEUTRAL_WHEN_ADDED or v != self.NEUTRAL_WHEN_ADDED[k]}
+        text = json.dumps(hashed, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -59,6 +65,7 @@ class TrainingOptions(_Strict):
     # on_new_data and continue_steps act only when the data changes: changing
     # them leaves the current checkpoint as valid as it was.
     RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"save_every", "log_every", "diagnostic_every", "on_new_data", "continue_steps", "snapshots"})
+    NEUTRAL_WHEN_ADDED: ClassVar[dict[str, Any]] = {"dropout": 0.0}
 
     backend: Literal["tiny", "stable-diffusion"] = Field(
         "tiny", description="tiny: a small UNet trained from scratch in pixel space (CPU); stable-diffusion: a local Stable Diffusion 1.x folder "
@@ -74,6 +81,8 @@ class TrainingOptions(_Strict):
         "the same embedding scaling and shifting every feature map (film), or label tokens read by cross-attention",
     )
     channels: tuple[int, ...] = Field((64, 64, 64), min_length=2, max_length=5, description="channels of each resolution level of the UNet")
+    dropout: float = Field(0.0, ge=0, lt=1, description="tiny: dropout inside every residual block of the UNet (diffusers' own), "
+                           "a regulariser against memorising a small collection, off by default (docs/QUALITY.md, \"Dropout\")")
     patch: Literal[1, 2, 4] = Field(2, description="pixels per side of the cells the network sees (space-to-depth): 2 makes a 32 px model as cheap as a 16 px one, without losing a pixel")
     steps: int | None = Field(None, ge=1, le=10_000_000, description="optimizer steps: fixes the length (null: from epochs)")
     epochs: float | None = Field(None, gt=0, le=100_000, description="passes over the training images, when steps is null: fixes the length "
@@ -148,6 +157,8 @@ class TrainingOptions(_Strict):
     def _backend_fields(self) -> "TrainingOptions":
         if self.backend == "stable-diffusion" and self.model_path is None:
             raise ValueError("backend stable-diffusion needs model_path: a local Stable Diffusion 1.x folder in the diffusers layout")
+        if self.backend == "stable-diffusion" and self.dropout:
+            raise ValueError("dropout is an option of the tiny backend; Stable Diffusion is finetuned with the paper's recipe (no dropout)")
         if self.prompt_template is not None and "{label}" not in self.prompt_template:
             raise ValueError(f"prompt_template {self.prompt_template!r} has no {{label}}")
         return self

@@ -113,7 +113,7 @@ class TinyDenoiser(Denoiser):
     backend = "tiny"
 
     def __init__(self, labels: list[str], resolution: int, architecture: dict | None = None, num_train_timesteps: int = 1000, seed: int = 0,
-                 conditioning: str = "class", channels=(32, 64, 64), patch: int = 1):
+                 conditioning: str = "class", channels=(32, 64, 64), patch: int = 1, dropout: float = 0.0):
         if resolution % patch:
             raise ValueError(f"resolution {resolution} is not a multiple of the patch size {patch}")
         self.labels = list(labels)
@@ -124,6 +124,8 @@ class TinyDenoiser(Denoiser):
             build = cross_attention_architecture if conditioning == "cross-attention" else default_architecture
             architecture = build(resolution, tuple(channels), patch)
         self.architecture = dict(architecture)
+        if dropout:
+            self.architecture["dropout"] = dropout
         self.architecture["sample_size"] = resolution // patch
         self.num_train_timesteps = num_train_timesteps
         torch.manual_seed(seed)
@@ -147,7 +149,8 @@ class TinyDenoiser(Denoiser):
 
     @classmethod
     def from_options(cls, options, labels: list[str], resolution: int, label_texts: dict[str, str], seed: int) -> "TinyDenoiser":
-        return cls(labels, resolution, seed=seed, conditioning=options.conditioning, channels=options.channels, patch=options.patch)
+        return cls(labels, resolution, seed=seed, conditioning=options.conditioning, channels=options.channels, patch=options.patch,
+                   dropout=options.dropout)
 
     @property
     def unet(self):

@@ -1,3 +1,6 @@
+import hashlib
+import json
+
 import pytest
 import yaml
 
@@ -72,3 +75,17 @@ def test_the_stable_diffusion_backend_takes_the_papers_finetuning_where_the_conf
         training("cardb", prompt_template="A car.")
     tiny = parse_config({"datasets": [{"name": "x", "kind": "folder", "path": "."}]}).datasets[0].training
     assert (tiny.learning_rate, tiny.label_dropout, tiny.prompt_template) == (1e-3, 0.1, None)
+
+
+def test_an_option_added_at_its_neutral_value_keeps_existing_results_current_and_changes_them_when_set():
+    from diffmine_assets.mining.config.options import TrainingOptions
+
+    base = TrainingOptions()
+    assert base.result_options()["dropout"] == 0.0  # recorded with the results
+    # ... but hashed as before `dropout` existed, so every checkpoint made then stays current
+    legacy = {k: v for k, v in base.result_options().items() if k != "dropout"}
+    assert base.version() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:12]
+    assert TrainingOptions(dropout=0.1).version() != base.version()
+    with pytest.raises(ConfigError, match="dropout is an option of the tiny backend"):
+        parse_config({"datasets": [{"name": "x", "kind": "folder", "path": ".",
+                                    "training": {"backend": "stable-diffusion", "model_path": "sd", "dropout": 0.1}}]})

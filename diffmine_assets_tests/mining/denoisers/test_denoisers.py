@@ -36,6 +36,24 @@ def test_every_variant_trains_reloads_and_uses_its_label(tmp_path, conditioning,
     assert (out - other).abs().max() > 1e-6
 
 
+@pytest.mark.parametrize("conditioning", ["class", "cross-attention"])
+def test_dropout_acts_while_training_is_kept_on_reload_and_is_off_when_scoring(tmp_path, conditioning):
+    g = torch.Generator().manual_seed(0)
+    m = TinyDenoiser(LABELS, 16, conditioning=conditioning, channels=(16, 32), patch=2, seed=3, dropout=0.5)
+    drops = [d.p for d in m.module.modules() if isinstance(d, torch.nn.Dropout) and d.p > 0]
+    assert drops and set(drops) == {0.5}
+    xt, t, cond = torch.randn(2, 3, 16, 16, generator=g), torch.tensor([300, 300]), m.condition_ids(["a", "b"])
+    m.save(tmp_path / "model")
+    again = load_denoiser(tmp_path / "model")
+    assert {d.p for d in again.module.modules() if isinstance(d, torch.nn.Dropout) and d.p > 0} == {0.5}
+    with torch.no_grad():
+        m.module.train()
+        assert (m.predict(xt, t, cond) - m.predict(xt, t, cond)).abs().max() > 1e-6  # two draws of the dropout masks
+        m.module.eval(), again.module.eval()
+        torch.testing.assert_close(m.predict(xt, t, cond), m.predict(xt, t, cond))
+        torch.testing.assert_close(again.predict(xt, t, cond), m.predict(xt, t, cond))
+
+
 def test_a_resolution_that_is_not_a_multiple_of_the_cell_is_refused():
     with pytest.raises(ValueError, match="multiple of the patch size"):
         TinyDenoiser(LABELS, 15, patch=2)
