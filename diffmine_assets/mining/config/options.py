@@ -1,7 +1,9 @@
 """The options of each stage of the method, as `diffmine.yaml` declares them
 per dataset (METHOD.md's defaults, or what measured better on a CPU, each
 field saying which). Every field that changes results is part of its
-section's `version()`, the code version of the assets it drives.
+section's `version()`, the code version of the assets it drives (a field
+added later is left out of it at the value that changes nothing, so adding
+it leaves every stored result current: `NEUTRAL_WHEN_ADDED`).
 """
 
 from __future__ import annotations
@@ -23,20 +25,24 @@ class _Strict(BaseModel):
     # state) valid.
     RUN_ONLY: ClassVar[frozenset[str]] = frozenset()
 
-    def result_options(self) -> dict:
-        """The options that change results, as JSON-ready values."""
-        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RUN_ONLY}
-
     # Fields added after checkpoints were already made, with the value that
     # changes nothing: left out of the hash at that value, so adding an
     # option does not show every existing result stale.
     NEUTRAL_WHEN_ADDED: ClassVar[dict[str, Any]] = {}
 
+    def result_options(self) -> dict:
+        """The options that change results, as JSON-ready values."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RUN_ONLY}
+
+    def identity_options(self) -> dict:
+        """The options that change results, as what was made before a field
+        existed names them: a field of NEUTRAL_WHEN_ADDED at that value is left out."""
+        return {k: v for k, v in self.result_options().items() if k not in self.NEUTRAL_WHEN_ADDED or v != self.NEUTRAL_WHEN_ADDED[k]}
+
     def version(self) -> str:
         """A short hash of the options that change results: the code version
         of the assets these options drive, so a change shows them stale."""
-        hashed = {k: v for k, v in self.result_options().items() if k not in self.NEUTRAL_WHEN_ADDED or v != self.NEUTRAL_WHEN_ADDED[k]}
-        text = json.dumps(hashed, sort_keys=True)
+        text = json.dumps(self.identity_options(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

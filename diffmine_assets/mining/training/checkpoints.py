@@ -94,7 +94,7 @@ def fit(
         read_rows = val_rows
     # The saved training state resumes when this identity matches: logging
     # and saving intervals are left out, so changing them keeps the state.
-    identity = {"dataset": dataset, "data_version": data_version, "resolution": resolution, "options": options.result_options()}
+    identity = {"dataset": dataset, "data_version": data_version, "resolution": resolution, "options": options.identity_options()}
     if base is not None:
         model = load_denoiser(base["path"])
         model.add_labels(labels, label_texts=texts, template=options.prompt_template)

@@ -187,9 +187,14 @@ def held_out_loss(model: Denoiser, x0: torch.Tensor, cond: torch.Tensor, seed: i
     t = torch.randint(0, model.num_train_timesteps, (len(x0),), generator=g)
     eps = torch.randn(x0.shape, generator=g)
     total = 0.0
-    with torch.inference_mode(), autocast(model.module, dtype):
-        for s in range(0, len(x0), VAL_BATCH):
-            sl = slice(s, s + VAL_BATCH)
-            pred = model.predict(model.add_noise(x0[sl], eps[sl], t[sl]), t[sl], cond[sl]).float()
-            total += float(((pred - eps[sl]) ** 2).sum())
+    was_training = model.module.training
+    model.module.eval()  # read as the published model is scored: no dropout
+    try:
+        with torch.inference_mode(), autocast(model.module, dtype):
+            for s in range(0, len(x0), VAL_BATCH):
+                sl = slice(s, s + VAL_BATCH)
+                pred = model.predict(model.add_noise(x0[sl], eps[sl], t[sl]), t[sl], cond[sl]).float()
+                total += float(((pred - eps[sl]) ** 2).sum())
+    finally:
+        model.module.train(was_training)
     return total / eps.numel()

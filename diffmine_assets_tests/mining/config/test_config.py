@@ -86,6 +86,8 @@ def test_an_option_added_at_its_neutral_value_keeps_existing_results_current_and
     legacy = {k: v for k, v in base.result_options().items() if k != "dropout"}
     assert base.version() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:12]
     assert TrainingOptions(dropout=0.1).version() != base.version()
+    # a training state saved before the field existed still resumes: its identity names the options the same way
+    assert "dropout" not in base.identity_options() and TrainingOptions(dropout=0.1).identity_options()["dropout"] == 0.1
     with pytest.raises(ConfigError, match="dropout is an option of the tiny backend"):
         parse_config({"datasets": [{"name": "x", "kind": "folder", "path": ".",
                                     "training": {"backend": "stable-diffusion", "model_path": "sd", "dropout": 0.1}}]})

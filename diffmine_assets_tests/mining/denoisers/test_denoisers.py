@@ -7,6 +7,7 @@ import torch
 from diffmine_assets.mining.config import TrainingOptions
 from diffmine_assets.mining.denoisers.registry import load_denoiser
 from diffmine_assets.mining.denoisers.tiny import TinyDenoiser
+from diffmine_assets.mining.training.diagnostics import held_out_loss
 from diffmine_assets.mining.training.loop import train
 
 LABELS = ["a", "b"]
@@ -36,10 +37,11 @@ def test_every_variant_trains_reloads_and_uses_its_label(tmp_path, conditioning,
     assert (out - other).abs().max() > 1e-6
 
 
-@pytest.mark.parametrize("conditioning", ["class", "cross-attention"])
+@pytest.mark.parametrize("conditioning", ["class", "film", "cross-attention"])
 def test_dropout_acts_while_training_is_kept_on_reload_and_is_off_when_scoring(tmp_path, conditioning):
     g = torch.Generator().manual_seed(0)
-    m = TinyDenoiser(LABELS, 16, conditioning=conditioning, channels=(16, 32), patch=2, seed=3, dropout=0.5)
+    opts = TrainingOptions(conditioning=conditioning, channels=(16, 32), patch=2, dropout=0.5)
+    m = TinyDenoiser.from_options(opts, LABELS, 16, {k: k for k in LABELS}, seed=3)
     drops = [d.p for d in m.module.modules() if isinstance(d, torch.nn.Dropout) and d.p > 0]
     assert drops and set(drops) == {0.5}
     xt, t, cond = torch.randn(2, 3, 16, 16, generator=g), torch.tensor([300, 300]), m.condition_ids(["a", "b"])
@@ -52,6 +54,12 @@ def test_dropout_acts_while_training_is_kept_on_reload_and_is_off_when_scoring(t
         m.module.eval(), again.module.eval()
         torch.testing.assert_close(m.predict(xt, t, cond), m.predict(xt, t, cond))
         torch.testing.assert_close(again.predict(xt, t, cond), m.predict(xt, t, cond))
+    # the held-out loss logged along training reads the network as it is scored, and leaves it training
+    m.module.train()
+    x0 = torch.randn(4, 3, 16, 16, generator=g)
+    c4 = m.condition_ids(["a", "b", "a", "b"])
+    assert held_out_loss(m, x0, c4, seed=1) == held_out_loss(m, x0, c4, seed=1)
+    assert m.module.training
 
 
 def test_a_resolution_that_is_not_a_multiple_of_the_cell_is_refused():
