@@ -11,6 +11,7 @@ the gain is not positive are bands where typicality draws add only noise.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,18 @@ import torch
 
 from ..denoisers.base import Denoiser
 from ..precision import autocast
+
+
+@contextmanager
+def _as_scored(model: Denoiser):
+    """The network as the published model is scored (eval mode: no
+    dropout), back in the mode it was in afterwards."""
+    was_training = model.module.training
+    model.module.eval()
+    try:
+        yield
+    finally:
+        model.module.train(was_training)
 
 DIAGNOSTIC_BANDS = 10
 DIAGNOSTIC_IMAGES = 128
@@ -85,10 +98,8 @@ def label_gain(
     null = model.condition_ids([None])
     gains = torch.empty(len(rows_img), dtype=torch.float64)
     nulls = torch.empty(len(rows_img), dtype=torch.float64)
-    was_training = model.module.training
-    model.module.eval()
     step = max(1, batch_size // 2)
-    with torch.inference_mode(), autocast(model.module, dtype):
+    with _as_scored(model), torch.inference_mode(), autocast(model.module, dtype):
         for s in range(0, len(rows_img), step):
             ii, tt, ee = rows_img[s : s + step], t[s : s + step], eps[s : s + step]
             m = len(ii)
@@ -97,8 +108,6 @@ def label_gain(
             err = ((pred - torch.cat([ee, ee])) ** 2).mean(dim=(1, 2, 3)).double()
             gains[s : s + m] = err[m:] - err[:m]
             nulls[s : s + m] = err[m:]
-    if was_training:
-        model.module.train()
     out = []
     for b in range(bands):
         sel = rows_band == b
@@ -157,16 +166,12 @@ def held_out_accuracy(
     drw = torch.tensor([r[1] for r in rows])
     lab = torch.tensor([r[2] for r in rows])
     losses = torch.empty(len(rows), dtype=torch.float64)
-    was_training = model.module.training
-    model.module.eval()
-    with torch.inference_mode(), autocast(model.module, dtype):
+    with _as_scored(model), torch.inference_mode(), autocast(model.module, dtype):
         for s in range(0, len(rows), batch_size):
             ii, dd, cc = img[s : s + batch_size], drw[s : s + batch_size], lab[s : s + batch_size]
             eps, t = eps_draw[dd], t_draw[dd]
             pred = model.predict(model.add_noise(x0[ii], eps, t), t, conds[cc]).float()
             losses[s : s + len(ii)] = ((pred - eps) ** 2).mean(dim=(1, 2, 3)).double()
-    if was_training:
-        model.module.train()
     predicted = losses.view(n, draws, labels).mean(1).argmin(1) + 1
     return float((predicted == cond).float().mean())
 
@@ -187,14 +192,9 @@ def held_out_loss(model: Denoiser, x0: torch.Tensor, cond: torch.Tensor, seed: i
     t = torch.randint(0, model.num_train_timesteps, (len(x0),), generator=g)
     eps = torch.randn(x0.shape, generator=g)
     total = 0.0
-    was_training = model.module.training
-    model.module.eval()  # read as the published model is scored: no dropout
-    try:
-        with torch.inference_mode(), autocast(model.module, dtype):
-            for s in range(0, len(x0), VAL_BATCH):
-                sl = slice(s, s + VAL_BATCH)
-                pred = model.predict(model.add_noise(x0[sl], eps[sl], t[sl]), t[sl], cond[sl]).float()
-                total += float(((pred - eps[sl]) ** 2).sum())
-    finally:
-        model.module.train(was_training)
+    with _as_scored(model), torch.inference_mode(), autocast(model.module, dtype):
+        for s in range(0, len(x0), VAL_BATCH):
+            sl = slice(s, s + VAL_BATCH)
+            pred = model.predict(model.add_noise(x0[sl], eps[sl], t[sl]), t[sl], cond[sl]).float()
+            total += float(((pred - eps[sl]) ** 2).sum())
     return total / eps.numel()
