@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ..mining.datasets.ingest import data_version as compute_data_version
 from ..mining.report.visuals import label_gain_chart, loss_chart, training_evidence_chart
-from ..mining.training.checkpoints import FittedCheckpoint, continuation_base, fit, published_check, up_to_date
+from ..mining.training.checkpoints import FittedCheckpoint, continuation_base, fit, network_changes, published_check, up_to_date
 from ..mining.training.diagnostics import describe_gain
 from ..mining.training.estimate import estimate_run
 from ..mining.training.loop import TrainingDiverged
@@ -137,6 +137,11 @@ def build_model_assets(spec):
             yield Output(lake.read_partition("training_log", name), output_name="training_log", data_version=version, metadata={"reused": True})
             return
         continuing = continuation_base(previous, opts, spec.options.resolution, data_version) is not None
+        new_data = previous is not None and previous.get("data_version") != data_version
+        changed = network_changes(previous, opts) if new_data and not continuing and opts.on_new_data == "continue" else {}
+        if changed:
+            context.log.info(f"not continuing checkpoint {previous['checkpoint_id']}: its network was built with other options ("
+                             + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()) + "): training afresh")
         ceiling = training_ceiling(spec, images, opts, context.log.info, continuing)
         try:
             fitted = fit(name, images, opts, spec.options.resolution, data_version, lake.files_dir(name, "checkpoints"), _progress(context), previous=previous,

@@ -131,6 +131,25 @@ def test_retrain_option_starts_from_scratch(photos):
     assert row["continued_from"] is None and row["steps"] == 30 and sorted(row["labels"]) == ["birds", "cats", "dogs"]
 
 
+def test_new_data_after_a_network_change_trains_the_new_network(photos):
+    """A continuation loads the previous checkpoint's network as it was: with
+    the conditioning changed since, new data must not keep the old one."""
+    from diffmine_assets.mining.denoisers.registry import load_denoiser
+
+    root, cfg, instance = photos
+    first_run(build_definitions(cfg), instance)
+    old = Lake(root / "lake").read_partition("checkpoint", "photos").row(0, named=True)
+    training = {**FAST["training"], "continue_steps": 20, "conditioning": "film"}
+    write_config(root, [{"name": "photos", "kind": "folder", "path": "photos", "options": {"resolution": 16, "val_fraction": 0.0}, **FAST, "training": training}])
+    defs = build_definitions(cfg)
+    write_image(root / "photos" / "birds" / "0.png", size=(32, 32), seed=7)
+    execute(defs, instance, tick(defs, instance))
+    row = Lake(root / "lake").read_partition("checkpoint", "photos").row(0, named=True)
+    assert row["checkpoint_id"] != old["checkpoint_id"]
+    assert row["continued_from"] is None and row["steps"] == 30 and sorted(row["labels"]) == ["birds", "cats", "dogs"]
+    assert load_denoiser(old["path"]).conditioning == "class" and load_denoiser(row["path"]).conditioning == "film"
+
+
 def test_a_label_ingestion_cannot_use_never_blocks_the_others(photos):
     """A label folder holding only files ingestion drops (a Thumbs.db, a text
     file, a corrupt image) is asked for once; the dataset's other labels are

@@ -73,6 +73,19 @@ class TrainingOptions(_Strict):
     RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"save_every", "log_every", "diagnostic_every", "on_new_data", "continue_steps", "snapshots"})
     NEUTRAL_WHEN_ADDED: ClassVar[dict[str, Any]] = {"dropout": 0.0}
 
+    # What a saved network is built with (its weights' shapes, or layers
+    # that load with it): a continuation loads the previous checkpoint's
+    # network, so when one of these changed it would silently keep the old.
+    NETWORK: ClassVar[tuple[str, ...]] = ("backend", "model_path", "conditioning", "channels", "dropout", "patch", "lora_rank")
+
+    def network_changes(self, before: dict) -> dict[str, tuple[Any, Any]]:
+        """The network fields whose value differs from `before` (a checkpoint's
+        stored options, JSON), as {field: (before, now)}; a field the stored
+        options lack counts at its neutral value."""
+        now = self.model_dump(mode="json")
+        was = {k: before.get(k, self.NEUTRAL_WHEN_ADDED.get(k)) for k in self.NETWORK}
+        return {k: (was[k], now[k]) for k in self.NETWORK if was[k] != now[k]}
+
     backend: Literal["tiny", "stable-diffusion"] = Field(
         "tiny", description="tiny: a small UNet trained from scratch in pixel space (CPU); stable-diffusion: a local Stable Diffusion 1.x folder "
         "finetuned in latent space (a GPU; docs/STABLE_DIFFUSION.md)")

@@ -168,7 +168,21 @@ def continuation_base(previous: dict | None, options: TrainingOptions, resolutio
         return None
     if previous.get("resolution") != resolution or not Path(previous["path"]).exists():
         return None
+    if network_changes(previous, options):
+        return None
     return previous
+
+
+def network_changes(previous: dict, options: TrainingOptions) -> dict:
+    """What the options change in the network of the `previous` checkpoint
+    (conditioning, channels, dropout, ...): {field: (before, now)}. A
+    continuation would load that network as it was, so any change trains
+    afresh; unreadable stored options count as a change."""
+    try:
+        before = json.loads(previous.get("params") or "")
+    except (TypeError, ValueError):
+        return {"params": ("unreadable", "current")}
+    return options.network_changes(before) if isinstance(before, dict) else {"params": ("unreadable", "current")}
 
 
 def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, checkpoints_dir: Path, params: dict, keep_state: bool = False) -> FittedCheckpoint:
