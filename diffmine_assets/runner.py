@@ -316,10 +316,14 @@ def run_dataset(instance: DagsterInstance, config_path: Path, dataset: str, labe
 def evaluate_dataset(instance: DagsterInstance, config_path: Path, dataset: str, control: str, curve: bool = False, log=print) -> tuple[dict, dict | None]:
     """Materialize the dataset's `evaluation` asset again with `control`
     (and `curve`): (the run's summary, the figures it stored; None when the
-    run failed). Training a control takes as long as the model's: said first."""
+    run failed). Training a control takes as long as the model's: said first.
+    A report already rendered is rendered again in the same run: it shows
+    the evaluation's figures, and left as it was it would show the last ones."""
     if control != "none":
         log(f"evaluating {dataset} beside the {control} control (a shuffled control trains like the model, once, then is kept) ...")
-    done = run_dataset(instance, config_path, dataset, select=["evaluation"], force=True, evaluation_control=control, evaluation_curve=curve, log=log)
+    rendered = instance.get_latest_materialization_event(asset_key(dataset, "report")) is not None
+    done = run_dataset(instance, config_path, dataset, select=["evaluation", "report"] if rendered else ["evaluation"], force=True,
+                       evaluation_control=control, evaluation_curve=curve, log=log)
     if done["failed_runs"]:
         return done, None
     return done, instance.get_latest_materialization_event(asset_key(dataset, "evaluation")).asset_materialization.metadata["figures"].value
