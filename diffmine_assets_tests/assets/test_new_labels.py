@@ -139,7 +139,7 @@ def test_new_data_after_a_network_change_trains_the_new_network(photos):
     root, cfg, instance = photos
     first_run(build_definitions(cfg), instance)
     old = Lake(root / "lake").read_partition("checkpoint", "photos").row(0, named=True)
-    training = {**FAST["training"], "continue_steps": 20, "conditioning": "film"}
+    training = {**FAST["training"], "continue_steps": 20, "conditioning": "class"}
     write_config(root, [{"name": "photos", "kind": "folder", "path": "photos", "options": {"resolution": 16, "val_fraction": 0.0}, **FAST, "training": training}])
     defs = build_definitions(cfg)
     write_image(root / "photos" / "birds" / "0.png", size=(32, 32), seed=7)
@@ -147,7 +147,7 @@ def test_new_data_after_a_network_change_trains_the_new_network(photos):
     row = Lake(root / "lake").read_partition("checkpoint", "photos").row(0, named=True)
     assert row["checkpoint_id"] != old["checkpoint_id"]
     assert row["continued_from"] is None and row["steps"] == 30 and sorted(row["labels"]) == ["birds", "cats", "dogs"]
-    assert load_denoiser(old["path"]).conditioning == "class" and load_denoiser(row["path"]).conditioning == "film"
+    assert load_denoiser(old["path"]).conditioning == "film" and load_denoiser(row["path"]).conditioning == "class"
 
 
 def test_a_label_ingestion_cannot_use_never_blocks_the_others(photos):

@@ -3,9 +3,14 @@
 Condition 0 is the null condition; label i (in `labels` order) is condition
 i + 1, so labels added later append embeddings and old ones keep theirs.
 
-Two ways for the label to reach the network (`conditioning`):
+Three ways for the label to reach the network (`conditioning`):
 - "class": diffusers' `UNet2DModel` with a class embedding added to the
   time embedding: one vector per label, the same bias at every pixel;
+- "film" (the default): the same model and embedding, but every residual
+  block's normalised features are scaled and shifted by it
+  (`resnet_time_scale_shift: scale_shift`), so the label can gain or mute a
+  feature, not only bias it: better held-out accuracy and maps on
+  photo-shapes (docs/QUALITY.md, "FiLM conditioning");
 - "cross-attention": diffusers' `UNet2DConditionModel`, as Stable Diffusion
   is conditioned: every condition is a short sequence of learned tokens (a
   few shared "generic prompt" tokens, then the condition's own tokens), and

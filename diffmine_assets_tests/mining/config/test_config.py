@@ -75,6 +75,8 @@ def test_the_stable_diffusion_backend_takes_the_papers_finetuning_where_the_conf
         training("cardb", prompt_template="A car.")
     tiny = parse_config({"datasets": [{"name": "x", "kind": "folder", "path": "."}]}).datasets[0].training
     assert (tiny.learning_rate, tiny.label_dropout, tiny.prompt_template) == (1e-3, 0.1, None)
+    # the tiny default moved to FiLM; Stable Diffusion, which does not read the field, keeps the value its checkpoints were hashed with
+    assert (tiny.conditioning, t.conditioning) == ("film", "class")
 
 
 def test_an_option_added_at_its_neutral_value_keeps_existing_results_current_and_changes_them_when_set():
@@ -91,7 +93,7 @@ def test_an_option_added_at_its_neutral_value_keeps_existing_results_current_and
     # ... and a checkpoint made then is the same network as one made now without it: new data continues it
     assert base.network_changes(legacy) == {}
     assert TrainingOptions(dropout=0.1).network_changes(legacy) == {"dropout": (0.0, 0.1)}
-    assert TrainingOptions(conditioning="film").network_changes(legacy) == {"conditioning": ("class", "film")}
+    assert TrainingOptions(conditioning="class").network_changes(legacy) == {"conditioning": ("film", "class")}
     assert base.network_changes({**legacy, "learning_rate": 0.5}) == {}  # the recipe is not the network
     with pytest.raises(ConfigError, match="dropout is an option of the tiny backend"):
         parse_config({"datasets": [{"name": "x", "kind": "folder", "path": ".",
