@@ -244,7 +244,7 @@ def cmd_eval(args) -> int:
     print(f"{args.dataset}: checkpoint {figures['checkpoint_id']}, {figures['labels']} labels, {figures['images']} images")
     for line in verdict_lines(figures):
         print(line)
-    if run.get("report") and "report" in run["ran"].get(f"{args.dataset} (report)", []):
+    if run.get("report_rendered"):
         print(f"report:  {run['report']}   (rendered again with these figures)")
     _emit(figures)
     return 0

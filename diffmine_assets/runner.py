@@ -16,7 +16,7 @@ from dagster._core.loader import LoadingContext
 from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
 from .definitions import build_definitions
-from .mining.config.project import ConfigError
+from .mining.config.project import ConfigError, load_config
 from .mining.datasets.base import DatasetError
 from .mining.datasets.registry import discover
 from .mining.training.estimate import BudgetTooShort, RunEstimate, estimate_run, training_budget
@@ -317,16 +317,19 @@ def evaluate_dataset(instance: DagsterInstance, config_path: Path, dataset: str,
     """Materialize the dataset's `evaluation` asset again with `control`
     (and `curve`): (the run's summary, the figures it stored; None when the
     run failed). Training a control takes as long as the model's: said first.
-    A report already rendered is rendered again in the same run: it shows
-    the evaluation's figures, and left as it was it would show the last ones."""
+    A rendered report with figures (boxes) is rendered again to show these
+    (`done["report_rendered"]`); if that fails, the evaluation stands."""
     if control != "none":
         log(f"evaluating {dataset} beside the {control} control (a shuffled control trains like the model, once, then is kept) ...")
-    rendered = instance.get_latest_materialization_event(asset_key(dataset, "report")) is not None
-    done = run_dataset(instance, config_path, dataset, select=["evaluation", "report"] if rendered else ["evaluation"], force=True,
-                       evaluation_control=control, evaluation_curve=curve, log=log)
+    done = run_dataset(instance, config_path, dataset, select=["evaluation"], force=True, evaluation_control=control, evaluation_curve=curve, log=log)
     if done["failed_runs"]:
         return done, None
-    return done, instance.get_latest_materialization_event(asset_key(dataset, "evaluation")).asset_materialization.metadata["figures"].value
+    figures = instance.get_latest_materialization_event(asset_key(dataset, "evaluation")).asset_materialization.metadata["figures"].value
+    if instance.get_latest_materialization_event(asset_key(dataset, "report")) and Lake(load_config(config_path).lake).has_partition("ground_truth_boxes", dataset):
+        done["report_rendered"] = not run_dataset(instance, config_path, dataset, select=["report"], force=True, log=log)["failed_runs"]
+        if not done["report_rendered"]:
+            log("the report was not rendered again (its run failed, above): it still shows the previous figures; the evaluation is stored")
+    return done, figures
 
 
 def _ingest_summary(instance: DagsterInstance, dataset: str, run_id: str, log) -> dict:

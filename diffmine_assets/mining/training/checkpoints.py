@@ -181,8 +181,8 @@ def network_changes(previous: dict, options: TrainingOptions) -> dict:
     try:
         before = json.loads(previous.get("params") or "")
     except (TypeError, ValueError):
-        return {"params": ("unreadable", "current")}
-    return options.network_changes(before) if isinstance(before, dict) else {"params": ("unreadable", "current")}
+        before = None
+    return options.network_changes(before) if isinstance(before, dict) else {"stored options": ("unreadable", "these")}
 
 
 def publish(dataset: str, model: Denoiser, result: TrainResult, meta: dict, checkpoints_dir: Path, params: dict, keep_state: bool = False) -> FittedCheckpoint:

@@ -90,11 +90,16 @@ def test_an_option_added_at_its_neutral_value_keeps_existing_results_current_and
     assert TrainingOptions(dropout=0.1).version() != base.version()
     # a training state saved before the field existed still resumes: its identity names the options the same way
     assert "dropout" not in base.identity_options() and TrainingOptions(dropout=0.1).identity_options()["dropout"] == 0.1
-    # ... and a checkpoint made then is the same network as one made now without it: new data continues it
+    # ... and a checkpoint whose options lack it is the network it was: new data continues it when nothing else differs
     assert base.network_changes(legacy) == {}
     assert TrainingOptions(dropout=0.1).network_changes(legacy) == {"dropout": (0.0, 0.1)}
-    assert TrainingOptions(conditioning="class").network_changes(legacy) == {"conditioning": ("film", "class")}
     assert base.network_changes({**legacy, "learning_rate": 0.5}) == {}  # the recipe is not the network
+    # a checkpoint from before conditioning, dropout and lora_rank were recorded was a class-embedding network without them
+    older = {k: v for k, v in legacy.items() if k not in ("conditioning", "lora_rank")}
+    assert TrainingOptions(conditioning="class").network_changes(older) == {}
+    assert base.network_changes(older) == {"conditioning": ("class", "film")}
+    # channels had another default then: not recorded is another network
+    assert base.network_changes({k: v for k, v in older.items() if k != "channels"}) == {"channels": ("not recorded", [64, 64, 64]), "conditioning": ("class", "film")}
     with pytest.raises(ConfigError, match="dropout is an option of the tiny backend"):
         parse_config({"datasets": [{"name": "x", "kind": "folder", "path": ".",
                                     "training": {"backend": "stable-diffusion", "model_path": "sd", "dropout": 0.1}}]})
