@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ..mining.datasets.ingest import data_version as compute_data_version
 from ..mining.report.visuals import label_gain_chart, loss_chart, training_evidence_chart
-from ..mining.training.checkpoints import FittedCheckpoint, continuation_base, fit, network_changes, published_check, up_to_date
+from ..mining.training.checkpoints import FittedCheckpoint, continuation_base, fit, published_check, up_to_date
 from ..mining.training.diagnostics import describe_gain
 from ..mining.training.estimate import estimate_run
 from ..mining.training.loop import TrainingDiverged
@@ -76,19 +76,6 @@ def _metadata(name: str, fitted: FittedCheckpoint, data_version: str) -> dict:
     })
 
 
-def continues(previous: dict | None, opts, resolution: int, data_version: str, log) -> bool:
-    """Whether new data continues the previous checkpoint; when only its
-    network's options stand in the way, the log says which."""
-    if continuation_base(previous, opts, resolution, data_version) is not None:
-        return True
-    new_data = previous is not None and previous.get("data_version") != data_version
-    changed = network_changes(previous, opts) if new_data and opts.on_new_data == "continue" else {}
-    if changed:
-        log(f"not continuing checkpoint {previous['checkpoint_id']}: its network was built with other options ("
-            + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()) + "): training afresh")
-    return False
-
-
 def training_ceiling(spec, images: pl.DataFrame, opts, log, continuing: bool) -> float | None:
     """Seconds an evidence-length training may take when no budget is given:
     what the dataset's `run_target` leaves after the estimate of the other
@@ -149,7 +136,7 @@ def build_model_assets(spec):
             yield Output(previous_table, output_name="checkpoint", data_version=version, metadata=meta)
             yield Output(lake.read_partition("training_log", name), output_name="training_log", data_version=version, metadata={"reused": True})
             return
-        continuing = continues(previous, opts, spec.options.resolution, data_version, context.log.info)
+        continuing = continuation_base(previous, opts, spec.options.resolution, data_version, context.log.info) is not None
         ceiling = training_ceiling(spec, images, opts, context.log.info, continuing)
         try:
             fitted = fit(name, images, opts, spec.options.resolution, data_version, lake.files_dir(name, "checkpoints"), _progress(context), previous=previous,

@@ -160,17 +160,18 @@ def up_to_date(previous: dict | None, options: TrainingOptions, resolution: int,
     return before.result_options() == options.result_options()
 
 
-def continuation_base(previous: dict | None, options: TrainingOptions, resolution: int, data_version: str) -> dict | None:
-    """The previous checkpoint to continue from, or None to train afresh."""
-    if previous is None or options.on_new_data != "continue":
-        return None
-    if previous.get("data_version") == data_version or previous.get("backend") != options.backend:
+def continuation_base(previous: dict | None, options: TrainingOptions, resolution: int, data_version: str, log=None) -> dict | None:
+    """The previous checkpoint to continue from, or None to train afresh;
+    `log` is told when only the network's options stand in the way."""
+    if previous is None or options.on_new_data != "continue" or previous.get("data_version") == data_version:
         return None
     if previous.get("resolution") != resolution or not Path(previous["path"]).exists():
         return None
-    if network_changes(previous, options):
-        return None
-    return previous
+    changed = network_changes(previous, options)  # the backend among them
+    if changed and log is not None:
+        log(f"not continuing checkpoint {previous['checkpoint_id']}: its network was built with other options ("
+            + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()) + "): training afresh")
+    return None if changed else previous
 
 
 def network_changes(previous: dict, options: TrainingOptions) -> dict:
