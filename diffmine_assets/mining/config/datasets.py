@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from .options import (
+    SD_TYPICALITY,
     ClusterOptions,
     CorrespondenceOptions,
     FeatureOptions,
@@ -114,6 +115,17 @@ class _DatasetBase(_Strict):
     clusters: ClusterOptions = ClusterOptions()
     translation: TranslationOptions = TranslationOptions()
     baseline: CorrespondenceOptions = CorrespondenceOptions()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_typicality(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        training, typicality = data.get("training") or {}, data.get("typicality") or {}
+        backend = training.get("backend") if isinstance(training, dict) else getattr(training, "backend", None)
+        if backend == "stable-diffusion" and isinstance(typicality, dict):
+            return {**data, "typicality": {**SD_TYPICALITY, **typicality}}
+        return data
 
     @model_validator(mode="after")
     def _prompts(self) -> "_DatasetBase":

@@ -64,6 +64,10 @@ def parse_duration(value: Any) -> Any:
 # tiny default did.
 SD_DEFAULTS: dict[str, Any] = {"shift": 0.0, "epochs": 100.0, "learning_rate": 1e-5, "label_dropout": 0.05, "timesteps": "uniform", "loss_weighting": "none",
                                "batch_size": 32, "warmup_steps": 500, "conditioning": "class"}
+# The same for typicality: the label matrix scores on the maps' draws, as
+# every Stable Diffusion figure was measured (its own range was measured on
+# the CPU model only).
+SD_TYPICALITY: dict[str, Any] = {"matrix_t_min": None, "matrix_t_max": None}
 
 
 class TrainingOptions(_Strict):
@@ -193,6 +197,8 @@ class TypicalityOptions(_Strict):
 
     # the noise draws do not depend on the batch: only rounding does
     RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+    # null: the matrix on the maps' draws, as every result before the fields existed
+    NEUTRAL_WHEN_ADDED: ClassVar[dict[str, Any]] = {"matrix_t_min": None, "matrix_t_max": None}
 
     n_samples: int = Field(32, ge=2, le=100_000, description="(noise, t) pairs per image")
     t_min: float = Field(0.1, ge=0, lt=1)
@@ -210,6 +216,19 @@ class TypicalityOptions(_Strict):
     )
     matrix_samples: int = Field(8, ge=1, description="samples every label of the matrix gets first (rounded up to whole replicates)")
     matrix_finalists: int = Field(3, ge=1, description="labels per image that then get all n_samples; the prediction is the best of them")
+    # A classification compares labels with each other; the maps compare a
+    # label with none. On the CPU model the small elements' shapes are told
+    # apart at lower noise than the maps need (docs/QUALITY.md, "The label
+    # matrix's own timesteps").
+    matrix_t_min: float | None = Field(0.05, ge=0, lt=1, description="label matrix: lowest timestep, as a fraction of T (null: the maps' range and draws)")
+    matrix_t_max: float | None = Field(0.3, gt=0, le=1, description="label matrix: highest timestep, as a fraction of T (null: the maps' range and draws)")
+
+    @property
+    def matrix_range(self) -> tuple[float, float] | None:
+        """The label matrix's own timestep range, or None where it scores on the maps' draws."""
+        if self.matrix_t_min is None or (self.matrix_t_min, self.matrix_t_max) == (self.t_min, self.t_max):
+            return None
+        return (self.matrix_t_min, self.matrix_t_max)
 
     @field_validator("label_matrix", mode="before")
     @classmethod
@@ -220,6 +239,10 @@ class TypicalityOptions(_Strict):
     def _consistent(self) -> "TypicalityOptions":
         if self.t_max <= self.t_min:
             raise ValueError(f"t_max ({self.t_max}) must be above t_min ({self.t_min})")
+        if (self.matrix_t_min is None) != (self.matrix_t_max is None):
+            raise ValueError("matrix_t_min and matrix_t_max are set together (both null: the label matrix uses the maps' range)")
+        if self.matrix_t_min is not None and self.matrix_t_max <= self.matrix_t_min:
+            raise ValueError(f"matrix_t_max ({self.matrix_t_max}) must be above matrix_t_min ({self.matrix_t_min})")
         per_group = 2 if self.sampling.endswith("antithetic") else 1
         if self.n_samples % (self.groups * per_group):
             raise ValueError(f"n_samples ({self.n_samples}) must be a multiple of groups x {per_group} ({self.groups * per_group}) with sampling {self.sampling!r}")

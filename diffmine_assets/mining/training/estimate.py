@@ -159,12 +159,14 @@ def typicality_evaluations(images: int, held_out: int, labels: int, opts: Typica
     null at N samples for every image; the label matrix's other labels at
     `matrix_samples`, and about `matrix_finalists - 1` of them (the own label
     is usually a finalist) at the remaining samples, for the images it
-    covers."""
+    covers (and their own label and the null again at N samples where the
+    matrix has its own timestep range)."""
     n = opts.n_samples
     evaluations = images * n * 2
     covered = {"all": images, "held-out": held_out, "none": 0}[opts.label_matrix]
     if labels > 1 and covered:
         first = min(n, opts.matrix_samples)
+        evaluations += covered * n * 2 if opts.matrix_range is not None else 0
         evaluations += covered * ((labels - 1) * first + max(0, min(labels, opts.matrix_finalists) - 1) * (n - first))
     return evaluations
 

@@ -127,6 +127,18 @@ def noise_set(model: Denoiser, shape: tuple[int, int, int], opts: TypicalityOpti
     return NoiseSet(torch.cat(epss), torch.cat(ts), group, torch.cat(ws), q.tolist() if importance else [])
 
 
+def matrix_noise_set(model: Denoiser, shape: tuple[int, int, int], opts: TypicalityOptions) -> NoiseSet | None:
+    """The label matrix's own draws, where it has its own range: stratified
+    over that range (no pilot: they depend on the options and the seed
+    only, so every image of every partition gets the same), antithetic where
+    the maps' sampling is; None where the matrix scores on the maps' draws."""
+    if opts.matrix_range is None:
+        return None
+    lo, hi = opts.matrix_range
+    sampling = "iid" if opts.sampling == "iid" else ("stratified-antithetic" if opts.sampling.endswith("antithetic") else "stratified")
+    return noise_set(model, shape, opts.model_copy(update={"t_min": lo, "t_max": hi, "sampling": sampling}))
+
+
 def pilot_rows(images, n: int = PILOT_IMAGES):
     """The images a dataset's timestep pilot runs on: chosen from the whole
     dataset by image id (a content hash, so stable), one per label first, so

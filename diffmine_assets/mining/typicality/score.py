@@ -21,7 +21,7 @@ import torch
 from ..config.options import TypicalityOptions
 from ..denoisers.base import Denoiser
 from ..tensors import model_space
-from .estimator import NoiseSet, TypicalityResult, dataset_noise, pilot_rows, typicality_maps
+from .estimator import NoiseSet, TypicalityResult, dataset_noise, matrix_noise_set, pilot_rows, typicality_maps
 from .label_matrix import LabelScores, label_scores
 from .tables import image_typicality_table, label_matrix_table
 
@@ -139,10 +139,13 @@ def score_labels(
         #    same draws for every label, one null pass shared by all.
         result = typicality_maps(model, x0, list(labels), opts, noise=noise, progress=progress)
         # 4. The label matrix: the covered images under every label of the
-        #    model, reusing the null and own-label passes of step 3.
+        #    model, reusing the null and own-label passes of step 3, or, where
+        #    the matrix has its own timestep range, its own passes on its draws.
         covered = _covered(rows, matrix, len(x0))
         scores = None
         if len(model.labels) > 1 and len(covered):
-            scores = label_scores(model, x0[covered], result.take(covered), labels[0], list(model.labels), opts)
+            m_noise = matrix_noise_set(model, tuple(x0.shape[1:]), opts)
+            own = result.take(covered) if m_noise is None else typicality_maps(model, x0[covered], [labels[0]], opts, noise=m_noise)
+            scores = label_scores(model, x0[covered], own, labels[0], list(model.labels), opts)
         groups.append(ScoredGroup(labels, index, rows, opts, result, scores, covered if scores is not None else None))
     return groups

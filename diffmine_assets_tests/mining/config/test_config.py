@@ -79,6 +79,23 @@ def test_the_stable_diffusion_backend_takes_the_papers_finetuning_where_the_conf
     assert (tiny.conditioning, t.conditioning) == ("film", "class")
 
 
+def test_the_label_matrix_has_its_own_timestep_range_on_the_tiny_backend_only():
+    def typicality(training=None, **typ):
+        raw = {"name": "x", "kind": "folder", "path": ".", "typicality": typ, **({"training": training} if training else {})}
+        return parse_config({"datasets": [raw]}).datasets[0].typicality
+
+    sd = {"backend": "stable-diffusion", "model_path": "sd"}
+    # measured on the CPU model (QUALITY.md); Stable Diffusion scores the matrix on the maps' draws, as its figures were measured
+    assert (typicality().t_min, typicality().t_max, typicality().matrix_range) == (0.1, 0.5, (0.05, 0.3))
+    assert (typicality(sd).t_min, typicality(sd).t_max, typicality(sd).matrix_range) == (0.1, 0.5, None)
+    assert typicality(sd, matrix_t_min=0.02, matrix_t_max=0.2).matrix_range == (0.02, 0.2)
+    assert typicality(None, matrix_t_min=None, matrix_t_max=None).matrix_range is None
+    # a Stable Diffusion project's typicality results stay current: hashed as before the fields existed
+    legacy = {k: v for k, v in typicality(sd).result_options().items() if not k.startswith("matrix_t_")}
+    assert typicality(sd).version() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:12]
+    assert typicality().version() != typicality(None, matrix_t_min=None, matrix_t_max=None).version()
+
+
 def test_an_option_added_at_its_neutral_value_keeps_existing_results_current_and_changes_them_when_set():
     from diffmine_assets.mining.config.options import TrainingOptions
 

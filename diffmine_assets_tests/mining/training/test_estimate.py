@@ -9,13 +9,17 @@ from diffmine_assets.mining.training.estimate import TARGET_MARGIN, BudgetTooSho
 
 
 def test_typicality_work_is_counted_as_the_engine_spends_it():
-    opts = TypicalityOptions(n_samples=32, groups=8, matrix_samples=8, matrix_finalists=3, label_matrix="all")
+    opts = TypicalityOptions(n_samples=32, groups=8, matrix_samples=8, matrix_finalists=3, label_matrix="all", matrix_t_min=None, matrix_t_max=None)
     # own label and null at N for every image, plus the matrix: 9 other labels
     # at 8 samples and 2 more finalists at the other 24
     assert typicality_evaluations(100, 10, 10, opts) == 100 * 64 + 100 * (9 * 8 + 2 * 24)
     held = opts.model_copy(update={"label_matrix": "held-out"})
     assert typicality_evaluations(100, 10, 10, held) == 100 * 64 + 10 * (9 * 8 + 2 * 24)
     assert typicality_evaluations(100, 10, 1, opts) == 100 * 64  # one label: no matrix
+    # a matrix on its own timesteps scores the own label and the null again on its draws
+    own_range = held.model_copy(update={"matrix_t_min": 0.05, "matrix_t_max": 0.3})
+    assert typicality_evaluations(100, 10, 10, own_range) == 100 * 64 + 10 * (64 + 9 * 8 + 2 * 24)
+    assert typicality_evaluations(100, 10, 1, own_range) == 100 * 64
     assert TypicalityOptions(label_matrix=False).label_matrix == "none" and TypicalityOptions(label_matrix=True).label_matrix == "all"
 
 

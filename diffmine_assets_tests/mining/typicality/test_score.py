@@ -9,12 +9,13 @@ import torch
 from diffmine_assets.mining.config import TypicalityOptions
 from diffmine_assets.mining.denoisers.tiny import TinyDenoiser
 from diffmine_assets.mining.tensors import model_space
-from diffmine_assets.mining.typicality.estimator import typicality_maps
+from diffmine_assets.mining.typicality.estimator import matrix_noise_set, typicality_maps
 from diffmine_assets.mining.typicality.label_matrix import label_scores
 from diffmine_assets.mining.typicality.score import pilot_noise, score_labels
 from diffmine_assets_tests.conftest import write_image
 
-OPTS = TypicalityOptions(n_samples=8, groups=2, batch_size=16, precision="float32", matrix_samples=4, matrix_finalists=2)
+# the label matrix on the maps' draws (matrix_t_min null); its own range: the last test
+OPTS = TypicalityOptions(n_samples=8, groups=2, batch_size=16, precision="float32", matrix_samples=4, matrix_finalists=2, matrix_t_min=None, matrix_t_max=None)
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +113,25 @@ def test_the_label_matrix_error_reads_replicates_from_the_noise_set_not_from_sam
     got = float(replicate_stderr(diff, have, contiguous, G)[0, 0])
     means = np.array([d[:4].mean(), d[4:8].mean()])
     assert got == pytest.approx(means.std(ddof=1) / np.sqrt(2))
+
+
+def test_a_matrix_with_its_own_timestep_range_scores_every_label_on_its_own_draws(model, images):
+    opts = TypicalityOptions(**{**OPTS.model_dump(), "matrix_t_min": 0.05, "matrix_t_max": 0.3})
+    assert opts.matrix_range == (0.05, 0.3) and OPTS.matrix_range is None
+    assert TypicalityOptions(**{**OPTS.model_dump(), "matrix_t_min": 0.1, "matrix_t_max": 0.5}).matrix_range is None  # the maps' own range: their draws
+    noise = matrix_noise_set(model, (3, 16, 16), opts)
+    T = model.num_train_timesteps
+    assert 0.05 * T <= int(noise.t.min()) and int(noise.t.max()) < 0.3 * T and bool((noise.weight == 1).all())
+    torch.testing.assert_close(noise.eps[:2], -noise.eps[2:4])  # antithetic within a replicate, as the maps' sampling is
+    shared = score_labels(model, images, OPTS, pilot=images, matrix="held-out")
+    own = score_labels(model, images, opts, pilot=images, matrix="held-out")
+    for s, o in zip(shared, own):
+        torch.testing.assert_close(o.result.replicate_maps, s.result.replicate_maps)  # the maps keep their range
+        x0 = model_space(model, o.rows["path"].to_list())[o.covered]
+        direct = label_scores(model, x0, typicality_maps(model, x0, [o.key], opts, noise=noise), o.key, list(model.labels), opts)
+        torch.testing.assert_close(o.matrix.scores, direct.scores)
+        assert not torch.allclose(o.matrix.scores, s.matrix.scores)
+    with pytest.raises(ValueError, match="set together"):
+        TypicalityOptions(matrix_t_min=0.05, matrix_t_max=None)
+    with pytest.raises(ValueError, match="matrix_t_max"):
+        TypicalityOptions(matrix_t_min=0.3, matrix_t_max=0.05)
