@@ -78,7 +78,7 @@ COLUMNS = {
 }
 BY_TABLE = {
     "checkpoint": {"path": "the folder of the published weights", "seed": "the training seed"},
-    "label_matrix": {"typicality": "the image's typicality under `under_label_key`"},
+    "label_matrix": {"typicality": "the image's typicality under `under_label_key`, at the matrix's timesteps (typicality.matrix_t_min..matrix_t_max; the maps' where null)"},
     "baseline_patches": {"typicality": "the baseline's score: how discriminative the window is (not diffmine's typicality)",
                          "method": "the baseline (correspondence: Doersch et al.)"},
     "translations": {"path": "the translated image", "method": "the translation method (METHOD.md section 4)",

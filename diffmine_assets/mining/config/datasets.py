@@ -123,9 +123,12 @@ class _DatasetBase(_Strict):
             return data
         training, typicality = data.get("training") or {}, data.get("typicality") or {}
         backend = training.get("backend") if isinstance(training, dict) else getattr(training, "backend", None)
-        if backend == "stable-diffusion" and isinstance(typicality, dict):
+        if backend != "stable-diffusion":
+            return data
+        if isinstance(typicality, dict):
             return {**data, "typicality": {**SD_TYPICALITY, **typicality}}
-        return data
+        unset = {k: v for k, v in SD_TYPICALITY.items() if k not in typicality.model_fields_set}
+        return {**data, "typicality": typicality.model_copy(update=unset)} if unset else data
 
     @model_validator(mode="after")
     def _prompts(self) -> "_DatasetBase":

@@ -211,7 +211,8 @@ class TypicalityOptions(_Strict):
     groups: int = Field(8, ge=2, le=1024, description="independent replicates, for the standard error")
     batch_size: int = Field(32, ge=2, le=4096, description="network evaluations per forward pass (label and null each count)")
     label_matrix: Literal["all", "held-out", "none"] = Field(
-        "held-out", description="which images are also scored under every label (image-level, adaptive; shares the null and own-label passes): "
+        "held-out", description="which images are also scored under every label (image-level, adaptive; shares the maps' null and own-label passes "
+        "where matrix_t_min is null, else adds its own two): "
         "all, the held-out (split = 'val') images only, or none (true/false mean all/none)"
     )
     matrix_samples: int = Field(8, ge=1, description="samples every label of the matrix gets first (rounded up to whole replicates)")

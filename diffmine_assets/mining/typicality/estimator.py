@@ -128,10 +128,12 @@ def noise_set(model: Denoiser, shape: tuple[int, int, int], opts: TypicalityOpti
 
 
 def matrix_noise_set(model: Denoiser, shape: tuple[int, int, int], opts: TypicalityOptions) -> NoiseSet | None:
-    """The label matrix's own draws, where it has its own range: stratified
-    over that range (no pilot: they depend on the options and the seed
-    only, so every image of every partition gets the same), antithetic where
-    the maps' sampling is; None where the matrix scores on the maps' draws."""
+    """The label matrix's own timesteps, where it has its own range:
+    stratified over that range (no pilot: they depend on the options and the
+    seed only, so every image of every partition gets the same), antithetic
+    where the maps' sampling is. The same seed draws the same noise vectors
+    as the maps' set; only the timesteps (and weights, all 1) differ. None
+    where the matrix scores on the maps' draws."""
     if opts.matrix_range is None:
         return None
     lo, hi = opts.matrix_range

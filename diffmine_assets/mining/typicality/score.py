@@ -10,7 +10,7 @@ made by `ScoredGroup.table` and `ScoredGroup.matrix_table`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -140,12 +140,15 @@ def score_labels(
         result = typicality_maps(model, x0, list(labels), opts, noise=noise, progress=progress)
         # 4. The label matrix: the covered images under every label of the
         #    model, reusing the null and own-label passes of step 3, or, where
-        #    the matrix has its own timestep range, its own passes on its draws.
+        #    the matrix has its own timesteps, its own two passes (counted as
+        #    the matrix's cost).
         covered = _covered(rows, matrix, len(x0))
         scores = None
         if len(model.labels) > 1 and len(covered):
             m_noise = matrix_noise_set(model, tuple(x0.shape[1:]), opts)
             own = result.take(covered) if m_noise is None else typicality_maps(model, x0[covered], [labels[0]], opts, noise=m_noise)
             scores = label_scores(model, x0[covered], own, labels[0], list(model.labels), opts)
+            if m_noise is not None:
+                scores = replace(scores, forward_rows=scores.forward_rows + own.forward_rows, seconds=scores.seconds + own.seconds)
         groups.append(ScoredGroup(labels, index, rows, opts, result, scores, covered if scores is not None else None))
     return groups

@@ -90,6 +90,13 @@ def test_the_label_matrix_has_its_own_timestep_range_on_the_tiny_backend_only():
     assert (typicality(sd).t_min, typicality(sd).t_max, typicality(sd).matrix_range) == (0.1, 0.5, None)
     assert typicality(sd, matrix_t_min=0.02, matrix_t_max=0.2).matrix_range == (0.02, 0.2)
     assert typicality(None, matrix_t_min=None, matrix_t_max=None).matrix_range is None
+    # ... also for a dataset built in code
+    from diffmine_assets.mining.config.datasets import BuiltinDataset
+    from diffmine_assets.mining.config.options import TrainingOptions, TypicalityOptions
+
+    coded = BuiltinDataset(name="x", kind="builtin", training=TrainingOptions(backend="stable-diffusion", model_path="sd"), typicality=TypicalityOptions(n_samples=8, groups=2))
+    assert coded.typicality.matrix_range is None and coded.typicality.n_samples == 8
+    assert BuiltinDataset(name="x", kind="builtin", typicality=TypicalityOptions(n_samples=8, groups=2)).typicality.matrix_range == (0.05, 0.3)
     # a Stable Diffusion project's typicality results stay current: hashed as before the fields existed
     legacy = {k: v for k, v in typicality(sd).result_options().items() if not k.startswith("matrix_t_")}
     assert typicality(sd).version() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:12]

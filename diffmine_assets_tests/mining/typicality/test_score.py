@@ -130,6 +130,8 @@ def test_a_matrix_with_its_own_timestep_range_scores_every_label_on_its_own_draw
         x0 = model_space(model, o.rows["path"].to_list())[o.covered]
         direct = label_scores(model, x0, typicality_maps(model, x0, [o.key], opts, noise=noise), o.key, list(model.labels), opts)
         torch.testing.assert_close(o.matrix.scores, direct.scores)
+        # its own-label and null passes are the matrix's cost: 8 samples x 2 conditions per covered image
+        assert o.matrix.forward_rows == direct.forward_rows + len(o.covered) * 8 * 2
         assert not torch.allclose(o.matrix.scores, s.matrix.scores)
     with pytest.raises(ValueError, match="set together"):
         TypicalityOptions(matrix_t_min=0.05, matrix_t_max=None)
