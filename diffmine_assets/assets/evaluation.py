@@ -39,11 +39,14 @@ def stored_results(lake: Lake, dataset: str) -> StoredResults:
     )
 
 
-def evaluate_stored(lake: Lake, dataset: str, spec, control: str = "none", curve: bool = False, curve_images: int = 32, log=print) -> dict:
+def evaluate_stored(lake: Lake, dataset: str, spec, control: str = "none", curve: bool = False, curve_images: int = 32, log=print) -> tuple[dict, object]:
     """Every figure of the dataset's stored results (mining/evaluation/figures.py),
-    its controls and pictures kept under the dataset's files."""
-    return evaluate(dataset, stored_results(lake, dataset), spec, partial(lake.files_dir, dataset), control=control, curve=curve,
-                    curve_images=curve_images, log=log)
+    its controls and pictures kept under the dataset's files; and the
+    dataset's spec with the options those results were made with (what the
+    controls were made with: mining/evaluation/as_made.py)."""
+    stored = stored_results(lake, dataset)
+    made = stored.made_spec(spec, log)
+    return evaluate(dataset, stored, made, partial(lake.files_dir, dataset), control=control, curve=curve, curve_images=curve_images, log=log), made
 
 
 class EvaluationRunConfig(Config):
@@ -74,8 +77,8 @@ def build_evaluation_assets(spec):
     )
     def evaluation(context: AssetExecutionContext, config: EvaluationRunConfig, diffmine: DiffmineResource):
         lake, spec = diffmine.lake, diffmine.dataset(ds)
-        figures = evaluate_stored(lake, ds, spec, config.control, config.curve, config.curve_images, log=context.log.info)
-        table = evaluation_table(figures, spec)
+        figures, made = evaluate_stored(lake, ds, spec, config.control, config.curve, config.curve_images, log=context.log.info)
+        table = evaluation_table(figures, made)  # the options the figures were made with, the config's or not
         shown = {k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         return Output(table, metadata=rounded({"figures": MetadataValue.json(figures), "rows": len(table), "control": config.control, **shown}))
 

@@ -78,7 +78,9 @@ COLUMNS = {
 }
 BY_TABLE = {
     "checkpoint": {"path": "the folder of the published weights", "seed": "the training seed"},
-    "label_matrix": {"typicality": "the image's typicality under `under_label_key`, at the matrix's timesteps (typicality.matrix_t_min..matrix_t_max; the maps' where null)"},
+    "label_matrix": {"typicality": "the image's typicality under `under_label_key`, at the matrix's timesteps (columns t_min..t_max)",
+                     "t_min": "lowest timestep the matrix drew, as a fraction of T: typicality.matrix_t_min, or the maps' t_min where that is null",
+                     "t_max": "highest timestep the matrix drew, as a fraction of T: typicality.matrix_t_max, or the maps' t_max where that is null"},
     "baseline_patches": {"typicality": "the baseline's score: how discriminative the window is (not diffmine's typicality)",
                          "method": "the baseline (correspondence: Doersch et al.)"},
     "translations": {"path": "the translated image", "method": "the translation method (METHOD.md section 4)",

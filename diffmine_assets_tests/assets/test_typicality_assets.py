@@ -260,13 +260,14 @@ def test_hostile_label_values_are_only_ever_parameters(pipeline):
     assert cli_main(["--config", str(cfg), "sql", "select count(*) as n from images where label = $l", "--param", f"l={hostile}", "--format", "json"]) == 0
 
 
-def _evaluate(cfg, control: str) -> dict:
+def _evaluate(cfg, control: str, log=None, with_spec: bool = False):
     """The evaluation asset's figures, computed directly from the stored tables."""
     from diffmine_assets.assets.evaluation import evaluate_stored
     from diffmine_assets.mining.config import load_config
 
     project = load_config(cfg)
-    return evaluate_stored(Lake(project.lake), "builtin", project.dataset("builtin"), control, log=lambda *_: None)
+    figures, made = evaluate_stored(Lake(project.lake), "builtin", project.dataset("builtin"), control, log=log or (lambda *_: None))
+    return (figures, made) if with_spec else figures
 
 
 def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline):
@@ -290,6 +291,26 @@ def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline
     assert state.stat().st_mtime_ns == stamp  # found finished: not one step trained, not even a save
     assert again["control"] == control
     assert len(list((root / "lake" / "files" / "builtin" / "controls" / "shuffled").glob("*/training.json"))) == 1
+    # the config edited after the results were made: the control is still trained and scored as the stored results
+    # were (their records), not with the new options; the user is told what differs
+    import yaml
+    edited = yaml.safe_load(cfg.read_text())
+    edited["datasets"][0]["training"]["learning_rate"] = 3e-4
+    edited["datasets"][0]["typicality"]["n_samples"] = 4
+    edited_cfg = cfg.parent / "edited" / "diffmine.yaml"
+    edited_cfg.parent.mkdir(exist_ok=True)
+    edited["lake"], edited["catalog"] = str(root / "lake"), str(root / "catalog.duckdb")
+    edited_cfg.write_text(yaml.safe_dump(edited))
+    said = []
+    as_made, made = _evaluate(edited_cfg, "shuffled", log=said.append, with_spec=True)
+    assert state.stat().st_mtime_ns == stamp and as_made["control"] == control
+    # the evaluation table records the options the figures were made with, not the edited ones
+    from diffmine_assets.mining.evaluation.figures import evaluation_table
+    recorded = json.loads(evaluation_table(as_made, made)["params"][0])
+    assert recorded["training"]["learning_rate"] == 1e-3 and recorded["typicality"]["n_samples"] == 8
+    assert as_made["chance"]["translation_target_win"] == figures["chance"]["translation_target_win"]
+    assert any(line.startswith("training:") and "learning_rate" in line for line in said), said
+    assert any(line.startswith("typicality:") and "n_samples" in line for line in said), said
     # the untrained control is built like the checkpoint's network (here 2x2 cells, the default)
     untrained = _evaluate(cfg, "untrained")
     assert untrained["control"]["kind"] == "untrained" and 0 <= untrained["control"]["accuracy_val"] <= 1

@@ -93,5 +93,5 @@ def control_model(kind: str, spec, checkpoint: dict, images: pl.DataFrame, contr
             log(f"  control step {row['step']}/{row['total_steps']}")
 
     evidence = evidence_ids_of(checkpoint["path"]) if stop_after is not None else None
-    fitted = fit_shuffled_control(spec.name, images, recipe, spec.options.resolution, checkpoint["data_version"], controls_dir, progress, stop_after, evidence)
+    fitted = fit_shuffled_control(spec.name, images, recipe, checkpoint.get("resolution") or spec.options.resolution, checkpoint["data_version"], controls_dir, progress, stop_after, evidence)
     return fitted.model, fitted.path, fitted.result.steps

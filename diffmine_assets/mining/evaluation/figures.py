@@ -16,6 +16,7 @@ import polars as pl
 from ..arrays import load_array
 from ..report.visuals import curve_picture
 from ..training.checkpoints import snapshots_of
+from .as_made import spec_as_made
 from .controls import control_model
 from .goals import TRANSLATION_METRICS, judge, preset_of
 from .localisation import boxed_images, localisation_by_label, localisation_chance, localisation_curve
@@ -42,6 +43,10 @@ class StoredResults:
     baseline: pl.DataFrame | None = None
     translations: pl.DataFrame | None = None
 
+    def made_spec(self, spec, log: Callable[[str], None] = print):
+        """`spec` with the options these results were made with, where their records say (as_made.py)."""
+        return spec_as_made(spec, self.checkpoint, self.typicality, self.patches, self.translations, log)
+
 
 def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Path], control: str = "shuffled", curve: bool = False,
              curve_images: int = 32, log: Callable[[str], None] = print) -> dict:
@@ -56,6 +61,8 @@ def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Pat
     if stored.typicality is None:
         raise ValueError(f"dataset {dataset!r}: typicality is not materialized for every label; run diffmine materialize --dataset {dataset}")
     typ_all = stored.typicality
+    # controls, chance levels and regenerations are made as the stored results were, whatever the config says now
+    spec = stored.made_spec(spec, log)
     figures: dict = {"dataset": dataset, "checkpoint_id": ckpt["checkpoint_id"], "labels": len(keys), "images": len(images)}
     figures["checkpoints_used"] = sorted(typ_all["checkpoint_id"].unique().to_list())
     items = []  # per image and figure, the model's value and its chance: what the intervals resample

@@ -65,7 +65,7 @@ class ScoredGroup:
         """The `label_matrix` rows of the covered images, if any."""
         if self.matrix is None:
             return None
-        return label_matrix_table(self.rows[self.covered.tolist()], self.key, self.matrix, checkpoint_id)
+        return label_matrix_table(self.rows[self.covered.tolist()], self.key, self.matrix, self.opts, checkpoint_id)
 
 
 def pilot_noise(model: Denoiser, images: pl.DataFrame, opts: TypicalityOptions) -> NoiseSet:

@@ -40,12 +40,15 @@ def image_typicality_table(images: pl.DataFrame, label_key: str, result: Typical
     )
 
 
-def label_matrix_table(images: pl.DataFrame, label_key: str, scores: LabelScores, checkpoint_id: str) -> pl.DataFrame:
+def label_matrix_table(images: pl.DataFrame, label_key: str, scores: LabelScores, opts: TypicalityOptions, checkpoint_id: str) -> pl.DataFrame:
     """One row per (image, label): the image's typicality under that label,
     how many samples the entry got, whether it reached the final, and
-    whether it is the image's predicted label."""
+    whether it is the image's predicted label, with the timesteps it was
+    scored at (the matrix's own range, which differs from the maps') and
+    every option that made it."""
     ids = images["image_id"].to_list()
     L = len(scores.labels)
+    t_lo, t_hi = opts.matrix_range or (opts.t_min, opts.t_max)
     predicted = np.zeros((len(ids), L), dtype=bool)
     predicted[np.arange(len(ids)), scores.predicted.numpy()] = True
     return pl.DataFrame(
@@ -59,6 +62,11 @@ def label_matrix_table(images: pl.DataFrame, label_key: str, scores: LabelScores
             "n_samples": scores.samples.numpy().reshape(-1).astype(np.int32),
             "finalist": scores.finalist.numpy().reshape(-1),
             "predicted": predicted.reshape(-1),
+            "t_min": t_lo,
+            "t_max": t_hi,
+            "seed": opts.seed,
             "checkpoint_id": checkpoint_id,
-        }
+            "params": json.dumps(opts.model_dump(), sort_keys=True),
+        },
+        schema_overrides={"t_min": pl.Float64, "t_max": pl.Float64, "seed": pl.Int64},
     )

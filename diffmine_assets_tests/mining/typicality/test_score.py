@@ -1,6 +1,7 @@
 """score_labels: the one typicality sequence (noise set, model space, maps,
 label matrix) that every caller uses, on real files and a tiny real model."""
 
+import json
 import numpy as np
 import polars as pl
 import pytest
@@ -133,6 +134,11 @@ def test_a_matrix_with_its_own_timestep_range_scores_every_label_on_its_own_draw
         # its own-label and null passes are the matrix's cost: 8 samples x 2 conditions per covered image
         assert o.matrix.forward_rows == direct.forward_rows + len(o.covered) * 8 * 2
         assert not torch.allclose(o.matrix.scores, s.matrix.scores)
+        # the rows say which timesteps scored them, and with what options: the two matrices differ in nothing else
+        for group, (lo, hi) in ((o, (0.05, 0.3)), (s, (OPTS.t_min, OPTS.t_max))):
+            table = group.matrix_table("ck")
+            assert table.select("t_min", "t_max", "seed").unique().rows() == [(lo, hi, OPTS.seed)]
+            assert json.loads(table["params"][0])["matrix_t_min"] == group.opts.matrix_t_min
     with pytest.raises(ValueError, match="set together"):
         TypicalityOptions(matrix_t_min=0.05, matrix_t_max=None)
     with pytest.raises(ValueError, match="matrix_t_max"):

@@ -1,0 +1,80 @@
+"""The options the stored results were made with, read from their records.
+
+`diffmine eval` scores stored results and, beside them, controls it makes
+now. Made from the config's options, a control would not be "trained and
+scored the same way" once the config had changed since the results were
+made (a learning rate edited, a timestep range moved): the comparison would
+be between two recipes. So controls, chance levels and regenerations use
+the options each stored table records (the checkpoint's `params`, the
+typicality, patch and translation tables' `params`), and the differences
+from the config are said.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import polars as pl
+from pydantic import BaseModel
+
+
+def recorded(current: BaseModel, params: str | None, leave_out: tuple[str, ...] = ()) -> BaseModel | None:
+    """`current`'s kind of options as `params` (a stored JSON record) gives
+    them, or None when there is no readable record. What a record lacks (a
+    field added since, an option that changes no result such as a batch
+    size) is the current value; what the code no longer knows is dropped."""
+    try:
+        stored = json.loads(params or "")
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(stored, dict):
+        return None
+    kind = type(current)
+    run_only = getattr(kind, "RUN_ONLY", frozenset())
+    fields = {k: v for k, v in stored.items() if k in kind.model_fields and k not in run_only and k not in leave_out}
+    try:
+        return kind(**{**current.model_dump(), **fields})
+    except (TypeError, ValueError):
+        return None
+
+
+def _one_record(table: pl.DataFrame | None, column: str = "params") -> str | None:
+    """The table's record when every row shares one (labels made at one
+    time), else None."""
+    if table is None or column not in table.columns or table.is_empty():
+        return None
+    values = table[column].unique().to_list()
+    return values[0] if len(values) == 1 else None
+
+
+def changed(current: BaseModel, made: BaseModel) -> list[str]:
+    """The fields whose value differs between the config's options and the recorded ones."""
+    a, b = current.model_dump(mode="json"), made.model_dump(mode="json")
+    return sorted(k for k in a if a.get(k) != b.get(k))
+
+
+def spec_as_made(spec, checkpoint: dict | None, typicality: pl.DataFrame | None, patches: pl.DataFrame | None,
+                 translations: pl.DataFrame | None, log: Callable[[str], None] = print):
+    """`spec` with the training, typicality, patch and translation options
+    its stored results were made with, where their records say; the
+    config's where a record is missing or the labels' records differ."""
+    made = {}
+    records = {
+        "training": (checkpoint or {}).get("params"),
+        "typicality": _one_record(typicality),
+        "patches": _one_record(patches),
+        "translation": _one_record(translations),
+    }
+    for section, params in records.items():
+        current = getattr(spec, section)
+        # the translations' record also names the typicality options that scored them (the typicality section's own)
+        options = recorded(current, params, leave_out=("typicality",))
+        if options is None:
+            continue
+        diff = changed(current, options)
+        if diff:
+            log(f"{section}: the stored results were made with other options than the config's now ({', '.join(diff)}); "
+                "controls and chance levels use the stored results' own (materialize again to use the config's)")
+            made[section] = options
+    return spec.model_copy(update=made) if made else spec

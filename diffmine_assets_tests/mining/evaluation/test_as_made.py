@@ -1,0 +1,40 @@
+"""The options stored results were made with, read back from their records:
+what a control is trained and scored with when the config has changed."""
+
+import json
+
+import polars as pl
+
+from diffmine_assets.mining.config import TrainingOptions, TypicalityOptions
+from diffmine_assets.mining.config.project import parse_config
+from diffmine_assets.mining.evaluation.as_made import changed, recorded, spec_as_made
+
+
+def test_a_record_gives_the_options_that_change_results_and_the_config_the_rest():
+    now = TypicalityOptions(batch_size=8)
+    made = TypicalityOptions(n_samples=16, t_max=0.4, batch_size=64)
+    back = recorded(now, json.dumps({**made.model_dump(mode="json"), "an_option_since_removed": 1}))
+    assert (back.n_samples, back.t_max) == (16, 0.4)
+    assert back.batch_size == 8  # how fast it runs here is the config's: it changes no result
+    assert changed(now, back) == ["n_samples", "t_max"]
+    assert recorded(now, None) is None and recorded(now, "not json") is None and recorded(now, "[1, 2]") is None
+    assert recorded(now, json.dumps({"n_samples": -3})) is None  # a record the options refuse is not used
+    # a record from before a field existed: the field is the config's
+    older = {k: v for k, v in made.model_dump(mode="json").items() if k != "matrix_t_min" and k != "matrix_t_max"}
+    assert recorded(now, json.dumps(older)).matrix_range == now.matrix_range
+
+
+def test_the_spec_as_made_takes_each_section_from_its_own_record():
+    spec = parse_config({"datasets": [{"name": "d", "kind": "builtin", "training": {"learning_rate": 1e-3}}]}).dataset("d")
+    trained = TrainingOptions(learning_rate=5e-4).model_dump(mode="json")
+    one = pl.DataFrame({"params": [json.dumps(spec.typicality.model_dump(mode="json"))] * 2})
+    said = []
+    made = spec_as_made(spec, {"params": json.dumps(trained)}, one, None, None, said.append)
+    assert made.training.learning_rate == 5e-4 and made.typicality == spec.typicality
+    assert len(said) == 1 and said[0].startswith("training:") and "learning_rate" in said[0]
+    # labels scored with different options: no one record speaks for them, the config's are kept
+    mixed = pl.DataFrame({"params": [json.dumps(TypicalityOptions(n_samples=n).model_dump(mode="json")) for n in (16, 32)]})
+    assert spec_as_made(spec, None, mixed, None, None, said.append) is spec
+    # nothing changed since: the spec itself, nothing said
+    same = spec_as_made(spec, {"params": json.dumps(spec.training.model_dump(mode="json"))}, one, None, None, said.append)
+    assert same is spec and len(said) == 1
