@@ -491,3 +491,28 @@ def test_a_one_label_dataset_materializes_with_nothing_to_translate(tmp_path, mo
     assert query(tmp_path, "select count(*) from translations") == [(0,)]
     assert query(tmp_path, "select count(*) from parallel_typicality") == [(0,)]
     assert (tmp_path / "lake" / "files" / "photos" / "report" / "index.html").exists()
+
+
+def test_untranslated_sources_are_scored_once_each_exactly_as_each_pair_scores_them(pipeline):
+    """The chance level of the translation figures scores every translated
+    source untranslated under (target, source); each source is now scored
+    once under its own label and all its targets, not once per target."""
+    from diffmine_assets.assets.evaluation import stored_results
+    from diffmine_assets.mining.config import load_config
+    from diffmine_assets.mining.evaluation.translations import untranslated_maps
+    from diffmine_assets.mining.tensors import model_space
+    from diffmine_assets.mining.training.checkpoints import checkpoint_of_rows
+    from diffmine_assets.mining.translation.tables import score_translations
+
+    root, cfg, _, _ = pipeline
+    project = load_config(cfg)
+    lake = Lake(project.lake)
+    stored = stored_results(lake, "builtin")
+    rows = stored.translations
+    assert rows["source_path"].n_unique() < len(rows)  # sources with several targets: the case it saves
+    model = checkpoint_of_rows(rows, stored.checkpoint, lake.files_dir("builtin", "checkpoints"))
+    pilot = stored.images
+    typ = project.dataset("builtin").typicality
+    per_pair = score_translations(model, model_space(model, rows["source_path"].to_list()), rows["label_key"].to_list(),
+                                  rows["target_label_key"].to_list(), typ, pilot).maps.numpy()
+    np.testing.assert_allclose(untranslated_maps(model, rows, typ, pilot), per_pair, rtol=0, atol=1e-6)

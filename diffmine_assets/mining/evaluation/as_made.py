@@ -19,20 +19,33 @@ import polars as pl
 from pydantic import BaseModel
 
 
-def recorded(current: BaseModel, params: str | None, leave_out: tuple[str, ...] = ()) -> BaseModel | None:
-    """`current`'s kind of options as `params` (a stored JSON record) gives
-    them, or None when there is no readable record. What a record lacks (a
-    field added since, an option that changes no result such as a batch
-    size) is the current value; what the code no longer knows is dropped."""
+# not the recipe: where the run kept its time (a control trains the recorded
+# steps without one) and where the base model lies on this machine
+NOT_RECIPE = ("time_budget", "model_path")
+
+
+def _parsed(params: str | None) -> dict | None:
     try:
         stored = json.loads(params or "")
     except (TypeError, ValueError):
         return None
-    if not isinstance(stored, dict):
+    return stored if isinstance(stored, dict) else None
+
+
+def recorded(current: BaseModel, params: str | None, leave_out: tuple[str, ...] = ()) -> BaseModel | None:
+    """`current`'s kind of options as `params` (a stored JSON record) gives
+    them, or None when there is no readable record. A field the record
+    lacks because it did not exist yet is what the code did before it
+    (`NEUTRAL_WHEN_ADDED`, `NETWORK_BEFORE_RECORDED`), not today's default;
+    options that change no result (a batch size) and `NOT_RECIPE` are the
+    config's; what the code no longer knows is dropped."""
+    stored = _parsed(params)
+    if stored is None:
         return None
     kind = type(current)
-    run_only = getattr(kind, "RUN_ONLY", frozenset())
-    fields = {k: v for k, v in stored.items() if k in kind.model_fields and k not in run_only and k not in leave_out}
+    skip = set(getattr(kind, "RUN_ONLY", ())) | set(leave_out) | set(NOT_RECIPE)
+    before = {**getattr(kind, "NEUTRAL_WHEN_ADDED", {}), **getattr(kind, "NETWORK_BEFORE_RECORDED", {})}
+    fields = {k: v for k, v in {**before, **stored}.items() if k in kind.model_fields and k not in skip}
     try:
         return kind(**{**current.model_dump(), **fields})
     except (TypeError, ValueError):
@@ -41,11 +54,13 @@ def recorded(current: BaseModel, params: str | None, leave_out: tuple[str, ...] 
 
 def _one_record(table: pl.DataFrame | None, column: str = "params") -> str | None:
     """The table's record when every row shares one (labels made at one
-    time), else None."""
+    time; compared as options, not as text), "" when its rows disagree,
+    else None."""
     if table is None or column not in table.columns or table.is_empty():
         return None
     values = table[column].unique().to_list()
-    return values[0] if len(values) == 1 else None
+    readable = {json.dumps(p, sort_keys=True) for p in map(_parsed, values) if p is not None}
+    return next(iter(readable)) if len(readable) == 1 else ("" if len(readable) > 1 else None)
 
 
 def changed(current: BaseModel, made: BaseModel) -> list[str]:
@@ -68,6 +83,9 @@ def spec_as_made(spec, checkpoint: dict | None, typicality: pl.DataFrame | None,
     }
     for section, params in records.items():
         current = getattr(spec, section)
+        if params == "":
+            log(f"{section}: the labels' stored results were made with different options; controls and chance levels use the config's")
+            continue
         # the translations' record also names the typicality options that scored them (the typicality section's own)
         options = recorded(current, params, leave_out=("typicality",))
         if options is None:

@@ -176,7 +176,8 @@ def evaluation_table(figures: dict, spec) -> pl.DataFrame:
         # a paired difference: its null is 0, its interval is the 95 % bootstrap over images
         low, high = gap.get("low"), gap.get("high")  # None: too few images for an interval
         rows.append(("all", name, float(gap["difference"]), 0.0, None, None, None if low is None else float(low), None if high is None else float(high)))
-    params = json.dumps({name: getattr(spec, name).model_dump(mode="json") for name in ("training", "typicality", "patches", "features", "clusters")}, sort_keys=True)
+    params = json.dumps({name: getattr(spec, name).model_dump(mode="json") for name in ("training", "typicality", "patches", "features", "clusters", "translation")},
+                        sort_keys=True)
     return pl.DataFrame(
         {
             "dataset": [figures["dataset"]] * len(rows),

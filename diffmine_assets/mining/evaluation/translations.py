@@ -38,6 +38,7 @@ from PIL import Image
 from ..arrays import load_array
 from ..training.checkpoints import checkpoint_of_rows
 from ..tensors import model_space
+from ..typicality.score import score_labels
 from ..translation.tables import score_translations, translate_label
 from .confined import confined_rows
 from .intervals import paired_gap
@@ -194,6 +195,33 @@ def translation_gaps(model: pl.DataFrame, controls: dict[str, pl.DataFrame]) -> 
     return gaps
 
 
+def untranslated_maps(model, translated: pl.DataFrame, typ_opts, pilot: pl.DataFrame) -> np.ndarray:
+    """(P, 2, h, w): each translation's source, left untranslated, under
+    [its target, its source], as `score_translations` scores a translation.
+    Each source is scored once, under its own label and all its targets:
+    a source with k targets costs 1 + k conditions, not 3k (the noise set
+    is the dataset's, so an (image, label) map does not depend on which
+    other labels share its pass)."""
+    paths = translated["source_path"].to_list()
+    sources, targets = {}, {}
+    for path, source, target in zip(paths, translated["label_key"], translated["target_label_key"]):
+        sources[path] = source
+        targets.setdefault(path, []).append(target)
+    unique = list(sources)
+    under = [(sources[p], *sorted(set(targets[p]))) for p in unique]
+    groups = score_labels(model, model_space(model, unique), typ_opts, under=under, pilot=pilot)
+    at = {}  # source path -> (its group's maps row, {label: index in the group's labels})
+    for g in groups:
+        maps = g.result.maps.float().numpy()
+        for row, i in enumerate(g.index):
+            at[unique[i]] = (maps[row], {k: j for j, k in enumerate(g.labels)})
+    out = np.empty((len(paths), 2, *maps.shape[-2:]), dtype=np.float32)
+    for r, (path, source, target) in enumerate(zip(paths, translated["label_key"], translated["target_label_key"])):
+        m, index = at[path]
+        out[r, 0], out[r, 1] = m[index[target]], m[index[source]]
+    return out
+
+
 def translation_evaluation(translated: pl.DataFrame, typicality: pl.DataFrame, images: pl.DataFrame, boxes: pl.DataFrame | None, checkpoint: dict,
                            spec, files: Callable[..., Path], with_control: bool = True) -> tuple[dict, dict | None]:
     """Figures of the stored translations (every label's `translations`
@@ -214,10 +242,9 @@ def translation_evaluation(translated: pl.DataFrame, typicality: pl.DataFrame, i
     checkpoint_id = translated["checkpoint_id"][0]
     model = checkpoint_of_rows(translated, checkpoint, files("checkpoints"))
     # the source itself under the same (target, source) pair: what a translation that changed nothing scores
-    sources = model_space(model, translated["source_path"].to_list())
     pilot = images.filter(pl.col("label_key").is_in(model.labels))
-    unchanged = score_translations(model, sources, translated["label_key"].to_list(), translated["target_label_key"].to_list(), spec.typicality, pilot)
-    untranslated_each = _per_translation_of(translated, unchanged.maps.numpy(), boxes, outputs_column="source_model_path")
+    unchanged = untranslated_maps(model, translated, spec.typicality, pilot)
+    untranslated_each = _per_translation_of(translated, unchanged, boxes, outputs_column="source_model_path")
     untranslated = summarise(untranslated_each, boxes is not None)
     model_figures["chance"]["translation_target_win"] = untranslated["translation_target_win"]
     if boxes is not None:

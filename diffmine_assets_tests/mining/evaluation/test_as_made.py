@@ -19,9 +19,17 @@ def test_a_record_gives_the_options_that_change_results_and_the_config_the_rest(
     assert changed(now, back) == ["n_samples", "t_max"]
     assert recorded(now, None) is None and recorded(now, "not json") is None and recorded(now, "[1, 2]") is None
     assert recorded(now, json.dumps({"n_samples": -3})) is None  # a record the options refuse is not used
-    # a record from before a field existed: the field is the config's
+    # a record from before a field existed: the field is what the code did then (the matrix on the maps' draws), not today's default
     older = {k: v for k, v in made.model_dump(mode="json").items() if k != "matrix_t_min" and k != "matrix_t_max"}
-    assert recorded(now, json.dumps(older)).matrix_range == now.matrix_range
+    assert now.matrix_range == (0.05, 0.3) and recorded(now, json.dumps(older)).matrix_range is None
+    assert {"matrix_t_min", "matrix_t_max"} <= set(changed(now, recorded(now, json.dumps(older))))
+    # a checkpoint from before conditioning was recorded was trained with the class embedding (today's default: FiLM)
+    assert TrainingOptions().conditioning == "film"
+    old_checkpoint = {k: v for k, v in TrainingOptions().model_dump(mode="json").items() if k != "conditioning"}
+    assert recorded(TrainingOptions(), json.dumps(old_checkpoint)).conditioning == "class"
+    # where the run kept its time, and where a base model lies on this machine, are the config's: not the recipe
+    budgeted = TrainingOptions(time_budget=600, model_path="/elsewhere/sd15").model_dump(mode="json")
+    assert changed(TrainingOptions(), recorded(TrainingOptions(), json.dumps(budgeted))) == []
 
 
 def test_the_spec_as_made_takes_each_section_from_its_own_record():
@@ -32,9 +40,12 @@ def test_the_spec_as_made_takes_each_section_from_its_own_record():
     made = spec_as_made(spec, {"params": json.dumps(trained)}, one, None, None, said.append)
     assert made.training.learning_rate == 5e-4 and made.typicality == spec.typicality
     assert len(said) == 1 and said[0].startswith("training:") and "learning_rate" in said[0]
-    # labels scored with different options: no one record speaks for them, the config's are kept
+    # labels scored with different options: no one record speaks for them, the config's are kept, and that is said
     mixed = pl.DataFrame({"params": [json.dumps(TypicalityOptions(n_samples=n).model_dump(mode="json")) for n in (16, 32)]})
     assert spec_as_made(spec, None, mixed, None, None, said.append) is spec
+    assert len(said) == 2 and said[1].startswith("typicality:") and "different options" in said[1]
+    # the same options written in another key order are one record
+    reordered = pl.DataFrame({"params": [json.dumps(spec.typicality.model_dump(mode="json"), sort_keys=s) for s in (True, False)]})
     # nothing changed since: the spec itself, nothing said
-    same = spec_as_made(spec, {"params": json.dumps(spec.training.model_dump(mode="json"))}, one, None, None, said.append)
-    assert same is spec and len(said) == 1
+    same = spec_as_made(spec, {"params": json.dumps(spec.training.model_dump(mode="json"))}, reordered, None, None, said.append)
+    assert same is spec and len(said) == 2
