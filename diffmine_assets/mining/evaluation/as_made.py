@@ -96,3 +96,18 @@ def spec_as_made(spec, checkpoint: dict | None, typicality: pl.DataFrame | None,
                 "controls and chance levels use the stored results' own (materialize again to use the config's)")
             made[section] = options
     return spec.model_copy(update=made) if made else spec
+
+
+def translations_as_made(spec, translations: pl.DataFrame | None, log: Callable[[str], None] = print):
+    """`spec` with the typicality options the stored translations were
+    scored with (their record's own `typicality`), for their chance level
+    and their controls. They are normally the maps' (a change of those
+    re-makes the translations), but a label re-made alone can differ."""
+    record = _parsed(_one_record(translations))
+    nested = record.get("typicality") if record else None
+    options = recorded(spec.typicality, json.dumps(nested)) if isinstance(nested, dict) else None
+    if options is None or not changed(spec.typicality, options):
+        return spec
+    log(f"translations: scored with other typicality options than the maps' ({', '.join(changed(spec.typicality, options))}); "
+        "their chance level and controls are scored as they were")
+    return spec.model_copy(update={"typicality": options})

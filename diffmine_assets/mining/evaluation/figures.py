@@ -16,7 +16,7 @@ import polars as pl
 from ..arrays import load_array
 from ..report.visuals import curve_picture
 from ..training.checkpoints import snapshots_of
-from .as_made import spec_as_made
+from .as_made import spec_as_made, translations_as_made
 from .controls import control_model
 from .goals import TRANSLATION_METRICS, judge, preset_of
 from .localisation import boxed_images, localisation_by_label, localisation_chance, localisation_curve
@@ -100,7 +100,7 @@ def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Pat
         with_control = control != "none"
         log("translations: scoring the stored ones and their sources left untranslated (the chance level)"
             + (", then plain regeneration (no injection) of the same images, their control ..." if with_control else " ..."))
-        tf, tc = translation_evaluation(translated, typ_all, images, boxes, ckpt, spec, files, with_control)
+        tf, tc = translation_evaluation(translated, typ_all, images, boxes, ckpt, translations_as_made(spec, translated, log), files, with_control)
         chance.update(tf.pop("chance"))
         figures.update(tf)
         if tc is not None:

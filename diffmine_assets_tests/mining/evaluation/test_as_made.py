@@ -49,3 +49,17 @@ def test_the_spec_as_made_takes_each_section_from_its_own_record():
     # nothing changed since: the spec itself, nothing said
     same = spec_as_made(spec, {"params": json.dumps(spec.training.model_dump(mode="json"))}, reordered, None, None, said.append)
     assert same is spec and len(said) == 2
+
+
+def test_the_translations_chance_level_is_scored_with_their_own_typicality_record():
+    from diffmine_assets.mining.evaluation.as_made import translations_as_made
+
+    spec = parse_config({"datasets": [{"name": "d", "kind": "builtin"}]}).dataset("d")
+    def rows(typicality):  # the translations' record: their options, the method, the typicality that scored them
+        return pl.DataFrame({"params": [json.dumps({**spec.translation.result_options(), "method": "masked", "typicality": typicality})] * 3})
+    said = []
+    assert translations_as_made(spec, rows(spec.typicality.result_options()), said.append) is spec and said == []
+    other = translations_as_made(spec, rows(TypicalityOptions(n_samples=16).result_options()), said.append)
+    assert other.typicality.n_samples == 16 and other.translation == spec.translation
+    assert len(said) == 1 and said[0].startswith("translations:") and "n_samples" in said[0]
+    assert translations_as_made(spec, None, said.append) is spec and translations_as_made(spec, rows(None), said.append) is spec
