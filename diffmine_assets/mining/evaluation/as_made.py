@@ -106,8 +106,9 @@ def translations_as_made(spec, translations: pl.DataFrame | None, log: Callable[
     record = _parsed(_one_record(translations))
     nested = record.get("typicality") if record else None
     options = recorded(spec.typicality, json.dumps(nested)) if isinstance(nested, dict) else None
-    if options is None or not changed(spec.typicality, options):
+    diff = changed(spec.typicality, options) if options is not None else []
+    if not diff:
         return spec
-    log(f"translations: scored with other typicality options than the maps' ({', '.join(changed(spec.typicality, options))}); "
+    log(f"translations: scored with other typicality options than the maps' ({', '.join(diff)}); "
         "their chance level and controls are scored as they were")
     return spec.model_copy(update={"typicality": options})

@@ -53,7 +53,10 @@ def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Pat
     """Every quality figure of the stored results, beside its chance level
     and, unless `control` is "none", the same figures for a control model
     scored the same way; `curve`: localisation along training too. `files`
-    makes a path under the dataset's files folder (controls, pictures)."""
+    makes a path under the dataset's files folder (controls, pictures).
+    `spec` is the dataset's with the options the results were made with
+    (`stored.made_spec`), so controls, chance levels and regenerations are
+    made as the stored results were, whatever the config says now."""
     images, ckpt, boxes = stored.images, stored.checkpoint, stored.boxes
     keys = sorted(images["label_key"].unique().to_list())
     if ckpt is None:
@@ -61,8 +64,6 @@ def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Pat
     if stored.typicality is None:
         raise ValueError(f"dataset {dataset!r}: typicality is not materialized for every label; run diffmine materialize --dataset {dataset}")
     typ_all = stored.typicality
-    # controls, chance levels and regenerations are made as the stored results were, whatever the config says now
-    spec = stored.made_spec(spec, log)
     figures: dict = {"dataset": dataset, "checkpoint_id": ckpt["checkpoint_id"], "labels": len(keys), "images": len(images)}
     figures["checkpoints_used"] = sorted(typ_all["checkpoint_id"].unique().to_list())
     items = []  # per image and figure, the model's value and its chance: what the intervals resample

@@ -202,24 +202,19 @@ def untranslated_maps(model, translated: pl.DataFrame, typ_opts, pilot: pl.DataF
     a source with k targets costs 1 + k conditions, not 3k (the noise set
     is the dataset's, so an (image, label) map does not depend on which
     other labels share its pass)."""
-    paths = translated["source_path"].to_list()
-    sources, targets = {}, {}
-    for path, source, target in zip(paths, translated["label_key"], translated["target_label_key"]):
-        sources[path] = source
-        targets.setdefault(path, []).append(target)
-    unique = list(sources)
-    under = [(sources[p], *sorted(set(targets[p]))) for p in unique]
+    rows = list(zip(translated["source_path"], translated["label_key"], translated["target_label_key"]))
+    labels: dict[str, list[str]] = {}  # source path -> its own label, then its targets
+    for path, source, target in rows:
+        labels.setdefault(path, [source]).append(target)
+    unique = list(labels)
+    under = [(labels[p][0], *sorted(labels[p][1:])) for p in unique]  # one group per source label: its images in one pass
     groups = score_labels(model, model_space(model, unique), typ_opts, under=under, pilot=pilot)
-    at = {}  # source path -> (its group's maps row, {label: index in the group's labels})
+    at = {}  # source path -> {label: its map under that label}
     for g in groups:
         maps = g.result.maps.float().numpy()
         for row, i in enumerate(g.index):
-            at[unique[i]] = (maps[row], {k: j for j, k in enumerate(g.labels)})
-    out = np.empty((len(paths), 2, *maps.shape[-2:]), dtype=np.float32)
-    for r, (path, source, target) in enumerate(zip(paths, translated["label_key"], translated["target_label_key"])):
-        m, index = at[path]
-        out[r, 0], out[r, 1] = m[index[target]], m[index[source]]
-    return out
+            at[unique[i]] = dict(zip(g.labels, maps[row]))
+    return np.stack([[at[path][target], at[path][source]] for path, source, target in rows]).astype(np.float32)
 
 
 def translation_evaluation(translated: pl.DataFrame, typicality: pl.DataFrame, images: pl.DataFrame, boxes: pl.DataFrame | None, checkpoint: dict,
