@@ -58,3 +58,5 @@ def test_a_seed_study_runs_the_graph_and_its_evaluation_asset_on_new_seeds(tmp_p
     assert study["chance"]["accuracy_val"]["mean"] == 0.25 and "control" not in study
     assert set(study["goals_met_on_means"]) <= set(run["goals_met"]) and study["goals_met_on_means"]
     assert any("seed run: data seed 4, model seed 1" in line for line in lines)
+    # evaluated once, by the graph's own report run (with the control asked for), not again after it
+    assert sum("builtin (report)" in line for line in lines) == 1, [line for line in lines if "(report)" in line]
