@@ -76,7 +76,9 @@ def build_element_assets(spec):
         feats = np.stack(top["feature"].to_numpy()) if len(top) else np.zeros((0, 0))
         table, members = cluster_patches(feats, top, opts)
         ident = [pl.lit(dataset).alias("dataset"), pl.lit(top["label"][0]).alias("label"), pl.lit(label_key).alias("label_key"), pl.lit(top["checkpoint_id"][0]).alias("checkpoint_id")]
-        table = table.with_columns(ident)
+        # what the clusters were made with, the features' options within: the evaluation records them with its cluster figures
+        made = {**opts.model_dump(), "features": json.loads(top["params"][0]) if "params" in top.columns else None}
+        table = table.with_columns(*ident, pl.lit(json.dumps(made, sort_keys=True)).alias("params"))
         members = members.with_columns(ident)
         paths = dict(zip(images["image_id"], images["path"]))
         grid = cluster_grid(table, members, paths)

@@ -36,6 +36,7 @@ def stored_results(lake: Lake, dataset: str) -> StoredResults:
         images=images, checkpoint=checkpoint.row(0, named=True) if checkpoint is not None else None, typicality=read("image_typicality"),
         label_matrix=read("label_matrix"), boxes=boxes, patches=read("patch_typicality") if boxed else None,
         members=read("cluster_members") if boxed else None, baseline=read("baseline_patches") if boxed else None, translations=read("translations"),
+        clusters=read("clusters"),
     )
 
 

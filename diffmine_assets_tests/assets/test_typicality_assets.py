@@ -297,6 +297,10 @@ def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline
     edited = yaml.safe_load(cfg.read_text())
     edited["datasets"][0]["training"]["learning_rate"] = 3e-4
     edited["datasets"][0]["typicality"]["n_samples"] = 4
+    original = yaml.safe_load(cfg.read_text())["datasets"][0]
+    made_k, made_block = original.get("clusters", {}).get("k", 32), original.get("features", {}).get("block", 1)
+    edited["datasets"][0]["clusters"] = {**edited["datasets"][0].get("clusters", {}), "k": made_k + 1}
+    edited["datasets"][0]["features"] = {**edited["datasets"][0].get("features", {}), "block": 1 - made_block if made_block in (0, 1) else 0}
     edited_cfg = cfg.parent / "edited" / "diffmine.yaml"
     edited_cfg.parent.mkdir(exist_ok=True)
     edited["lake"], edited["catalog"] = str(root / "lake"), str(root / "catalog.duckdb")
@@ -308,6 +312,7 @@ def test_label_matrix_predicts_and_eval_scores_model_control_and_chance(pipeline
     from diffmine_assets.mining.evaluation.figures import evaluation_table
     recorded = json.loads(evaluation_table(as_made, made)["params"][0])
     assert recorded["training"]["learning_rate"] == 1e-3 and recorded["typicality"]["n_samples"] == 8
+    assert (recorded["clusters"]["k"], recorded["features"]["block"]) == (made_k, made_block)  # from the clusters' record
     assert as_made["chance"]["translation_target_win"] == figures["chance"]["translation_target_win"]
     assert any(line.startswith("training:") and "learning_rate" in line for line in said), said
     assert any(line.startswith("typicality:") and "n_samples" in line for line in said), said

@@ -63,6 +63,15 @@ def _one_record(table: pl.DataFrame | None, column: str = "params") -> str | Non
     return next(iter(readable)) if len(readable) == 1 else ("" if len(readable) > 1 else None)
 
 
+def _nested_record(table: pl.DataFrame | None, key: str) -> str | None:
+    """The record nested under `key` in the table's records, as `_one_record` gives a record."""
+    if table is None or "params" not in table.columns or table.is_empty():
+        return None
+    inner = [(_parsed(p) or {}).get(key) for p in table["params"].unique().to_list()]
+    readable = {json.dumps(v, sort_keys=True) for v in inner if isinstance(v, dict)}
+    return next(iter(readable)) if len(readable) == 1 else ("" if len(readable) > 1 else None)
+
+
 def changed(current: BaseModel, made: BaseModel) -> list[str]:
     """The fields whose value differs between the config's options and the recorded ones."""
     a, b = current.model_dump(mode="json"), made.model_dump(mode="json")
@@ -70,30 +79,32 @@ def changed(current: BaseModel, made: BaseModel) -> list[str]:
 
 
 def spec_as_made(spec, checkpoint: dict | None, typicality: pl.DataFrame | None, patches: pl.DataFrame | None,
-                 translations: pl.DataFrame | None, log: Callable[[str], None] = print):
-    """`spec` with the training, typicality, patch and translation options
-    its stored results were made with, where their records say; the
-    config's where a record is missing or the labels' records differ."""
+                 translations: pl.DataFrame | None, log: Callable[[str], None] = print, clusters: pl.DataFrame | None = None):
+    """`spec` with the training, typicality, patch, translation, feature and
+    cluster options its stored results were made with, where their records
+    say; the config's where a record is missing or the labels' records differ."""
     made = {}
     records = {
         "training": (checkpoint or {}).get("params"),
         "typicality": _one_record(typicality),
         "patches": _one_record(patches),
         "translation": _one_record(translations),
+        "clusters": _one_record(clusters),
     }
+    records["features"] = _nested_record(clusters, "features")  # the clusters' record names the features they clustered
     for section, params in records.items():
         current = getattr(spec, section)
         if params == "":
-            log(f"{section}: the labels' stored results were made with different options; controls and chance levels use the config's")
+            log(f"{section}: the labels' stored results were made with different options; controls, chance levels and the figures' record use the config's")
             continue
         # the translations' record also names the typicality options that scored them (the typicality section's own)
-        options = recorded(current, params, leave_out=("typicality",))
+        options = recorded(current, params, leave_out=("typicality", "features"))
         if options is None:
             continue
         diff = changed(current, options)
         if diff:
             log(f"{section}: the stored results were made with other options than the config's now ({', '.join(diff)}); "
-                "controls and chance levels use the stored results' own (materialize again to use the config's)")
+                "controls, chance levels and the figures' record use the stored results' own (materialize again to use the config's)")
             made[section] = options
     return spec.model_copy(update=made) if made else spec
 
@@ -103,9 +114,7 @@ def translations_as_made(spec, translations: pl.DataFrame | None, log: Callable[
     scored with (their record's own `typicality`), for their chance level
     and their controls. They are normally the maps' (a change of those
     re-makes the translations), but a label re-made alone can differ."""
-    record = _parsed(_one_record(translations))
-    nested = record.get("typicality") if record else None
-    options = recorded(spec.typicality, json.dumps(nested)) if isinstance(nested, dict) else None
+    options = recorded(spec.typicality, _nested_record(translations, "typicality"))
     diff = changed(spec.typicality, options) if options is not None else []
     if not diff:
         return spec

@@ -42,10 +42,11 @@ class StoredResults:
     members: pl.DataFrame | None = None
     baseline: pl.DataFrame | None = None
     translations: pl.DataFrame | None = None
+    clusters: pl.DataFrame | None = None
 
     def made_spec(self, spec, log: Callable[[str], None] = print):
         """`spec` with the options these results were made with, where their records say (as_made.py)."""
-        return spec_as_made(spec, self.checkpoint, self.typicality, self.patches, self.translations, log)
+        return spec_as_made(spec, self.checkpoint, self.typicality, self.patches, self.translations, log, clusters=self.clusters)
 
 
 def evaluate(dataset: str, stored: StoredResults, spec, files: Callable[..., Path], control: str = "shuffled", curve: bool = False,

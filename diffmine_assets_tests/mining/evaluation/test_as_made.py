@@ -63,3 +63,22 @@ def test_the_translations_chance_level_is_scored_with_their_own_typicality_recor
     assert other.typicality.n_samples == 16 and other.translation == spec.translation
     assert len(said) == 1 and said[0].startswith("translations:") and "n_samples" in said[0]
     assert translations_as_made(spec, None, said.append) is spec and translations_as_made(spec, rows(None), said.append) is spec
+
+
+def test_the_clusters_record_gives_the_cluster_and_feature_options_the_figures_were_made_with():
+    from diffmine_assets.mining.config.options import ClusterOptions, FeatureOptions
+
+    spec = parse_config({"datasets": [{"name": "d", "kind": "builtin", "clusters": {"k": 8}, "features": {"block": 2}}]}).dataset("d")
+    def rows(k, block):  # the clusters table's record, as the clusters asset writes it: its options, the features' within
+        return pl.DataFrame({"params": [json.dumps({**ClusterOptions(k=k).model_dump(), "features": FeatureOptions(block=block).model_dump()}, sort_keys=True)] * 4})
+    said = []
+    assert spec_as_made(spec, None, None, None, None, said.append, clusters=rows(8, 2)) is spec and said == []
+    made = spec_as_made(spec, None, None, None, None, said.append, clusters=rows(32, 1))
+    assert (made.clusters.k, made.features.block) == (32, 1) and made.training == spec.training
+    assert [line.split(":")[0] for line in said] == ["clusters", "features"]
+    # labels clustered from the same features with different k: the features' record still speaks for them all
+    mixed = pl.concat([rows(8, 1), rows(16, 1)])
+    made = spec_as_made(spec, None, None, None, None, said.append, clusters=mixed)
+    assert made.clusters == spec.clusters and made.features.block == 1 and "different options" in said[2]
+    # a clusters table from before the record (no params column): the config's, nothing said
+    assert spec_as_made(spec, None, None, None, None, said.append, clusters=pl.DataFrame({"rank": [1, 2]})) is spec and len(said) == 4
