@@ -7,7 +7,7 @@ a tenth of the side took it to -0.21e-3 and pixel AP from 0.22 to 0.29
 (flips as well: -0.13e-3 and 0.36). At 153 passes flips and shifts helped
 less (pixel AP +0.05, top-1 -0.03), at 107 passes on 2,000 images they cost
 a little, at 53 flips cost accuracy. AUTO_PASSES is not a swept optimum: it
-leaves the built-in demo (150 passes) as it was, stays clear of the cost at
+leaves the built-in demo (120 passes; 150 when it was set) as it was, stays clear of the cost at
 107 and below the 350 where shifts alone were measured. Flips stay the
 user's choice: they do not keep every label (text, a direction).
 """
