@@ -15,6 +15,7 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.loader import LoadingContext
 from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
+from .assets.evaluation import stored_figures
 from .definitions import build_definitions
 from .mining.config.project import ConfigError, load_config
 from .mining.datasets.base import DatasetError
@@ -324,7 +325,7 @@ def evaluate_dataset(instance: DagsterInstance, config_path: Path, dataset: str,
     done = run_dataset(instance, config_path, dataset, select=["evaluation"], force=True, evaluation_control=control, evaluation_curve=curve, log=log)
     if done["failed_runs"]:
         return done, None
-    figures = instance.get_latest_materialization_event(asset_key(dataset, "evaluation")).asset_materialization.metadata["figures"].value
+    figures = stored_figures(instance, dataset)
     if instance.get_latest_materialization_event(asset_key(dataset, "report")) and Lake(load_config(config_path).lake).has_partition("ground_truth_boxes", dataset):
         done["report_rendered"] = not run_dataset(instance, config_path, dataset, select=["report"], force=True, log=log)["failed_runs"]
         if not done["report_rendered"]:

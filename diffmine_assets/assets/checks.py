@@ -8,6 +8,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from ..mining.arrays import load_array
 from ..mining.evaluation import checks
 from ..partitions import asset_key, dataset_label_partitions, dataset_of_label, dataset_partitions, split_partition_key
+from .evaluation import stored_figures
 
 
 def _result(outcome: checks.CheckOutcome, severity=AssetCheckSeverity.ERROR) -> AssetCheckResult:
@@ -44,8 +45,7 @@ def build_checks(spec):
     @asset_check(asset=asset_key(ds, "evaluation"), name="quality_goals", partitions_def=dataset_partitions(ds),
                  description="The quality goals of a dataset with ground truth (a warning when missed).")
     def quality_goals(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        event = context.instance.get_latest_materialization_event(asset_key(ds, "evaluation"))
-        figures = event.asset_materialization.metadata["figures"].value if event and "figures" in event.asset_materialization.metadata else {}
+        figures = stored_figures(context.instance, ds) or {}
         goals = figures.get("goals_met", {})
         if not goals:
             return AssetCheckResult(passed=True, description="no quality goals for this dataset (no ground truth preset)")

@@ -40,6 +40,13 @@ def stored_results(lake: Lake, dataset: str) -> StoredResults:
     )
 
 
+def stored_figures(instance, dataset: str) -> dict | None:
+    """The figures of the dataset's latest `evaluation` materialization (None before the first)."""
+    event = instance.get_latest_materialization_event(asset_key(dataset, "evaluation"))
+    stored = event.asset_materialization.metadata.get("figures") if event and event.asset_materialization else None
+    return stored.value if stored is not None else None
+
+
 def evaluate_stored(lake: Lake, dataset: str, spec, control: str = "none", curve: bool = False, curve_images: int = 32, log=print) -> tuple[dict, object]:
     """Every figure of the dataset's stored results (mining/evaluation/figures.py),
     its controls and pictures kept under the dataset's files; and the

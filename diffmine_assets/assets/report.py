@@ -13,7 +13,7 @@ from ..partitions import asset_key, dataset_of_label, dataset_partitions, identi
 from ..resources import DiffmineResource
 from ..storage.lake import Lake, LakeError
 from .common import code_version, in_job
-from .evaluation import input_deps
+from .evaluation import input_deps, stored_figures
 
 
 def _label_results(lake: Lake, dataset: str, images) -> tuple[list[LabelResults], list[str]]:
@@ -31,9 +31,8 @@ def _label_results(lake: Lake, dataset: str, images) -> tuple[list[LabelResults]
 
 def _figures(context: AssetExecutionContext, dataset: str, checkpoint_id: str) -> dict | None:
     """The evaluation's figures, when they are of the current checkpoint."""
-    event = context.instance.get_latest_materialization_event(asset_key(dataset, "evaluation"))
-    stored = event.asset_materialization.metadata.get("figures") if event and event.asset_materialization else None
-    return stored.value if stored is not None and stored.value.get("checkpoint_id") == checkpoint_id else None
+    figures = stored_figures(context.instance, dataset)
+    return figures if figures is not None and figures.get("checkpoint_id") == checkpoint_id else None
 
 
 def _parallel(lake: Lake, dataset: str, checkpoint_id: str, images) -> bytes | None:

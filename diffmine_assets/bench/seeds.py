@@ -10,11 +10,11 @@ from __future__ import annotations
 import yaml
 from dagster import DagsterInstance
 
+from ..assets.evaluation import stored_figures
 from ..mining.config.project import with_overrides
 from ..mining.evaluation.goals import judge, preset_of
 from ..mining.evaluation.intervals import mean_interval
-from ..partitions import asset_key
-from ..runner import evaluate_dataset, run_dataset
+from ..runner import run_dataset
 from ..storage.lake import Lake
 from .common import mean_sd
 
@@ -32,7 +32,7 @@ def seed_pairs(spec, n: int) -> list[tuple[int | None, int]]:
 
 def _seed_project(project, dataset: str, data_seed: int | None, model_seed: int):
     """A project of its own for one seed run, under the dataset's files
-    (kept: a second study finds its runs done and only evaluates)."""
+    (kept: a second study reuses its checkpoint)."""
     spec = project.dataset(dataset)
     overrides = {"training.seed": model_seed, **({"options.seed": data_seed} if data_seed is not None else {})}
     seeded = with_overrides(spec, overrides)
@@ -52,26 +52,21 @@ def evaluate_seeds(project, dataset: str, seeds: int, control: str = "shuffled",
     for data_seed, model_seed in seed_pairs(spec, seeds):
         config = _seed_project(project, dataset, data_seed, model_seed)
         log(f"seed run: data seed {data_seed}, model seed {model_seed} in {config.parent}")
+        if control != "none":
+            log(f"  the evaluation scores the {control} control beside the model (a shuffled control trains like the model)")
+        # in memory: every asset of the seed's project is materialized again (its checkpoint is reused when it fits)
         instance = DagsterInstance.ephemeral()
         try:
-            sub = lambda line: log("  " + line)  # noqa: E731
-            # the graph's own evaluation runs with the control, once: the report is rendered after it in the same run
-            done, figures = run_dataset(instance, config, dataset, evaluation_control=control, log=sub), None
-            if not done["failed_runs"]:
-                evaluated = "evaluation" in done["ran"].get(f"{dataset} (report)", [])
-                # a project kept from an earlier study is up to date: evaluated again with this control
-                done, figures = (done, _figures(instance, dataset)) if evaluated else evaluate_dataset(instance, config, dataset, control, log=sub)
-            if figures is None:
-                raise RuntimeError(f"seed run {config.parent}: {done['failed_runs']} runs failed (run {done['run_ids'][-1][:8]}; see the log above)")
+            # the graph's own evaluation runs with the control, once; the report is rendered after it in the same run
+            done = run_dataset(instance, config, dataset, evaluation_control=control, log=lambda line: log("  " + line))
+            if done["failed_runs"] or "evaluation" not in done["ran"].get(f"{dataset} (report)", []):
+                raise RuntimeError(f"seed run {config.parent}: not evaluated, {done['failed_runs']} runs failed (run {done['run_ids'][-1][:8]}; see the log above)")
+            figures = stored_figures(instance, dataset)
         finally:
             instance.dispose()
         runs.append({"data_seed": data_seed, "model_seed": model_seed, **figures})
     return {"dataset": dataset, "seeds": [(r["data_seed"], r["model_seed"]) for r in runs], **spread(runs, control, preset_of(spec)),
             "runs": runs}
-
-
-def _figures(instance: DagsterInstance, dataset: str) -> dict:
-    return instance.get_latest_materialization_event(asset_key(dataset, "evaluation")).asset_materialization.metadata["figures"].value
 
 
 def _numbers(d: dict, leave_out=()) -> list[str]:

@@ -44,7 +44,8 @@ def test_a_seed_study_runs_the_graph_and_its_evaluation_asset_on_new_seeds(tmp_p
     project = write_config(tmp_path, [small])
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     lines = []
-    study = evaluate_seeds(load_config(project), "builtin", 1, control="none", log=lines.append)
+    # the untrained control: nothing to train, and it shows the control reaches the graph's own evaluation
+    study = evaluate_seeds(load_config(project), "builtin", 1, control="untrained", log=lines.append)
     assert study["seeds"] == [(4, 1)]  # the shipped data seed 3 and model seed 0, each + 1
     (run,) = study["runs"]
     home = project.parent / "lake" / "files" / "builtin" / "seeds" / "data4-model1"
@@ -55,7 +56,7 @@ def test_a_seed_study_runs_the_graph_and_its_evaluation_asset_on_new_seeds(tmp_p
     assert stored["checkpoint_id"].unique().to_list() == [run["checkpoint_id"]]
     assert stored.filter((stored["label"] == "all") & (stored["metric"] == "accuracy_val"))["value"][0] == run["accuracy_val"]
     assert 0 <= run["accuracy_val"] <= 1 and study["mean"]["accuracy_val"] == {"mean": round(run["accuracy_val"], 4), "sd": None, "n": 1}
-    assert study["chance"]["accuracy_val"]["mean"] == 0.25 and "control" not in study
+    assert study["chance"]["accuracy_val"]["mean"] == 0.25 and run["control"]["kind"] == "untrained" == study["control"]["kind"]
     assert set(study["goals_met_on_means"]) <= set(run["goals_met"]) and study["goals_met_on_means"]
     assert any("seed run: data seed 4, model seed 1" in line for line in lines)
     # evaluated once, by the graph's own report run (with the control asked for), not again after it

@@ -7,7 +7,9 @@ made (a learning rate edited, a timestep range moved): the comparison would
 be between two recipes. So controls, chance levels and regenerations use
 the options each stored table records (the checkpoint's `params`, the
 typicality, patch and translation tables' `params`), and the differences
-from the config are said.
+from the config are said. The clusters' record (the features' options
+within it) names what the cluster figures were made from: no control uses
+it, but the evaluation records it with the figures.
 """
 
 from __future__ import annotations
@@ -52,15 +54,22 @@ def recorded(current: BaseModel, params: str | None, leave_out: tuple[str, ...] 
         return None
 
 
-def _one_record(table: pl.DataFrame | None, column: str = "params") -> str | None:
+def _one_record(table: pl.DataFrame | None, column: str = "params", drop: tuple[str, ...] = ()) -> str | None:
     """The table's record when every row shares one (labels made at one
-    time; compared as options, not as text), "" when its rows disagree,
+    time; compared as options, `drop` left out, not as text), "" when its
+    rows disagree or only some have one (labels made before the record),
     else None."""
     if table is None or column not in table.columns or table.is_empty():
         return None
-    values = table[column].unique().to_list()
-    readable = {json.dumps(p, sort_keys=True) for p in map(_parsed, values) if p is not None}
-    return next(iter(readable)) if len(readable) == 1 else ("" if len(readable) > 1 else None)
+    parsed = [_parsed(p) for p in table[column].unique().to_list()]
+    readable = {json.dumps({k: v for k, v in p.items() if k not in drop}, sort_keys=True) for p in parsed if p is not None}
+    return _agreed(readable, some_missing=len(readable) > 0 and any(p is None for p in parsed))
+
+
+def _agreed(readable: set[str], some_missing: bool) -> str | None:
+    if some_missing or len(readable) > 1:
+        return ""
+    return next(iter(readable)) if readable else None
 
 
 def _nested_record(table: pl.DataFrame | None, key: str) -> str | None:
@@ -69,7 +78,7 @@ def _nested_record(table: pl.DataFrame | None, key: str) -> str | None:
         return None
     inner = [(_parsed(p) or {}).get(key) for p in table["params"].unique().to_list()]
     readable = {json.dumps(v, sort_keys=True) for v in inner if isinstance(v, dict)}
-    return next(iter(readable)) if len(readable) == 1 else ("" if len(readable) > 1 else None)
+    return _agreed(readable, some_missing=len(readable) > 0 and any(not isinstance(v, dict) for v in inner))
 
 
 def changed(current: BaseModel, made: BaseModel) -> list[str]:
@@ -89,7 +98,7 @@ def spec_as_made(spec, checkpoint: dict | None, typicality: pl.DataFrame | None,
         "typicality": _one_record(typicality),
         "patches": _one_record(patches),
         "translation": _one_record(translations),
-        "clusters": _one_record(clusters),
+        "clusters": _one_record(clusters, drop=("features",)),  # the features' options are their own section
     }
     records["features"] = _nested_record(clusters, "features")  # the clusters' record names the features they clustered
     for section, params in records.items():

@@ -82,3 +82,18 @@ def test_the_clusters_record_gives_the_cluster_and_feature_options_the_figures_w
     assert made.clusters == spec.clusters and made.features.block == 1 and "different options" in said[2]
     # a clusters table from before the record (no params column): the config's, nothing said
     assert spec_as_made(spec, None, None, None, None, said.append, clusters=pl.DataFrame({"rank": [1, 2]})) is spec and len(said) == 4
+
+
+def test_labels_made_before_a_record_existed_leave_no_one_record_for_all():
+    spec = parse_config({"datasets": [{"name": "d", "kind": "builtin"}]}).dataset("d")
+    new = json.dumps({**spec.clusters.model_dump(), "k": 8, "features": spec.features.model_dump()})
+    # one label re-mined since the record was added, one from before (no params: null after the lake's relaxed concat)
+    mixed = pl.DataFrame({"params": [new, None]}, schema={"params": pl.String})
+    said = []
+    assert spec_as_made(spec, None, None, None, None, said.append, clusters=mixed) is spec
+    assert [line.split(":")[0] for line in said] == ["clusters", "features"] and all("different options" in line for line in said)
+    # the translations' typicality is read even where their own options differ between labels
+    from diffmine_assets.mining.evaluation.as_made import translations_as_made
+    typ = {**spec.typicality.result_options(), "n_samples": 16}
+    rows = pl.DataFrame({"params": [json.dumps({**spec.translation.result_options(), "steps": s, "typicality": typ}) for s in (10, 20)]})
+    assert translations_as_made(spec, rows, said.append).typicality.n_samples == 16
