@@ -53,7 +53,7 @@ def evaluate_seeds(project, dataset: str, seeds: int, control: str = "shuffled",
         config = _seed_project(project, dataset, data_seed, model_seed)
         log(f"seed run: data seed {data_seed}, model seed {model_seed} in {config.parent}")
         if control != "none":
-            log(f"  the evaluation scores the {control} control beside the model (a shuffled control trains like the model)")
+            log(f"  the evaluation scores the {control} control beside the model" + (" (it trains like the model)" if control == "shuffled" else ""))
         # in memory: every asset of the seed's project is materialized again (its checkpoint is reused when it fits)
         instance = DagsterInstance.ephemeral()
         try:

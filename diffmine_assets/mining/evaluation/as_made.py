@@ -54,31 +54,20 @@ def recorded(current: BaseModel, params: str | None, leave_out: tuple[str, ...] 
         return None
 
 
-def _one_record(table: pl.DataFrame | None, column: str = "params", drop: tuple[str, ...] = ()) -> str | None:
-    """The table's record when every row shares one (labels made at one
-    time; compared as options, `drop` left out, not as text), "" when its
-    rows disagree or only some have one (labels made before the record),
-    else None."""
-    if table is None or column not in table.columns or table.is_empty():
-        return None
-    parsed = [_parsed(p) for p in table[column].unique().to_list()]
-    readable = {json.dumps({k: v for k, v in p.items() if k not in drop}, sort_keys=True) for p in parsed if p is not None}
-    return _agreed(readable, some_missing=len(readable) > 0 and any(p is None for p in parsed))
-
-
-def _agreed(readable: set[str], some_missing: bool) -> str | None:
-    if some_missing or len(readable) > 1:
-        return ""
-    return next(iter(readable)) if readable else None
-
-
-def _nested_record(table: pl.DataFrame | None, key: str) -> str | None:
-    """The record nested under `key` in the table's records, as `_one_record` gives a record."""
+def _one_record(table: pl.DataFrame | None, key: str | None = None, drop: tuple[str, ...] = ()) -> str | None:
+    """The table's record (the one nested under `key` in it, when given)
+    when every row shares one (labels made at one time; compared as
+    options, `drop` left out, not as text); "" when its rows disagree or
+    only some have one (labels made before the record existed); else None."""
     if table is None or "params" not in table.columns or table.is_empty():
         return None
-    inner = [(_parsed(p) or {}).get(key) for p in table["params"].unique().to_list()]
-    readable = {json.dumps(v, sort_keys=True) for v in inner if isinstance(v, dict)}
-    return _agreed(readable, some_missing=len(readable) > 0 and any(not isinstance(v, dict) for v in inner))
+    parsed = [_parsed(p) for p in table["params"].unique().to_list()]
+    if key is not None:
+        parsed = [p.get(key) if p is not None and isinstance(p.get(key), dict) else None for p in parsed]
+    readable = {json.dumps({k: v for k, v in p.items() if k not in drop}, sort_keys=True) for p in parsed if p is not None}
+    if len(readable) > 1 or (readable and None in parsed):
+        return ""
+    return next(iter(readable)) if readable else None
 
 
 def changed(current: BaseModel, made: BaseModel) -> list[str]:
@@ -100,7 +89,7 @@ def spec_as_made(spec, checkpoint: dict | None, typicality: pl.DataFrame | None,
         "translation": _one_record(translations),
         "clusters": _one_record(clusters, drop=("features",)),  # the features' options are their own section
     }
-    records["features"] = _nested_record(clusters, "features")  # the clusters' record names the features they clustered
+    records["features"] = _one_record(clusters, key="features")  # the clusters' record names the features they clustered
     for section, params in records.items():
         current = getattr(spec, section)
         if params == "":
@@ -123,7 +112,7 @@ def translations_as_made(spec, translations: pl.DataFrame | None, log: Callable[
     scored with (their record's own `typicality`), for their chance level
     and their controls. They are normally the maps' (a change of those
     re-makes the translations), but a label re-made alone can differ."""
-    options = recorded(spec.typicality, _nested_record(translations, "typicality"))
+    options = recorded(spec.typicality, _one_record(translations, key="typicality"))
     diff = changed(spec.typicality, options) if options is not None else []
     if not diff:
         return spec
